@@ -1,0 +1,1 @@
+"""Cohort input: BIDS discovery, image checks, lesion instances and lesion-centred patches."""

@@ -1,0 +1,104 @@
+"""Patch sets for a whole cohort, cached on disk so a second run does not recompute.
+
+A cache entry is a folder named by a hash of the patch and lesion settings and of every input
+file's path, size and modification time: any change of settings or inputs gives a new key, so
+stale patches are never reused. It holds `patches.npy` (float16, memory-mappable, shape
+(N, 3, S, S, S)), `lesions.tsv` (every lesion of the cohort, excluded ones too; column `patch`
+is the row in patches.npy or -1) and `config.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from prlkit.atomic import atomic_directory, write_text_atomic
+from prlkit.config import Config
+from prlkit.data.bids import Cohort
+from prlkit.data.patches import CHANNELS, session_patches
+from prlkit.data.session import load_session
+
+CACHE_FORMAT = 1  # bump when the layout or the patch computation changes
+CACHE_DTYPE = np.float16  # halves disk and memory; 5e-4 relative precision is far below MRI noise
+
+
+@dataclass(frozen=True)
+class PatchSet:
+    """Patches of every included lesion of a cohort plus the lesion table that indexes them."""
+
+    patches: np.ndarray
+    lesions: pd.DataFrame
+    folder: Path
+
+    def labelled(self) -> pd.DataFrame:
+        """Rows with a patch and an expert rim label (the training material)."""
+        return self.lesions[(self.lesions["patch"] >= 0) & self.lesions["rim"].notna()]
+
+
+def default_cache_dir() -> Path:
+    """$PRLKIT_CACHE, else ~/.cache/prlkit."""
+    return Path(os.environ.get("PRLKIT_CACHE", Path.home() / ".cache" / "prlkit"))
+
+
+def cache_key(cohort: Cohort, config: Config) -> str:
+    """Hash of the settings that shape patches and of every input file's identity."""
+    files = []
+    for session in cohort.sessions:
+        for path in (session.qsm, session.flair, session.lesions, session.rim_table, session.prl_mask):
+            if path is not None:
+                stat = path.stat()
+                files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    payload = {
+        "format": CACHE_FORMAT,
+        "lesions": dataclasses.asdict(config.lesions),
+        "patches": dataclasses.asdict(config.patches),
+        "files": files,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_patch_set(cohort: Cohort, config: Config, cache_dir: Path | None = None, progress: bool = True) -> PatchSet:
+    """Load the cached patch set for this cohort and config, or compute and cache it."""
+    folder = (cache_dir or default_cache_dir()) / f"patches-{cache_key(cohort, config)}"
+    if (folder / "patches.npy").is_file():
+        return _load(folder)
+    tables, arrays = [], []
+    for session in tqdm(cohort.sessions, desc="patches", unit="session", disable=not progress):
+        data = load_session(session, config.lesions)
+        table = data.lesions.copy()
+        table.insert(0, "session_id", session.session_id or "")
+        table.insert(0, "participant_id", session.participant_id)
+        included = table["excluded"] == ""
+        arrays.append(session_patches(data, table[included], config.patches).astype(CACHE_DTYPE))
+        tables.append(table)
+    lesions = pd.concat(tables, ignore_index=True)
+    included = (lesions["excluded"] == "").to_numpy()
+    lesions["patch"] = np.where(included, np.cumsum(included) - 1, -1)
+    size = config.patches.size
+    patches = np.concatenate(arrays) if arrays else np.zeros((0, len(CHANNELS), size, size, size), CACHE_DTYPE)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_directory(folder) as tmp:
+            np.save(tmp / "patches.npy", patches)
+            lesions.to_csv(tmp / "lesions.tsv", sep="\t", index=False)
+            write_text_atomic(tmp / "config.json", json.dumps(dataclasses.asdict(config), indent=2))
+    except FileExistsError:  # another process cached the same key meanwhile
+        pass
+    return _load(folder)
+
+
+def _load(folder: Path) -> PatchSet:
+    patches = np.load(folder / "patches.npy", mmap_mode="r")
+    lesions = pd.read_csv(
+        folder / "lesions.tsv", sep="\t", dtype={"participant_id": str, "session_id": str, "rim": "Int64"},
+        keep_default_na=False, na_values={"rim": [""]},
+    )
+    return PatchSet(patches=patches, lesions=lesions, folder=folder)

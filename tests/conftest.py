@@ -1,0 +1,82 @@
+"""Tiny hand-built cohorts (a few kB per volume) for the data-layer tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+SHAPE = (24, 24, 24)
+AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])
+
+
+def ball(shape, center, radius) -> np.ndarray:
+    """Boolean ball of `radius` voxels around `center`."""
+    grid = np.indices(shape).transpose(1, 2, 3, 0)
+    return np.linalg.norm(grid - np.asarray(center), axis=-1) <= radius
+
+
+def save(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+def subject_volumes(seed: int = 0, shape=SHAPE):
+    """QSM (ppm), FLAIR and an instance map with two lesions (radius 3 -> 123 voxels, radius 2)."""
+    rng = np.random.default_rng(seed)
+    instances = np.zeros(shape, dtype=np.uint8)
+    instances[ball(shape, (8, 8, 8), 3)] = 1
+    instances[ball(shape, (16, 15, 14), 2)] = 2
+    flair = (100 + 10 * rng.standard_normal(shape)).astype(np.float32)
+    flair[instances > 0] += 80
+    qsm = (0.01 * rng.standard_normal(shape)).astype(np.float32)
+    return qsm, flair, instances
+
+
+def write_subject(root: Path, participant: str, session: str | None = None, rims=(1, 0), ext=".nii.gz", seed=0):
+    """Write one session in the DATASET.md layout; returns the paths by role."""
+    prefix = f"{participant}_{session}" if session else participant
+    rel = Path(participant, session, "anat") if session else Path(participant, "anat")
+    qsm, flair, instances = subject_volumes(seed)
+    lesion_dir = root / "derivatives" / "lesions" / rel
+    paths = {
+        "qsm": save(root / rel / f"{prefix}_Chimap{ext}", qsm),
+        "flair": save(root / rel / f"{prefix}_FLAIR{ext}", flair),
+        "lesions": save(lesion_dir / f"{prefix}_desc-lesions_dseg{ext}", instances),
+        "table": lesion_dir / f"{prefix}_desc-lesions_dseg.tsv",
+    }
+    rows = "".join(f"{i}\tlesion{i}\t{r}\n" for i, r in enumerate(rims, start=1))
+    paths["table"].write_text("index\tname\trim\n" + rows)
+    return paths
+
+
+def write_bids(root: Path, participants=("sub-01", "sub-02"), sessions=(None,), **kwargs) -> Path:
+    """A tiny BIDS cohort with dataset_description.json and participants.tsv (site column)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "tiny", "BIDSVersion": "1.9.0"}))
+    (root / "participants.tsv").write_text(
+        "participant_id\tsite\n" + "".join(f"{p}\tA\n" for p in participants)
+    )
+    for n, participant in enumerate(participants):
+        for session in sessions:
+            write_subject(root, participant, session, seed=n, **kwargs)
+    return root
+
+
+@pytest.fixture
+def bids(tmp_path) -> Path:
+    return write_bids(tmp_path / "bids")
+
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "open_ms_data"
+
+
+@pytest.fixture
+def realdata() -> Path:
+    if not REALDATA.is_dir():
+        pytest.skip(f"real MS scans not available at {REALDATA} (shared/realdata is outside the repository)")
+    return REALDATA

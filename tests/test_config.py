@@ -1,0 +1,53 @@
+"""Configs: named profiles, YAML/JSON round trips, strict keys and values."""
+
+import pytest
+
+from prlkit.config import Config, config_from_dict, get_profile, load_config, save_config
+from prlkit.errors import PrlkitError
+
+
+def test_profiles_differ_in_patch_size():
+    assert get_profile("paper").patches.size == 32
+    assert get_profile("quick").patches.size == 24
+    with pytest.raises(PrlkitError, match="unknown profile"):
+        get_profile("fast")
+
+
+@pytest.mark.parametrize("name", ["run.yaml", "run.json"])
+def test_round_trip(tmp_path, name):
+    config = config_from_dict({"profile": "quick", "lesions": {"min_voxels": 50}, "patches": {"qsm_window_ppm": [-0.1, 0.2]}})
+    save_config(config, tmp_path / name)
+    assert load_config(tmp_path / name) == config
+
+
+def test_partial_file_overrides_its_profile(tmp_path):
+    (tmp_path / "c.yaml").write_text("profile: quick\npatches:\n  gate_k: 0.8\n")
+    config = load_config(tmp_path / "c.yaml")
+    assert config.patches.size == 24 and config.patches.gate_k == 0.8
+    assert config.lesions == Config().lesions
+
+
+def test_unknown_key_names_the_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("patches:\n  sise: 24\n")
+    with pytest.raises(PrlkitError, match=r"c\.yaml: unknown config key patches\.sise"):
+        load_config(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"patches": {"size": 31}}, "even"),
+        ({"lesions": {"connectivity": 8}}, "connectivity"),
+        ({"patches": {"qsm_window_ppm": [0.1, 0.2]}}, "qsm_window_ppm"),
+        ({"lesions": {"map_kind": "mask"}}, "map_kind"),
+    ],
+)
+def test_invalid_values(data, message):
+    with pytest.raises(PrlkitError, match=message):
+        config_from_dict(data)
+
+
+def test_broken_yaml(tmp_path):
+    (tmp_path / "c.yaml").write_text("patches: [unclosed\n")
+    with pytest.raises(PrlkitError, match="not valid YAML"):
+        load_config(tmp_path / "c.yaml")

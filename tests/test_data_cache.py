@@ -1,0 +1,69 @@
+"""The on-disk patch cache: computed once, reused, never stale, never half-written."""
+
+import os
+
+import numpy as np
+import pytest
+
+import prlkit.data.cache as cache_module
+from prlkit.config import LesionConfig, PatchConfig, get_profile
+from prlkit.data.bids import discover_cohort
+from prlkit.data.cache import build_patch_set
+from prlkit.data.patches import session_patches
+from prlkit.data.session import load_session
+from prlkit.errors import InputFileError
+
+QUICK = get_profile("quick")
+SMALL = QUICK.__class__(profile="quick", lesions=LesionConfig(min_voxels=20), patches=PatchConfig(size=12))
+
+
+def test_patch_set_matches_direct_extraction(bids, tmp_path):
+    cohort = discover_cohort(bids)
+    patch_set = build_patch_set(cohort, SMALL, cache_dir=tmp_path / "cache", progress=False)
+    assert patch_set.patches.shape == (4, 3, 12, 12, 12) and patch_set.patches.dtype == np.float16
+    assert list(patch_set.lesions["participant_id"]) == ["sub-01", "sub-01", "sub-02", "sub-02"]
+    assert list(patch_set.lesions["patch"]) == [0, 1, 2, 3]
+    assert patch_set.lesions["rim"].tolist() == [1, 0, 1, 0]
+    session = load_session(cohort.sessions[1], SMALL.lesions)
+    direct = session_patches(session, session.lesions, SMALL.patches)
+    np.testing.assert_allclose(patch_set.patches[2:4].astype(np.float32), direct, atol=1e-3)
+
+
+def test_excluded_lesions_stay_in_the_table_without_patch(bids, tmp_path):
+    patch_set = build_patch_set(discover_cohort(bids), QUICK, cache_dir=tmp_path, progress=False)
+    assert list(patch_set.lesions["excluded"]) == ["", "too_small", "", "too_small"]
+    assert list(patch_set.lesions["patch"]) == [0, -1, 1, -1]
+    assert len(patch_set.labelled()) == 2 and patch_set.patches.shape[0] == 2
+
+
+def test_second_run_reads_the_cache(bids, tmp_path, monkeypatch):
+    cohort = discover_cohort(bids)
+    first = build_patch_set(cohort, SMALL, cache_dir=tmp_path, progress=False)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(cache_module, "load_session", must_not_run)
+    second = build_patch_set(cohort, SMALL, cache_dir=tmp_path, progress=False)
+    assert second.folder == first.folder
+    np.testing.assert_array_equal(np.asarray(second.patches), np.asarray(first.patches))
+    assert isinstance(second.patches, np.memmap)
+
+
+def test_changed_settings_or_inputs_give_a_new_entry(bids, tmp_path):
+    cohort = discover_cohort(bids)
+    base = build_patch_set(cohort, SMALL, cache_dir=tmp_path, progress=False).folder
+    wider = SMALL.__class__(lesions=SMALL.lesions, patches=PatchConfig(size=12, qsm_window_ppm=(-0.2, 0.3)))
+    assert build_patch_set(cohort, wider, cache_dir=tmp_path, progress=False).folder != base
+    table = cohort.sessions[0].rim_table
+    table.write_text("index\trim\n1\t0\n2\t0\n")
+    os.utime(table, ns=(1, 1))
+    relabelled = build_patch_set(discover_cohort(bids), SMALL, cache_dir=tmp_path, progress=False)
+    assert relabelled.folder != base and relabelled.lesions["rim"].tolist()[:2] == [0, 0]
+
+
+def test_a_bad_session_leaves_no_cache(bids, tmp_path):
+    (bids / "sub-02/anat/sub-02_FLAIR.nii.gz").unlink()
+    with pytest.raises(InputFileError, match="missing flair file for sub-02"):
+        build_patch_set(discover_cohort(bids), SMALL, cache_dir=tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
