@@ -60,6 +60,24 @@ class PatchConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """One training stage: AdamW, gradient clipping, early stopping on the validation score."""
+
+    max_epochs: int = 200
+    batch_size: int = 10
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-2
+    grad_clip_norm: float = 1.0
+    patience: int = 20  # epochs without improvement of the validation score before stopping
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise PrlkitError(f"train.{name} must be >= 1, not {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run decided; written next to its outputs."""
 

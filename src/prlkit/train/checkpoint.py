@@ -1,0 +1,61 @@
+"""Training state on disk without pickles: tensors in safetensors, everything else in JSON.
+
+A checkpoint holds the modules' weights, the optimiser state (its tensors flattened into
+safetensors keys, its hyper-parameters in JSON) and the loop's own counters, so an
+interrupted run resumes exactly where it stopped. Loading never executes code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from prlkit.atomic import atomic_path, write_text_atomic
+from prlkit.errors import InputFileError
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, plain = {}, {"param_groups": state["param_groups"], "state": {}}
+    for index, values in state["state"].items():
+        plain["state"][str(index)] = {}
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain["state"][str(index)][key] = value
+    return tensors, plain
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(i): dict(values) for i, values in plain["state"].items()}
+    for name, value in tensors.items():
+        _, index, key = name.split(".", 2)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, loop_state: dict) -> None:
+    """Write `checkpoint.safetensors` + `checkpoint.json` (the JSON last: it marks a complete checkpoint)."""
+    tensors, optimizer_plain = _flatten_optimizer(optimizer.state_dict())
+    tensors |= {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(folder / "checkpoint.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    write_text_atomic(folder / "checkpoint.json", json.dumps({"optimizer": optimizer_plain, "loop": loop_state}))
+
+
+def load_checkpoint(folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore module and optimiser in place; return the loop state."""
+    meta_path = folder / "checkpoint.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        tensors = load_file(str(folder / "checkpoint.safetensors"))
+    except (OSError, ValueError) as error:
+        raise InputFileError(meta_path, f"cannot resume from this checkpoint: {error}") from None
+    module.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
+    optimizer_tensors = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
+    optimizer.load_state_dict(_unflatten_optimizer(optimizer_tensors, meta["optimizer"]))
+    return meta["loop"]

@@ -1,0 +1,144 @@
+"""One training loop for every stage and method: early stopping, checkpoints, exact resume.
+
+Every epoch draws its randomness (sampling, augmentation, dropout) from a generator seeded by
+(seed, epoch), so a run resumed from the checkpoint of epoch e repeats exactly what an
+uninterrupted run does from e on. bf16 autocast is used on CUDA only; CPU runs in float32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from prlkit.atomic import atomic_path, write_text_atomic
+from prlkit.config import TrainConfig
+from prlkit.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+class Stage(Protocol):
+    """What the loop trains: a module, its loss on a batch and its validation score."""
+
+    module: torch.nn.Module  # every trainable parameter (network, heads, learnable loss weights)
+    monitor: str  # "max" or "min": direction in which the validation score improves
+    score_name: str
+
+    def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
+        """Index batches of one epoch into the training arrays."""
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Scalar training loss of one (augmented) batch."""
+
+    def score(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Validation score (module in eval mode, no gradients)."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Patches (float16 or float32, any device) and labels of one split."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_score: float
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A distinct, reproducible seed per (run seed, epoch)."""
+    return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
+
+
+def _improved(score: float, best: float | None, monitor: str) -> bool:
+    if math.isnan(score):
+        return False
+    return best is None or (score > best if monitor == "max" else score < best)
+
+
+def fit(
+    stage: Stage,
+    train: Split,
+    val: Split,
+    config: TrainConfig,
+    run_dir: Path,
+    device: torch.device,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    description: str = "train",
+) -> FitResult:
+    """Train `stage.module` with AdamW, clipping and early stopping; leave it at its best epoch.
+
+    Writes `metrics.jsonl` (one line per epoch), `checkpoint.*` (every epoch, for `resume`) and
+    `best.safetensors` (weights of the best validation epoch) into `run_dir`.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    module = stage.module.to(device)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    state = {"epoch": 0, "best_score": None, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    if resume and (run_dir / "checkpoint.json").is_file():
+        state = load_checkpoint(run_dir, module, optimizer)
+    use_bf16 = device.type == "cuda"
+    bar = tqdm(total=config.max_epochs, initial=state["epoch"], desc=description, unit="epoch", disable=not progress)
+    while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
+        epoch = state["epoch"]
+        generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+        torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout and other global-RNG users
+        module.train()
+        losses = []
+        for index in stage.batches(generator):
+            x = train.x[index.to(train.x.device)].to(device, torch.float32, non_blocking=True)
+            y = train.y[index.to(train.y.device)].to(device, non_blocking=True)
+            if augment is not None:
+                x = augment(x, generator)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = stage.loss(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip_norm)
+            optimizer.step()
+            losses.append(loss.detach())
+        module.eval()
+        with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            score = float(stage.score(val.x.to(device, torch.float32), val.y.to(device)))
+        train_loss = float(torch.stack(losses).mean()) if losses else float("nan")
+        if _improved(score, state["best_score"], stage.monitor):
+            state |= {"best_score": score, "best_epoch": epoch, "bad_epochs": 0}
+            with atomic_path(run_dir / "best.safetensors") as tmp:
+                save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+        else:
+            state["bad_epochs"] += 1
+        state["history"].append({"epoch": epoch, "train_loss": train_loss, stage.score_name: score})
+        state["epoch"] = epoch + 1
+        write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in state["history"]))
+        save_checkpoint(run_dir, module, optimizer, state)
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.4f}", **{stage.score_name: f"{score:.4f}"})
+    bar.close()
+    if state["best_epoch"] >= 0:
+        module.load_state_dict(load_file(str(run_dir / "best.safetensors"), device=str(device)))
+    return FitResult(
+        best_epoch=state["best_epoch"],
+        best_score=float("nan") if state["best_score"] is None else state["best_score"],
+        epochs_run=state["epoch"],
+        history=state["history"],
+    )

@@ -1,0 +1,116 @@
+"""The shared training loop: learns, stops early at the best epoch, resumes exactly, no pickles."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from sklearn.metrics import average_precision_score
+
+from prlkit.config import TrainConfig
+from prlkit.train.loop import Split, fit, resolve_device
+from prlkit.train.sampling import balanced_batches, balanced_weights
+
+
+class ToyStage:
+    """Logistic regression on flattened patches with dropout (so the global RNG matters)."""
+
+    monitor = "max"
+    score_name = "val_pr_auc"
+
+    def __init__(self, train_y, batch_size=8, fail_at_call=None):
+        torch.manual_seed(0)
+        self.module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.2), torch.nn.Linear(2 * 4**3, 1))
+        self.train_y = train_y.numpy()
+        self.batch_size = batch_size
+        self.calls, self.fail_at_call = 0, fail_at_call
+
+    def batches(self, generator):
+        return balanced_batches(self.train_y, self.batch_size, generator)
+
+    def loss(self, x, y):
+        self.calls += 1
+        if self.calls == self.fail_at_call:
+            raise KeyboardInterrupt
+        return torch.nn.functional.binary_cross_entropy_with_logits(self.module(x).squeeze(1), y.float())
+
+    def score(self, x, y):
+        return average_precision_score(y.cpu().numpy(), self.module(x).squeeze(1).cpu().numpy())
+
+
+def toy_data(n, seed):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.15).astype(np.int64)
+    x = rng.normal(size=(n, 2, 4, 4, 4)).astype(np.float32)
+    x[y == 1, 0, 1:3, 1:3, 1:3] += 1.5  # a learnable signal in channel 0
+    return Split(torch.from_numpy(x).half(), torch.from_numpy(y))
+
+
+def config(**kwargs):
+    return TrainConfig(**({"max_epochs": 6, "batch_size": 8, "learning_rate": 0.05, "patience": 50} | kwargs))
+
+
+def test_learns_and_writes_its_files(tmp_path):
+    train, val = toy_data(200, 1), toy_data(100, 2)
+    stage = ToyStage(train.y)
+    result = fit(stage, train, val, config(), tmp_path, torch.device("cpu"), progress=False)
+    assert result.epochs_run == 6 and result.best_score > 0.8
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(6))
+    best = load_file(str(tmp_path / "best.safetensors"))
+    torch.testing.assert_close(best["2.weight"], stage.module[2].weight.detach())
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    train, val = toy_data(200, 1), toy_data(100, 2)
+    result = fit(ToyStage(train.y), train, val, config(max_epochs=40, patience=3), tmp_path, torch.device("cpu"), progress=False)
+    scores = [row["val_pr_auc"] for row in result.history]
+    assert result.epochs_run < 40 and result.epochs_run == result.best_epoch + 4
+    assert result.best_score == max(scores) == scores[result.best_epoch]
+
+
+def test_resume_after_interruption_gives_identical_weights(tmp_path):
+    train, val = toy_data(120, 3), toy_data(60, 4)
+    whole = ToyStage(train.y)
+    fit(whole, train, val, config(), tmp_path / "whole", torch.device("cpu"), progress=False)
+    interrupted = ToyStage(train.y, fail_at_call=15 * 3 + 4)  # 15 batches per epoch: dies inside epoch 3
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, train, val, config(), tmp_path / "resumed", torch.device("cpu"), progress=False)
+    assert len((tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()) == 3
+    resumed = ToyStage(train.y)  # a fresh process: new module, state from the checkpoint
+    result = fit(resumed, train, val, config(), tmp_path / "resumed", torch.device("cpu"), resume=True, progress=False)
+    assert result.epochs_run == 6
+    for a, b in zip(whole.module.state_dict().values(), resumed.module.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_same_seed_same_result_other_seed_differs(tmp_path):
+    train, val = toy_data(120, 3), toy_data(60, 4)
+    runs = []
+    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
+        stage = ToyStage(train.y)
+        fit(stage, train, val, config(seed=seed, max_epochs=2), tmp_path / name, torch.device("cpu"), progress=False)
+        runs.append(stage.module[2].weight.detach().clone())
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_checkpoint_files_hold_no_pickle(tmp_path):
+    train, val = toy_data(60, 5), toy_data(30, 6)
+    fit(ToyStage(train.y), train, val, config(max_epochs=1), tmp_path, torch.device("cpu"), progress=False)
+    json.loads((tmp_path / "checkpoint.json").read_text())
+    assert {key.split(".")[0] for key in load_file(str(tmp_path / "checkpoint.safetensors"))} == {"module", "optimizer"}
+
+
+def test_balanced_sampler_on_a_rare_class():
+    labels = np.array([1] * 7 + [0] * 93)
+    weights = balanced_weights(labels)
+    assert weights[labels == 1].sum() == pytest.approx(weights[labels == 0].sum())
+    batches = balanced_batches(labels, 10, torch.Generator().manual_seed(0))
+    drawn = labels[torch.cat(batches).numpy()]
+    assert len(drawn) == 100 and 0.4 < drawn.mean() < 0.6  # 7 % positives become about half
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
