@@ -1,0 +1,85 @@
+"""A trained model on disk: `model.safetensors` (weights) + `model.json` (everything else).
+
+The JSON says which method built the weights, with which settings, on which data, and which
+decision threshold was chosen on validation data. Loading parses JSON and safetensors only:
+nothing in a model folder is ever executed or unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from prlkit import __version__
+from prlkit.atomic import atomic_path, write_text_atomic
+from prlkit.errors import InputFileError
+
+MODEL_FORMAT = 1
+REQUIRED = {
+    "format": int,
+    "method": str,
+    "model_config": dict,  # keyword arguments of the method's builder
+    "config": dict,  # the prlkit Config (lesions, patches, training) the model was trained with
+    "threshold": float,  # Rim+ decision threshold (F1-optimal on validation)
+    "training": dict,  # data summary, epochs, validation scores
+    "prlkit_version": str,
+}
+
+
+def save_model(folder: Path, module: torch.nn.Module, meta: dict[str, Any]) -> None:
+    """Write weights and metadata atomically; `meta` holds every REQUIRED key but format/version."""
+    meta = {"format": MODEL_FORMAT, "prlkit_version": __version__} | meta
+    _check_meta(meta, folder / "model.json")
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    write_text_atomic(folder / "model.json", json.dumps(meta, indent=2) + "\n")
+
+
+def read_model(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Validated metadata and the weight tensors of a model folder."""
+    meta_path, weights_path = folder / "model.json", folder / "model.safetensors"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(meta_path, "no model.json: not a prlkit model folder") from None
+    except (OSError, ValueError) as error:
+        raise InputFileError(meta_path, f"not valid JSON ({error})") from None
+    _check_meta(meta, meta_path)
+    try:
+        tensors = load_file(str(weights_path))
+    except FileNotFoundError:
+        raise InputFileError(weights_path, "weights file missing") from None
+    except (OSError, SafetensorError) as error:
+        raise InputFileError(weights_path, f"not a readable safetensors file ({error})") from None
+    return meta, tensors
+
+
+def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Load weights strictly: a missing, extra or mis-shaped tensor is an error naming the file."""
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise InputFileError(path, f"weights do not fit the model in model.json ({first})") from None
+
+
+def _check_meta(meta: Any, path: Path) -> None:
+    if not isinstance(meta, dict):
+        raise InputFileError(path, "model metadata must be a JSON object")
+    for key, kind in REQUIRED.items():
+        if key not in meta:
+            raise InputFileError(path, f"model metadata lacks {key!r}")
+        value = meta[key]
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (numeric if kind is float else isinstance(value, kind)):
+            raise InputFileError(path, f"model metadata {key!r} must be a {kind.__name__}")
+    if meta["format"] != MODEL_FORMAT:
+        raise InputFileError(path, f"model format {meta['format']} is not supported (expected {MODEL_FORMAT})")
+    if not 0.0 <= meta["threshold"] <= 1.0:
+        raise InputFileError(path, f"threshold {meta['threshold']} is outside [0, 1]")
