@@ -63,6 +63,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def parameter_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on weight matrices/kernels only, not on biases, norms or scalars."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """A distinct, reproducible seed per (run seed, epoch)."""
     return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
@@ -93,7 +102,7 @@ def fit(
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     module = stage.module.to(device)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(module, config.weight_decay), lr=config.learning_rate)
     state = {"epoch": 0, "best_score": None, "best_epoch": -1, "bad_epochs": 0, "history": []}
     if resume and (run_dir / "checkpoint.json").is_file():
         state = load_checkpoint(run_dir, module, optimizer)
