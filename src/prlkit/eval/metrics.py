@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from prlkit.errors import PrlkitError
 
@@ -92,7 +92,7 @@ def partial_roc_auc(y_true: np.ndarray, y_score: np.ndarray, max_fpr: float = 0.
     tpr_at_max = np.interp(max_fpr, fpr[stop - 1:stop + 1], tpr[stop - 1:stop + 1]) if stop < fpr.size else tpr[-1]
     x = np.append(fpr[:stop], max_fpr)
     yv = np.append(tpr[:stop], tpr_at_max)
-    raw = float(np.trapezoid(yv, x))
+    raw = float(auc(x, yv))
     a_min, a_max = 0.5 * max_fpr**2, max_fpr
     return PartialAUC(max_fpr, raw, float(0.5 * (1 + (raw - a_min) / (a_max - a_min))))
 
@@ -174,7 +174,7 @@ class MeanCurve:
 
     def area(self) -> float:
         """Area under the averaged curve (trapezoid on the grid; exact up to the grid step)."""
-        return float(np.trapezoid(self.mean, self.x))
+        return float(auc(self.x, self.mean))
 
 
 def _average(x: np.ndarray, curves: list[np.ndarray]) -> MeanCurve:
