@@ -101,6 +101,7 @@ def test_save_load_round_trip_and_validation(tmp_path):
     assert "non-negative integer" in broken(folds.assign(fold=folds["fold"].astype(float) + 0.5))
     assert "no participant" in broken(folds.assign(fold=folds["fold"].replace(1, 2)))
     assert "lacks columns" in broken(folds.drop(columns="rim_group"))
+    assert "rim_group" in broken(folds.assign(rim_group="many"))
     with pytest.raises(InputFileError, match="cannot read"):
         load_folds(tmp_path / "missing.tsv")
 

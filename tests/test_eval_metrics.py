@@ -17,6 +17,7 @@ from prlkit.errors import PrlkitError
 from prlkit.eval.metrics import (
     DEFAULT_THRESHOLD_GRID,
     decision_metrics,
+    lesion_metrics,
     mean_pr_curve,
     mean_roc_curve,
     operating_point_at_sensitivity,
@@ -53,7 +54,8 @@ def test_aucs_match_sklearn(seed, ties):
 def test_partial_auc_known_values():
     perfect = partial_roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], 0.1)
     assert perfect.raw == pytest.approx(0.1) and perfect.standardized == pytest.approx(1.0)
-    # Ranked upside down: TPR is 0 up to FPR 1, so the partial area is 0 and McClish gives 0.5 - 0.5·A_min/(A_max-A_min).
+    # Ranked upside down: TPR is 0 up to FPR 1, so the raw partial area is 0;
+    # McClish then gives 0.5 · (1 − A_min / (A_max − A_min)).
     worst = partial_roc_auc([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9], 0.1)
     assert worst.raw == 0.0
     assert worst.standardized == pytest.approx(0.5 * (1 - 0.005 / 0.095))
@@ -109,6 +111,16 @@ def test_zero_denominators_are_nan():
     assert m["accuracy"] == 1.0 and m["npv"] == 1.0
 
 
+def test_lesion_metrics_row_collects_every_metric():
+    y, s = _sample(6)
+    row = lesion_metrics(y, s, 0.5)
+    assert row["roc_auc"] == pytest.approx(roc_auc_score(y, s))
+    assert row["pr_auc"] == pytest.approx(average_precision_score(y, s))
+    assert row["proc_auc"] == pytest.approx(roc_auc_score(y, s, max_fpr=0.1))
+    assert row["proc_auc_raw"] == partial_roc_auc(y, s).raw
+    assert row["tp"] + row["fn"] == row["n_rim"] == y.sum() and row["threshold"] == 0.5
+
+
 def test_summarize_folds_mean_sd_ddof_and_nan():
     table = pd.DataFrame({"fold": [0, 1, 2], "method": "x", "roc_auc": [0.8, 0.9, 1.0],
                           "sensitivity": [0.5, np.nan, 0.7]})
@@ -116,6 +128,7 @@ def test_summarize_folds_mean_sd_ddof_and_nan():
     assert summary.loc["roc_auc", "mean"] == pytest.approx(0.9)
     assert summary.loc["roc_auc", "sd"] == pytest.approx(np.std([0.8, 0.9, 1.0], ddof=1))
     assert summarize_folds(table, ddof=0).loc["roc_auc", "sd"] == pytest.approx(np.std([0.8, 0.9, 1.0]))
+    assert "fold" not in summarize_folds(table).index
     assert summary.loc["sensitivity", "n"] == 2 and summary.loc["sensitivity", "mean"] == pytest.approx(0.6)
     assert "method" not in summary.index
 
@@ -161,3 +174,5 @@ def test_operating_point_at_sensitivity_counts_review_workload():
     assert op["n_review"] == 4 and op["review_fraction"] == pytest.approx(0.4)
     assert op["specificity"] == pytest.approx(6 / 7)
     assert operating_point_at_sensitivity(y, s, 0.6)["n_review"] == 2  # 2 of 3 Rim+ found at 0.8
+    with pytest.raises(PrlkitError, match="target"):
+        operating_point_at_specificity(y, s, 95)

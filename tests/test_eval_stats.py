@@ -58,6 +58,8 @@ def test_delong_identical_scores_and_single_class():
     assert res.difference == 0 and res.se == 0 and res.z == 0 and res.p_value == 1.0
     with pytest.raises(PrlkitError, match="undefined"):
         delong_test([1, 1, 1], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+    with pytest.raises(PrlkitError, match="at least 2"):
+        delong_test([1, 0, 0], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -60,7 +60,10 @@ class PriorShift:
 
 @dataclass(frozen=True)
 class PlattScaling:
-    """p' = σ(a · logit(p) + b), a and b fitted by maximum likelihood on validation (Platt 1999, no label smoothing)."""
+    """p' = σ(a · logit(p) + b), a and b fitted by maximum likelihood on validation.
+
+    Platt (1999) on the model's logit, without Platt's label smoothing.
+    """
 
     a: float
     b: float
@@ -130,6 +133,9 @@ def reliability_curve(y_true: np.ndarray, p: np.ndarray, n_bins: int = 10, strat
         raise PrlkitError(f"reliability curve: strategy must be 'uniform' or 'quantile', got {strategy!r}")
     fraction, mean_pred = calibration_curve(y, s, n_bins=n_bins, strategy=strategy, pos_label=1)
     # Same bin edges and assignment as calibration_curve, to report how many lesions each point rests on.
-    edges = np.linspace(0, 1, n_bins + 1) if strategy == "uniform" else np.percentile(s, np.linspace(0, 100, n_bins + 1))
+    if strategy == "uniform":
+        edges = np.linspace(0, 1, n_bins + 1)
+    else:
+        edges = np.percentile(s, np.linspace(0, 100, n_bins + 1))
     count = np.bincount(np.searchsorted(edges[1:-1], s), minlength=n_bins)
     return pd.DataFrame({"mean_predicted": mean_pred, "fraction_positive": fraction, "count": count[count > 0]})

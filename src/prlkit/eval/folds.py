@@ -123,7 +123,10 @@ def save_folds(folds: pd.DataFrame, path: Path | str) -> None:
 
 
 def load_folds(path: Path | str, participants: Sequence[str] | None = None) -> pd.DataFrame:
-    """Read a fold TSV and check it: every participant once, folds 0..K-1 all used, and (if given) exactly `participants`."""
+    """Read a fold TSV and check it: every participant once, folds 0..K-1 all used.
+
+    With `participants` (the cohort), also check that exactly these participants are listed.
+    """
     try:
         folds = pd.read_csv(path, sep="\t", dtype={"participant_id": str, "rim_group": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -142,6 +145,8 @@ def _validate_folds(folds: pd.DataFrame, path: Path | str, participants: Sequenc
     fold = pd.to_numeric(folds["fold"], errors="coerce")
     if fold.isna().any() or (fold % 1 != 0).any() or (fold < 0).any():
         raise InputFileError(path, "fold must be a non-negative integer in every row")
+    if not folds["rim_group"].isin(RIM_GROUPS).all():
+        raise InputFileError(path, f"rim_group must be one of {list(RIM_GROUPS)}")
     unused = sorted(set(range(int(fold.max()) + 1)) - set(fold.astype(int)))
     if unused:
         raise InputFileError(path, f"folds {unused} have no participant")
@@ -189,7 +194,8 @@ def split_fold(lesions: pd.DataFrame, folds: pd.DataFrame, test_fold: int, *, va
     if by == "lesion":
         if dev["rim"].value_counts().reindex([0.0, 1.0], fill_value=0).min() < 2:
             raise PrlkitError("development split: needs at least 2 Rim+ and 2 Rim- development lesions")
-        train, val = train_test_split(dev.index.to_numpy(), test_size=val_fraction, stratify=dev["rim"], random_state=seed)
+        train, val = train_test_split(dev.index.to_numpy(), test_size=val_fraction, stratify=dev["rim"],
+                                      random_state=seed)
     else:
         rng = np.random.default_rng(seed)
         dev_participants = folds[folds["fold"] != test_fold]
@@ -199,6 +205,6 @@ def split_fold(lesions: pd.DataFrame, folds: pd.DataFrame, test_fold: int, *, va
             val_ids.extend(ids[: int(np.floor(val_fraction * ids.size + 0.5))])
         is_val = dev["participant_id"].isin(val_ids).to_numpy()
         train, val = dev.index.to_numpy()[~is_val], dev.index.to_numpy()[is_val]
-    if not (lesions.loc[val, "rim"].astype(float) == 1).any():
+    if not (usable.loc[val, "rim"] == 1).any():
         raise PrlkitError(f"development split of fold {test_fold}: the validation set has no Rim+ lesion")
     return FoldSplit(np.sort(train), np.sort(val), np.sort(usable.index.to_numpy()[in_test]))

@@ -150,14 +150,22 @@ def threshold_metrics(y_true: np.ndarray, y_score: np.ndarray, threshold: float)
     return {"threshold": float(threshold), **decision_metrics(y, (s >= threshold).astype(np.int64))}
 
 
+def lesion_metrics(y_true: np.ndarray, y_score: np.ndarray, threshold: float, max_fpr: float = 0.1) -> dict[str, float]:
+    """One per-fold table row: ROC-AUC, PR-AUC, partial ROC-AUC (raw and standardised) and `threshold_metrics`."""
+    partial = partial_roc_auc(y_true, y_score, max_fpr)
+    return {"n_lesions": int(np.size(y_true)), "n_rim": int(np.sum(y_true)), "roc_auc": roc_auc(y_true, y_score),
+            "pr_auc": pr_auc(y_true, y_score), "proc_auc": partial.standardized, "proc_auc_raw": partial.raw,
+            **threshold_metrics(y_true, y_score, threshold)}
+
+
 def summarize_folds(per_fold: pd.DataFrame, ddof: int = 1) -> pd.DataFrame:
-    """Mean ± SD of every numeric column of a per-fold table (one row per fold).
+    """Mean ± SD of every numeric column of a per-fold table (one row per fold; a `fold` column is ignored).
 
     SD is the sample standard deviation (ddof=1 by default, as "mean ± SD across folds" is usually
     reported); NaN entries (an undefined metric in a fold) are skipped and `n` counts the folds used.
     Returns one row per metric with columns `mean`, `sd`, `n`.
     """
-    numeric = per_fold.select_dtypes(include="number")
+    numeric = per_fold.drop(columns="fold", errors="ignore").select_dtypes(include="number")
     if numeric.empty:
         raise PrlkitError("fold summary: the per-fold table has no numeric columns")
     return pd.DataFrame({"mean": numeric.mean(), "sd": numeric.std(ddof=ddof), "n": numeric.count()})
@@ -215,6 +223,11 @@ def mean_pr_curve(folds: Sequence[tuple[np.ndarray, np.ndarray]], n_points: int 
     return _average(grid, [pr_step(y, s, grid) for y, s in folds])
 
 
+def _check_target(target: float, what: str) -> None:
+    if not 0 < target <= 1:
+        raise PrlkitError(f"operating point: target {what} must be in (0, 1], got {target}")
+
+
 def _operating_point(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, float]:
     """Threshold metrics plus the review workload: lesions called Rim+ that an expert would check."""
     out = threshold_metrics(y, s, threshold)
@@ -225,6 +238,7 @@ def _operating_point(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str
 
 def operating_point_at_specificity(y_true: np.ndarray, y_score: np.ndarray, target: float = 0.95) -> dict[str, float]:
     """The most sensitive threshold whose specificity is >= target (RimNet §2.7: 95 % specificity)."""
+    _check_target(target, "specificity")
     y, s = check_scores(y_true, y_score, what="operating point at specificity")
     fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
     i = np.searchsorted(fpr, 1.0 - target + 1e-12, side="right") - 1  # last point with FPR <= 1 - target
@@ -237,6 +251,7 @@ def operating_point_at_sensitivity(y_true: np.ndarray, y_score: np.ndarray, targ
     QSMRim-Net §4 uses a high-sensitivity threshold so that an expert reviews only the lesions
     called Rim+ (`n_review` = TP + FP, `review_fraction` of all lesions) instead of every lesion.
     """
+    _check_target(target, "sensitivity")
     y, s = check_scores(y_true, y_score, what="operating point at sensitivity")
     _, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
     i = int(np.searchsorted(tpr, target - 1e-12, side="left"))  # first point with TPR >= target

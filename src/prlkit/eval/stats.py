@@ -41,6 +41,8 @@ def delong_test(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray,
     order = np.argsort(-y, kind="stable")  # positives first
     m = int(y.sum())
     n = y.size - m
+    if min(m, n) < 2:
+        raise PrlkitError(f"DeLong test: needs at least 2 Rim+ and 2 Rim- lesions, got {m} and {n}")
     scores = np.vstack([a, b])[:, order]
     rank_pos = stats.rankdata(scores[:, :m], axis=1)
     rank_neg = stats.rankdata(scores[:, m:], axis=1)
