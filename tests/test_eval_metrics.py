@@ -18,6 +18,7 @@ from prlkit.eval.metrics import (
     DEFAULT_THRESHOLD_GRID,
     decision_metrics,
     lesion_metrics,
+    mcclish_standardize,
     mean_pr_curve,
     mean_roc_curve,
     operating_point_at_sensitivity,
@@ -151,8 +152,12 @@ def test_mean_curves_average_folds_and_integrate_to_auc():
     pr = mean_pr_curve(folds, n_points=20001)
     assert pr.area() == pytest.approx(np.mean([average_precision_score(y, s) for y, s in folds]), abs=2e-3)
     assert np.all(np.diff(roc.mean) >= 0)
-    partial = mean_roc_curve(folds, max_fpr=0.1)
+    partial = mean_roc_curve(folds, max_fpr=0.1, n_points=20001)
     assert partial.x[-1] == pytest.approx(0.1)
+    # Without tied scores the step curve is the ROC curve, so its area is the mean raw partial AUC.
+    raw = np.mean([partial_roc_auc(y, s).raw for y, s in folds])
+    assert partial.area() == pytest.approx(raw, abs=1e-4)
+    assert mcclish_standardize(partial.area(), 0.1) == pytest.approx(mcclish_standardize(raw, 0.1), abs=1e-3)
 
 
 def test_operating_point_at_specificity():

@@ -76,13 +76,23 @@ class PartialAUC:
     standardized: float
 
 
+def mcclish_standardize(raw: float, max_fpr: float) -> float:
+    """McClish (1989) standardised partial AUC, 0.5 for chance and 1 for a perfect ranking.
+
+    0.5·(1 + (A − A_min)/(A_max − A_min)) with A_min = max_fpr²/2 (the diagonal), A_max = max_fpr.
+    """
+    a_min, a_max = 0.5 * max_fpr**2, max_fpr
+    return float(0.5 * (1 + (raw - a_min) / (a_max - a_min)))
+
+
 def partial_roc_auc(y_true: np.ndarray, y_score: np.ndarray, max_fpr: float = 0.1) -> PartialAUC:
     """Partial ROC-AUC for FPR <= max_fpr (QSMRim-Net §2.5 "pROC"), raw and McClish-standardised.
 
     The raw area integrates the ROC curve (linear between points, as scikit-learn does) up to
-    `max_fpr`; the standardised value is McClish's 0.5·(1 + (A − A_min)/(A_max − A_min)) with
-    A_min = max_fpr²/2 and A_max = max_fpr, i.e. `roc_auc_score(max_fpr=...)`. prlkit's tables
-    report the standardised value (0.5 = chance, 1 = perfect), as scikit-learn and R's pROC do.
+    `max_fpr`; the standardised value is `mcclish_standardize(raw)`, equal to scikit-learn's
+    `roc_auc_score(max_fpr=...)` and R pROC's `auc(..., partial.auc.correct=TRUE)`. prlkit's
+    tables report the standardised value (0.5 = chance, 1 = perfect) as `proc_auc`, and the raw
+    area as `proc_auc_raw` (QSMRim-Net does not say which of the two its pROC AUC is).
     """
     if not 0 < max_fpr <= 1:
         raise PrlkitError(f"partial ROC-AUC: max_fpr must be in (0, 1], got {max_fpr}")
@@ -93,8 +103,7 @@ def partial_roc_auc(y_true: np.ndarray, y_score: np.ndarray, max_fpr: float = 0.
     x = np.append(fpr[:stop], max_fpr)
     yv = np.append(tpr[:stop], tpr_at_max)
     raw = float(auc(x, yv))
-    a_min, a_max = 0.5 * max_fpr**2, max_fpr
-    return PartialAUC(max_fpr, raw, float(0.5 * (1 + (raw - a_min) / (a_max - a_min))))
+    return PartialAUC(max_fpr, raw, mcclish_standardize(raw, max_fpr))
 
 
 def _counts_over_thresholds(y: np.ndarray, s: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -248,8 +257,10 @@ def operating_point_at_specificity(y_true: np.ndarray, y_score: np.ndarray, targ
 def operating_point_at_sensitivity(y_true: np.ndarray, y_score: np.ndarray, target: float = 0.95) -> dict[str, float]:
     """The most specific threshold whose sensitivity is >= target, with the expert review workload.
 
-    QSMRim-Net §4 uses a high-sensitivity threshold so that an expert reviews only the lesions
-    called Rim+ (`n_review` = TP + FP, `review_fraction` of all lesions) instead of every lesion.
+    QSMRim-Net §4 (Discussion) uses a high-sensitivity threshold so that an expert reviews only
+    the lesions called Rim+ (`n_review` = TP + FP, `review_fraction` of all lesions) instead of
+    every lesion. The paper's wording is "the largest sensitivity below 0.95"; prlkit takes the
+    first point at or above the target, so the stated sensitivity is guaranteed.
     """
     _check_target(target, "sensitivity")
     y, s = check_scores(y_true, y_score, what="operating point at sensitivity")
