@@ -1,0 +1,210 @@
+"""Participant-level cross-validation folds and the development train/validation split.
+
+Folds follow QSMRim-Net §2.3 and the main paper §3.2: no participant in two folds; participants
+are stratified by their number of Rim+ lesions (groups 0, 1–3, 4–6, >6) and the folds are
+balanced in total lesion burden. Only non-excluded lesions count; unlabeled lesions (rim NaN)
+count towards the burden but not towards Rim+ and never enter a split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from prlkit.atomic import write_text_atomic
+from prlkit.errors import InputFileError, PrlkitError
+
+RIM_GROUPS = ("0", "1-3", "4-6", ">6")
+FOLD_COLUMNS = ("participant_id", "fold", "rim_group", "n_lesions", "n_rim")
+
+
+def rim_group(n_rim: np.ndarray | Sequence[int]) -> np.ndarray:
+    """QSMRim-Net's stratification group of each participant's Rim+ count: '0', '1-3', '4-6' or '>6'."""
+    return np.asarray(RIM_GROUPS, dtype=object)[np.digitize(n_rim, [1, 4, 7])]
+
+
+def _usable_lesions(lesions: pd.DataFrame) -> pd.DataFrame:
+    """Validate a lesion table and return its non-excluded rows with `participant_id` as str."""
+    missing = {"participant_id", "rim", "excluded"} - set(lesions.columns)
+    if missing:
+        raise PrlkitError(f"lesion table lacks columns {sorted(missing)}")
+    rim = pd.to_numeric(lesions["rim"], errors="coerce")
+    bad = lesions["rim"].notna() & ~rim.isin([0, 1])
+    if bad.any():
+        raise PrlkitError(f"lesion table: rim must be 0, 1 or empty, got {lesions.loc[bad, 'rim'].iloc[0]!r}")
+    if not lesions.index.is_unique:
+        raise PrlkitError("lesion table: the index must be unique (it names lesions in the splits)")
+    excluded = lesions["excluded"].fillna("").astype(str).str.strip() != ""
+    return lesions.assign(participant_id=lesions["participant_id"].astype(str), rim=rim)[~excluded]
+
+
+def participant_burden(lesions: pd.DataFrame, participants: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per participant: `n_lesions` (non-excluded), `n_rim` (labeled Rim+) and `rim_group`, sorted by id.
+
+    The cohort is every participant in `lesions` (also those whose lesions are all excluded), plus
+    `participants` if given (participants without lesions get zero counts).
+    """
+    usable = _usable_lesions(lesions)
+    extra = () if participants is None else participants
+    cohort = sorted(set(lesions["participant_id"].astype(str)) | set(map(str, extra)))
+    by_participant = (usable["rim"] == 1).groupby(usable["participant_id"])
+    table = pd.DataFrame({"n_lesions": by_participant.size(), "n_rim": by_participant.sum()})
+    table = table.reindex(cohort, fill_value=0).astype(int)
+    table.index.name = "participant_id"
+    return table.assign(rim_group=rim_group(table["n_rim"])).reset_index()
+
+
+def make_folds(lesions: pd.DataFrame, n_folds: int = 5, seed: int = 0,
+               participants: Sequence[str] | None = None) -> pd.DataFrame:
+    """Assign every participant to one of `n_folds` folds (0-based), stratified and burden-balanced.
+
+    1. Within each Rim+ group, participants are shuffled with the seed and dealt in blocks of
+       `n_folds`, one per fold, each block to the folds with the fewest participants so far
+       (QSMRim-Net: random split within groups). Each group is then spread within ±1 over the
+       folds and fold sizes differ by at most 1.
+    2. Lesion burden is balanced by swapping two participants of the same group between folds
+       (which keeps step 1's counts) while the best swap lowers the sum of squared fold lesion
+       totals (main paper: balanced total lesion burden).
+    The same seed always gives the same folds. Returns columns `FOLD_COLUMNS`.
+    """
+    burden = participant_burden(lesions, participants)
+    if n_folds < 2 or len(burden) < n_folds:
+        raise PrlkitError(f"folds: need 2 <= n_folds <= number of participants ({len(burden)}), got {n_folds}")
+    rng = np.random.default_rng(seed)
+    n_lesions = burden["n_lesions"].to_numpy()
+    groups = [np.flatnonzero(burden["rim_group"].to_numpy() == g) for g in RIM_GROUPS]
+    fold = np.full(len(burden), -1)
+    size = np.zeros(n_folds, int)
+    for members in groups:
+        members = rng.permutation(members)
+        for start in range(0, members.size, n_folds):
+            block = members[start:start + n_folds]
+            fold[block] = np.lexsort((rng.random(n_folds), size))[:block.size]
+            size[fold[block]] += 1
+    _balance_lesions(fold, n_lesions, groups, n_folds)
+    out = burden.assign(fold=fold)[list(FOLD_COLUMNS)]
+    return out.sort_values(["fold", "participant_id"], ignore_index=True)
+
+
+def _balance_lesions(fold: np.ndarray, n_lesions: np.ndarray, groups: list[np.ndarray], n_folds: int) -> None:
+    """Apply, in place, the best within-group swap while it lowers the sum of squared fold lesion totals."""
+    load = np.bincount(fold, weights=n_lesions, minlength=n_folds)
+    while True:
+        best_gain, best_pair = 0.0, None
+        for members in groups:
+            if members.size < 2:
+                continue
+            # Swapping i (fold a) and j (fold b) moves d = n_j - n_i lesions into a and out of b:
+            # the sum of squares changes by 2d(load_a - load_b) + 2d².
+            d = n_lesions[members][None, :] - n_lesions[members][:, None]
+            la = load[fold[members]]
+            gain = 2 * d * (la[:, None] - la[None, :]) + 2 * d**2
+            k = int(np.argmin(gain))
+            if gain.flat[k] < best_gain - 1e-9:
+                best_gain, best_pair = gain.flat[k], (members[k // members.size], members[k % members.size])
+        if best_pair is None:
+            return
+        i, j = best_pair
+        d = n_lesions[j] - n_lesions[i]
+        load[fold[i]] += d
+        load[fold[j]] -= d
+        fold[i], fold[j] = fold[j], fold[i]
+
+
+def save_folds(folds: pd.DataFrame, path: Path | str) -> None:
+    """Write the fold table as TSV, atomically."""
+    _validate_folds(folds, path, None)
+    write_text_atomic(path, folds[list(FOLD_COLUMNS)].to_csv(sep="\t", index=False))
+
+
+def load_folds(path: Path | str, participants: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a fold TSV and check it: every participant once, folds 0..K-1 all used.
+
+    With `participants` (the cohort), also check that exactly these participants are listed.
+    """
+    try:
+        folds = pd.read_csv(path, sep="\t", dtype={"participant_id": str, "rim_group": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputFileError(path, f"cannot read fold table ({exc})") from exc
+    _validate_folds(folds, path, participants)
+    return folds[list(FOLD_COLUMNS)]
+
+
+def _validate_folds(folds: pd.DataFrame, path: Path | str, participants: Sequence[str] | None) -> None:
+    missing = set(FOLD_COLUMNS) - set(folds.columns)
+    if missing:
+        raise InputFileError(path, f"fold table lacks columns {sorted(missing)}")
+    counts = folds["participant_id"].value_counts()
+    if (counts > 1).any():
+        raise InputFileError(path, f"participant {counts.index[0]} appears {counts.iloc[0]} times (one fold each)")
+    fold = pd.to_numeric(folds["fold"], errors="coerce")
+    if fold.isna().any() or (fold % 1 != 0).any() or (fold < 0).any():
+        raise InputFileError(path, "fold must be a non-negative integer in every row")
+    if not folds["rim_group"].isin(RIM_GROUPS).all():
+        raise InputFileError(path, f"rim_group must be one of {list(RIM_GROUPS)}")
+    unused = sorted(set(range(int(fold.max()) + 1)) - set(fold.astype(int)))
+    if unused:
+        raise InputFileError(path, f"folds {unused} have no participant")
+    if participants is not None:
+        cohort, listed = set(map(str, participants)), set(folds["participant_id"].astype(str))
+        if cohort - listed:
+            raise InputFileError(path, f"participants of the cohort in no fold: {sorted(cohort - listed)[:5]}")
+        if listed - cohort:
+            raise InputFileError(path, f"participants not in the cohort: {sorted(listed - cohort)[:5]}")
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """Lesion-table index labels of one outer fold: development `train` and `val`, held-out `test`."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_fold(lesions: pd.DataFrame, folds: pd.DataFrame, test_fold: int, *, val_fraction: float = 0.2,
+               by: str = "lesion", seed: int = 0) -> FoldSplit:
+    """Split one outer fold: the test fold's lesions, and the other folds' lesions into train/validation.
+
+    Only non-excluded, labeled lesions are split. ``by="lesion"`` (the main paper §3.2) draws
+    `val_fraction` of the development lesions at random, stratified by rim label
+    (`sklearn.model_selection.train_test_split`); ``by="participant"`` (stricter: no participant
+    in both train and validation) draws round(`val_fraction` · n) participants from each Rim+ group.
+    Either way the validation set must contain a Rim+ lesion, since it drives the F1 threshold.
+    """
+    if by not in ("lesion", "participant"):
+        raise PrlkitError(f"development split: by must be 'lesion' or 'participant', got {by!r}")
+    if not 0 < val_fraction < 1:
+        raise PrlkitError(f"development split: val_fraction must be in (0, 1), got {val_fraction}")
+    if test_fold not in set(folds["fold"]):
+        raise PrlkitError(f"development split: fold {test_fold} is not in the fold table")
+    usable = _usable_lesions(lesions)
+    usable = usable[usable["rim"].notna()]
+    fold_of = folds.assign(participant_id=folds["participant_id"].astype(str)).set_index("participant_id")["fold"]
+    unassigned = sorted(set(usable["participant_id"]) - set(fold_of.index))
+    if unassigned:
+        raise PrlkitError(f"development split: participants without a fold: {unassigned[:5]}")
+    in_test = usable["participant_id"].map(fold_of).to_numpy() == test_fold
+    dev = usable[~in_test]
+    if by == "lesion":
+        if dev["rim"].value_counts().reindex([0.0, 1.0], fill_value=0).min() < 2:
+            raise PrlkitError("development split: needs at least 2 Rim+ and 2 Rim- development lesions")
+        train, val = train_test_split(dev.index.to_numpy(), test_size=val_fraction, stratify=dev["rim"],
+                                      random_state=seed)
+    else:
+        rng = np.random.default_rng(seed)
+        dev_participants = folds[folds["fold"] != test_fold]
+        val_ids: list[str] = []
+        for _, group in dev_participants.groupby("rim_group", sort=True):
+            ids = rng.permutation(group["participant_id"].astype(str).to_numpy())
+            val_ids.extend(ids[: int(np.floor(val_fraction * ids.size + 0.5))])
+        is_val = dev["participant_id"].isin(val_ids).to_numpy()
+        train, val = dev.index.to_numpy()[~is_val], dev.index.to_numpy()[is_val]
+    if not (usable.loc[val, "rim"] == 1).any():
+        raise PrlkitError(f"development split of fold {test_fold}: the validation set has no Rim+ lesion")
+    return FoldSplit(np.sort(train), np.sort(val), np.sort(usable.index.to_numpy()[in_test]))
