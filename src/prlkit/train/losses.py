@@ -27,7 +27,7 @@ def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: flo
     if embeddings.ndim != 2 or labels.shape != embeddings.shape[:1]:
         raise PrlkitError(f"supcon_loss needs embeddings (B, D) and labels (B,), got {tuple(embeddings.shape)}, "
                           f"{tuple(labels.shape)}")
-    z = F.normalize(embeddings.float(), dim=1)
+    z = F.normalize(embeddings.to(torch.promote_types(embeddings.dtype, torch.float32)), dim=1)
     logits = z @ z.T / temperature
     self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
     log_prob = logits - torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
