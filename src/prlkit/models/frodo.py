@@ -1,0 +1,235 @@
+"""The main method's network ("frodo"): asymmetric two-stream QSM/FLAIR encoder with spatial FiLM and SE.
+
+Pignedoli et al. §2.1. Input patches are (B, C, S, S, S) with channel 0 = QSM and channel 1 =
+FLAIR; further channels (e.g. a gating mask) are ignored. Each modality has its own encoder;
+FLAIR modulates QSM through spatial FiLM, a deeper stage of two SE residual blocks follows,
+then global average pooling gives the lesion embedding and a two-layer head gives one logit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from prlkit.errors import PrlkitError
+from prlkit.models.blocks import ResidualBlock3D, SEResidualBlock3D, SpatialFiLM
+
+QSM_CHANNEL = 0
+FLAIR_CHANNEL = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FrodoConfig:
+    """Hyper-parameters of :class:`FrodoNet` (the paper gives no widths; these are documented choices).
+
+    widths: (encoder stage-1 width, encoder stage-2 / FiLM width, deep SE-stage width).
+    groups: GroupNorm groups (``gcd(groups, width)`` is used, see ``blocks.group_norm``).
+    se_reduction: SE bottleneck reduction r (16 as in Hu et al. 2018 and the authors' code).
+    head_hidden: units of the head's first fully connected layer.
+    dropout: dropout before the head's last layer (0.3 as in the authors' code).
+    stem_stride: stride of the 3x3x3 stem convolution (2 halves every later activation: ~4-8x cheaper).
+    deep_stride: stride of the first SE block (2 = downsample once more before pooling).
+
+    Profiles (``frodo_config(name)``):
+    - ``paper``: widths 24/48/96 (COMPUTE.md), stem stride 1 -- 12.5 GFLOP forward per 32^3
+      lesion; ~2-3 s per forward+backward of 10 patches of 32^3 on the 2-core CPU: GPU sized.
+    - ``quick``: widths 8/16/32, stem stride 1 -- chosen from ``benchmarks/frodo_cpu_speed.py``
+      on the 2-core CPU (see its numbers in the module docstring of that script): forward+backward
+      of 10 patches ~0.1 s at 24^3 and ~0.25 s at 32^3, so a few hundred lesions for a few epochs
+      train in minutes.
+    """
+
+    widths: tuple[int, int, int] = (24, 48, 96)
+    groups: int = 8
+    se_reduction: int = 16
+    head_hidden: int = 64
+    dropout: float = 0.3
+    stem_stride: int = 1
+    deep_stride: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if len(self.widths) != 3 or min(self.widths) < 1:
+            raise PrlkitError(f"frodo widths must be three positive integers, got {self.widths}")
+        for name in ("groups", "se_reduction", "head_hidden"):
+            if getattr(self, name) < 1:
+                raise PrlkitError(f"frodo {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("stem_stride", "deep_stride"):
+            if getattr(self, name) not in (1, 2):
+                raise PrlkitError(f"frodo {name} must be 1 or 2, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise PrlkitError(f"frodo dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> FrodoConfig:
+        """Build from a plain mapping (e.g. loaded YAML); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise PrlkitError(f"unknown frodo config keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form, for saving next to results."""
+        return {**dataclasses.asdict(self), "widths": list(self.widths)}
+
+
+FRODO_PROFILES: dict[str, FrodoConfig] = {
+    "paper": FrodoConfig(),
+    "quick": FrodoConfig(widths=(8, 16, 32), head_hidden=32),
+}
+
+
+def frodo_config(profile: str) -> FrodoConfig:
+    """The named :class:`FrodoConfig` profile (``paper`` or ``quick``)."""
+    try:
+        return FRODO_PROFILES[profile]
+    except KeyError:
+        raise PrlkitError(f"unknown frodo profile {profile!r}; choose one of {sorted(FRODO_PROFILES)}") from None
+
+
+@contextlib.contextmanager
+def seeded_construction(seed: int | None) -> Iterator[None]:
+    """Build modules under a fixed torch seed without touching the caller's global RNG state."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class Encoder(nn.Sequential):
+    """One modality's encoder: 3x3x3 stem conv, two residual blocks, a stride-2 residual block, one more."""
+
+    def __init__(self, width1: int, width2: int, groups: int = 8, stem_stride: int = 1):
+        super().__init__(
+            nn.Conv3d(1, width1, 3, stride=stem_stride, padding=1, bias=False),
+            ResidualBlock3D(width1, width1, groups=groups),
+            ResidualBlock3D(width1, width1, groups=groups),
+            ResidualBlock3D(width1, width2, stride=2, groups=groups),
+            ResidualBlock3D(width2, width2, groups=groups),
+        )
+
+
+class FrodoOutput(NamedTuple):
+    """Logits (B,) and the L2-unnormalised lesion embeddings (B, widths[2]) for SupCon."""
+
+    logit: torch.Tensor
+    embedding: torch.Tensor
+
+
+class FrodoNet(nn.Module):
+    """Asymmetric two-stream network (Pignedoli et al. §2.1): QSM/FLAIR encoders -> FiLM -> 2 SE blocks -> head.
+
+    ``seed`` makes the initialisation reproducible without changing the global RNG state.
+    ``forward`` returns logits (B,); :meth:`forward_features` also returns the embedding.
+    """
+
+    def __init__(self, config: FrodoConfig | None = None, seed: int | None = None):
+        super().__init__()
+        self.config = config or FrodoConfig()
+        w1, w2, w3 = self.config.widths
+        g = self.config.groups
+        with seeded_construction(seed):
+            self.qsm_encoder = Encoder(w1, w2, g, self.config.stem_stride)
+            self.flair_encoder = Encoder(w1, w2, g, self.config.stem_stride)
+            self.film = SpatialFiLM(w2)
+            self.deep = nn.Sequential(
+                SEResidualBlock3D(w2, w3, self.config.deep_stride, g, self.config.se_reduction),
+                SEResidualBlock3D(w3, w3, 1, g, self.config.se_reduction),
+            )
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten())
+            self.head = nn.Sequential(
+                nn.Linear(w3, self.config.head_hidden),
+                nn.ReLU(),
+                nn.Dropout(self.config.dropout),
+                nn.Linear(self.config.head_hidden, 1),
+            )
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the lesion embedding (the deep stage's width)."""
+        return self.config.widths[2]
+
+    @property
+    def encoder_dim(self) -> int:
+        """Size of each modality's pooled bottleneck embedding (the FiLM width)."""
+        return self.config.widths[1]
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.ndim != 5 or x.shape[1] < 2:
+            raise PrlkitError(f"frodo expects patches shaped (B, C>=2, S, S, S), got {tuple(x.shape)}")
+        return x[:, QSM_CHANNEL : QSM_CHANNEL + 1], x[:, FLAIR_CHANNEL : FLAIR_CHANNEL + 1]
+
+    def _encode_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q, f = self._split(x)
+        return self.qsm_encoder(q), self.flair_encoder(f)
+
+    def forward_features(self, x: torch.Tensor) -> FrodoOutput:
+        """Logits (B,) and lesion embeddings (B, embedding_dim) (the globally pooled deep features)."""
+        q, f = self._encode_maps(x)
+        embedding = self.pool(self.deep(self.film(q, f)))
+        return FrodoOutput(self.head(embedding).squeeze(1), embedding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x).logit
+
+    def encode_modalities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Globally pooled encoder outputs (z_q, z_f), each (B, encoder_dim): stage-1 SSL targets/inputs."""
+        q, f = self._encode_maps(x)
+        return self.pool(q), self.pool(f)
+
+    def pretrained_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights stage 1 trains and stage 2 inherits: both encoders, i.e. everything before the FiLM layer."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(("qsm_encoder.", "flair_encoder."))}
+
+    def load_pretrained_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Copy encoder weights from :meth:`pretrained_state_dict` of another model; FiLM/deep/head are untouched."""
+        expected = self.pretrained_state_dict()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise PrlkitError(f"pretrained encoder weights do not match: missing {missing}, unexpected {unexpected}")
+        for key, tensor in expected.items():
+            if tensor.shape != state[key].shape:
+                raise PrlkitError(
+                    f"pretrained encoder weight {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
+                )
+        self.load_state_dict(dict(state), strict=False)
+
+
+class CrossModalPredictor(nn.Module):
+    """Stage-1 MLP g mapping the FLAIR embedding z_f into the QSM embedding space (discarded after stage 1)."""
+
+    def __init__(self, dim: int, hidden: int | None = None, seed: int | None = None):
+        super().__init__()
+        with seeded_construction(seed):
+            self.net = nn.Sequential(nn.Linear(dim, hidden or dim), nn.ReLU(), nn.Linear(hidden or dim, dim))
+
+    def forward(self, z_f: torch.Tensor) -> torch.Tensor:
+        return self.net(z_f)
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Forward FLOPs of ``model`` on a zero tensor of ``input_shape`` (torch's FlopCounterMode: a multiply-add = 2).
+
+    Only convolutions and matrix products are counted (norms, activations, pooling are not).
+    The model is run in eval mode without gradients; its training flag is restored.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        param = next(model.parameters(), None)
+        x = torch.zeros(input_shape, device=None if param is None else param.device)
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())

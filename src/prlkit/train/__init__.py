@@ -1,0 +1,1 @@
+"""Training pieces: losses and augmentation (the loop itself lives in ``train.loop``)."""

@@ -1,0 +1,47 @@
+"""Random cube symmetries (axis permutations x flips: 48 for a cube) applied identically to all channels.
+
+Each sample of a (B, C, X, Y, Z) batch gets one element of the symmetry group of its
+spatial box, drawn uniformly with a ``torch.Generator``; every channel of that sample
+(QSM, FLAIR, mask) gets the same one, so the modalities stay aligned. The 24 proper
+rotations (compositions of 90-degree rotations) are the elements with determinant +1;
+the other 24 are their mirror images.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import NamedTuple
+
+import torch
+
+from prlkit.errors import PrlkitError
+
+
+class CubeSymmetry(NamedTuple):
+    """Permute the spatial axes by ``perm`` (of 0, 1, 2), then flip the axes marked in ``flips``."""
+
+    perm: tuple[int, int, int]
+    flips: tuple[bool, bool, bool]
+
+
+def cube_symmetries(shape: tuple[int, int, int] = (1, 1, 1)) -> list[CubeSymmetry]:
+    """All symmetries of a box of spatial ``shape``: 48 for a cube, fewer when axes differ in length."""
+    perms = [p for p in itertools.permutations(range(3)) if all(shape[i] == shape[j] for i, j in enumerate(p))]
+    return [CubeSymmetry(p, f) for p in perms for f in itertools.product((False, True), repeat=3)]
+
+
+def apply_symmetry(x: torch.Tensor, symmetry: CubeSymmetry) -> torch.Tensor:
+    """Apply one symmetry to the last three (spatial) axes of ``x``."""
+    lead = x.ndim - 3
+    out = x.permute(*range(lead), *(lead + p for p in symmetry.perm))
+    dims = [lead + axis for axis, flip in enumerate(symmetry.flips) if flip]
+    return out.flip(dims) if dims else out
+
+
+def random_symmetries(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Apply an independently drawn, uniformly random box symmetry to each sample of a (B, C, X, Y, Z) batch."""
+    if x.ndim != 5:
+        raise PrlkitError(f"augmentation expects a (B, C, X, Y, Z) batch, got shape {tuple(x.shape)}")
+    group = cube_symmetries(tuple(x.shape[2:]))
+    picks = torch.randint(len(group), (x.shape[0],), generator=generator).tolist()
+    return torch.stack([apply_symmetry(sample, group[k]) for sample, k in zip(x, picks)])

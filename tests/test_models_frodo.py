@@ -1,0 +1,175 @@
+"""Tests for the frodo two-stream network, its config profiles, weight transfer and FLOP counter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from prlkit.errors import PrlkitError
+from prlkit.models.frodo import (
+    CrossModalPredictor,
+    Encoder,
+    FrodoConfig,
+    FrodoNet,
+    count_flops,
+    frodo_config,
+)
+
+TINY = FrodoConfig(widths=(4, 8, 8), groups=2, se_reduction=4, head_hidden=8, dropout=0.0)
+
+
+def _patches(batch: int, size: int, channels: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, channels, size, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("size", [24, 32])
+def test_output_shapes(size):
+    model = FrodoNet(TINY, seed=0)
+    x = _patches(3, size)
+    assert model(x).shape == (3,)
+    out = model.forward_features(x)
+    assert out.logit.shape == (3,) and out.embedding.shape == (3, model.embedding_dim) == (3, 8)
+    z_q, z_f = model.encode_modalities(x)
+    assert z_q.shape == z_f.shape == (3, model.encoder_dim) == (3, 8)
+
+
+def test_stem_and_deep_stride_change_resolution_not_output_shape():
+    model = FrodoNet(FrodoConfig(widths=(4, 8, 8), groups=2, stem_stride=2, deep_stride=1), seed=0)
+    x = _patches(2, 24)
+    assert model.qsm_encoder(x[:, :1]).shape == (2, 8, 6, 6, 6)
+    assert model(x).shape == (2,)
+
+
+def test_gating_mask_channel_is_ignored_and_modalities_are_routed():
+    model = FrodoNet(TINY, seed=0).eval()
+    x = _patches(2, 16, channels=3)
+    y = x.clone()
+    y[:, 2] = torch.rand_like(y[:, 2])
+    torch.testing.assert_close(model(x), model(y))
+    torch.testing.assert_close(model(x), model(x[:, :2]))
+    z_q, z_f = model.encode_modalities(x)
+    torch.testing.assert_close(z_q, model.pool(model.qsm_encoder(x[:, :1])))
+    torch.testing.assert_close(z_f, model.pool(model.flair_encoder(x[:, 1:2])))
+
+
+def test_forward_features_logit_matches_head_of_embedding():
+    model = FrodoNet(TINY, seed=0).eval()
+    out = model.forward_features(_patches(2, 16))
+    torch.testing.assert_close(out.logit, model.head(out.embedding).squeeze(1))
+    torch.testing.assert_close(out.logit, model(_patches(2, 16)))
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 24, 24, 24), (2, 24, 24, 24)])
+def test_bad_input_shape_is_a_user_error(shape):
+    with pytest.raises(PrlkitError, match="B, C>=2"):
+        FrodoNet(TINY, seed=0)(torch.zeros(shape))
+
+
+def test_gradients_reach_both_encoders_and_film():
+    model = FrodoNet(TINY, seed=0)
+    model(_patches(2, 16)).sum().backward()
+    for name in ("qsm_encoder", "flair_encoder", "film", "deep", "head"):
+        grads = [p.grad for p in getattr(model, name).parameters()]
+        assert all(g is not None for g in grads), name
+        assert sum(float(g.abs().sum()) for g in grads) > 0, name
+    assert float(model.flair_encoder[0].weight.grad.abs().sum()) > 0
+    assert float(model.film.gamma.weight.grad.abs().sum()) > 0
+
+
+def test_seed_gives_identical_init_and_output_without_touching_global_rng():
+    before = torch.random.get_rng_state()
+    a, b, c = FrodoNet(TINY, seed=3), FrodoNet(TINY, seed=3), FrodoNet(TINY, seed=4)
+    assert torch.equal(before, torch.random.get_rng_state())
+    for (key, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(ta, tb), key
+    x = _patches(2, 16)
+    assert torch.equal(a.eval()(x), b.eval()(x))
+    assert not torch.equal(a.qsm_encoder[0].weight, c.qsm_encoder[0].weight)
+
+
+def test_channels_last_3d_gives_same_output():
+    model = FrodoNet(TINY, seed=0).eval()
+    x = _patches(2, 16)
+    expected = model(x)
+    model = model.to(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(model(x.contiguous(memory_format=torch.channels_last_3d)), expected)
+
+
+def test_encoder_parameter_count_matches_architecture():
+    w1, w2 = 4, 8
+    stem = 27 * w1
+    same_block = lambda w: 2 * (2 * w) + 2 * 27 * w * w  # noqa: E731  two GroupNorms (affine) + two 3^3 convs
+    down_block = 2 * w1 + 27 * w1 * w2 + 2 * w2 + 27 * w2 * w2 + w1 * w2  # + 1x1x1 skip conv
+    expected = stem + 2 * same_block(w1) + down_block + same_block(w2)
+    assert sum(p.numel() for p in Encoder(w1, w2, groups=2).parameters()) == expected
+
+
+def test_profile_parameter_counts_reported():
+    counts = {name: sum(p.numel() for p in FrodoNet(frodo_config(name)).parameters()) for name in ("paper", "quick")}
+    print(f"frodo parameter counts: {counts}")
+    assert counts == {"paper": 1_458_861, "quick": 163_237}
+
+
+def test_pretrained_transfer_copies_exactly_the_encoders():
+    source, target = FrodoNet(TINY, seed=1), FrodoNet(TINY, seed=2)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    state = source.pretrained_state_dict()
+    encoder_keys = {k for k in before if k.startswith(("qsm_encoder.", "flair_encoder."))}
+    assert set(state) == encoder_keys and len(encoder_keys) > 0
+    assert sum(state[k].numel() for k in state) == sum(
+        p.numel() for m in (source.qsm_encoder, source.flair_encoder) for p in m.parameters()
+    )
+    target.load_pretrained_state_dict(state)
+    for key, value in target.state_dict().items():
+        expected = source.state_dict()[key] if key in encoder_keys else before[key]
+        assert torch.equal(value, expected), key
+    assert any(not torch.equal(before[k], state[k]) for k in encoder_keys)
+
+
+def test_pretrained_transfer_rejects_mismatched_weights():
+    target = FrodoNet(TINY, seed=0)
+    state = FrodoNet(TINY, seed=1).pretrained_state_dict()
+    with pytest.raises(PrlkitError, match="missing"):
+        target.load_pretrained_state_dict({k: v for k, v in state.items() if "flair" not in k})
+    with pytest.raises(PrlkitError, match="unexpected"):
+        target.load_pretrained_state_dict({**state, "film.gamma.weight": target.film.gamma.weight})
+    wider = FrodoNet(FrodoConfig(widths=(6, 8, 8), groups=2), seed=1).pretrained_state_dict()
+    with pytest.raises(PrlkitError, match="shape"):
+        target.load_pretrained_state_dict(wider)
+
+
+def test_cross_modal_predictor_maps_flair_to_qsm_space():
+    g = CrossModalPredictor(8, hidden=16, seed=0)
+    assert g(torch.zeros(3, 8)).shape == (3, 8)
+    assert torch.equal(g.net[0].weight, CrossModalPredictor(8, hidden=16, seed=0).net[0].weight)
+    assert g.net[0].out_features == 16
+
+
+def test_count_flops_conv_formula_and_restores_mode():
+    conv = nn.Conv3d(1, 2, 3, padding=1)
+    assert count_flops(conv, (1, 1, 4, 4, 4)) == 2 * 27 * 1 * 2 * 4**3
+    model = FrodoNet(TINY, seed=0).train()
+    flops_8, flops_16 = count_flops(model, (1, 2, 8, 8, 8)), count_flops(model, (1, 2, 16, 16, 16))
+    assert model.training
+    assert flops_16 == pytest.approx(8 * flops_8, rel=0.01)  # conv cost scales with the voxel count
+
+
+def test_paper_profile_flops_match_compute_notes():
+    """COMPUTE.md: 12.5 GFLOP per 32^3 lesion, 5.3 at 24^3 for widths 24/48/96 (within 5 %)."""
+    with torch.device("meta"):  # shapes only: no arithmetic is done
+        model = FrodoNet(frodo_config("paper"))
+    assert count_flops(model, (1, 2, 32, 32, 32)) == pytest.approx(12.5e9, rel=0.05)
+    assert count_flops(model, (1, 2, 24, 24, 24)) == pytest.approx(5.3e9, rel=0.05)
+
+
+def test_config_validation_and_round_trip():
+    config = FrodoConfig.from_dict(frodo_config("quick").to_dict())
+    assert config == frodo_config("quick") and isinstance(config.widths, tuple)
+    with pytest.raises(PrlkitError, match="unknown frodo config keys"):
+        FrodoConfig.from_dict({"width": [1, 2, 3]})
+    with pytest.raises(PrlkitError, match="unknown frodo profile"):
+        frodo_config("huge")
+    for bad in ({"widths": (4, 8)}, {"stem_stride": 3}, {"dropout": 1.0}, {"groups": 0}):
+        with pytest.raises(PrlkitError):
+            FrodoConfig(**bad)
