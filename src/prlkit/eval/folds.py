@@ -171,26 +171,43 @@ def split_fold(lesions: pd.DataFrame, folds: pd.DataFrame, test_fold: int, *, va
                by: str = "lesion", seed: int = 0) -> FoldSplit:
     """Split one outer fold: the test fold's lesions, and the other folds' lesions into train/validation.
 
-    Only non-excluded, labeled lesions are split. ``by="lesion"`` (the main paper §3.2) draws
-    `val_fraction` of the development lesions at random, stratified by rim label
-    (`sklearn.model_selection.train_test_split`); ``by="participant"`` (stricter: no participant
-    in both train and validation) draws round(`val_fraction` · n) participants from each Rim+ group.
-    Either way the validation set must contain a Rim+ lesion, since it drives the F1 threshold.
+    Only non-excluded, labeled lesions are split; see :func:`split_development` for the
+    train/validation rule.
     """
-    if by not in ("lesion", "participant"):
-        raise PrlkitError(f"development split: by must be 'lesion' or 'participant', got {by!r}")
-    if not 0 < val_fraction < 1:
-        raise PrlkitError(f"development split: val_fraction must be in (0, 1), got {val_fraction}")
     if test_fold not in set(folds["fold"]):
         raise PrlkitError(f"development split: fold {test_fold} is not in the fold table")
-    usable = _usable_lesions(lesions)
-    usable = usable[usable["rim"].notna()]
+    usable = labelled_lesions(lesions)
     fold_of = folds.assign(participant_id=folds["participant_id"].astype(str)).set_index("participant_id")["fold"]
     unassigned = sorted(set(usable["participant_id"]) - set(fold_of.index))
     if unassigned:
         raise PrlkitError(f"development split: participants without a fold: {unassigned[:5]}")
     in_test = usable["participant_id"].map(fold_of).to_numpy() == test_fold
-    dev = usable[~in_test]
+    try:
+        train, val = split_development(usable[~in_test], val_fraction=val_fraction, by=by, seed=seed)
+    except PrlkitError as error:
+        raise PrlkitError(f"fold {test_fold}: {error}") from None
+    return FoldSplit(train, val, np.sort(usable.index.to_numpy()[in_test]))
+
+
+def labelled_lesions(lesions: pd.DataFrame) -> pd.DataFrame:
+    """The non-excluded lesions with a rim label (the only ones any split uses)."""
+    usable = _usable_lesions(lesions)
+    return usable[usable["rim"].notna()]
+
+
+def split_development(dev: pd.DataFrame, *, val_fraction: float = 0.2, by: str = "lesion",
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted index labels (train, validation) of development lesions (from :func:`labelled_lesions`).
+
+    ``by="lesion"`` (the main paper §3.2) draws `val_fraction` of the lesions at random, stratified
+    by rim label (`sklearn.model_selection.train_test_split`); ``by="participant"`` (stricter: no
+    participant in both train and validation) draws round(`val_fraction` · n) participants from each
+    Rim+ group. Either way the validation set must contain a Rim+ lesion: it drives the F1 threshold.
+    """
+    if by not in ("lesion", "participant"):
+        raise PrlkitError(f"development split: by must be 'lesion' or 'participant', got {by!r}")
+    if not 0 < val_fraction < 1:
+        raise PrlkitError(f"development split: val_fraction must be in (0, 1), got {val_fraction}")
     if by == "lesion":
         if dev["rim"].value_counts().reindex([0.0, 1.0], fill_value=0).min() < 2:
             raise PrlkitError("development split: needs at least 2 Rim+ and 2 Rim- development lesions")
@@ -198,13 +215,13 @@ def split_fold(lesions: pd.DataFrame, folds: pd.DataFrame, test_fold: int, *, va
                                       random_state=seed)
     else:
         rng = np.random.default_rng(seed)
-        dev_participants = folds[folds["fold"] != test_fold]
+        burden = participant_burden(dev)
         val_ids: list[str] = []
-        for _, group in dev_participants.groupby("rim_group", sort=True):
+        for _, group in burden.groupby("rim_group", sort=True):
             ids = rng.permutation(group["participant_id"].astype(str).to_numpy())
             val_ids.extend(ids[: int(np.floor(val_fraction * ids.size + 0.5))])
         is_val = dev["participant_id"].isin(val_ids).to_numpy()
         train, val = dev.index.to_numpy()[~is_val], dev.index.to_numpy()[is_val]
-    if not (usable.loc[val, "rim"] == 1).any():
-        raise PrlkitError(f"development split of fold {test_fold}: the validation set has no Rim+ lesion")
-    return FoldSplit(np.sort(train), np.sort(val), np.sort(usable.index.to_numpy()[in_test]))
+    if not (dev.loc[val, "rim"] == 1).any():
+        raise PrlkitError("development split: the validation set has no Rim+ lesion")
+    return np.sort(train), np.sort(val)
