@@ -51,3 +51,14 @@ def test_broken_yaml(tmp_path):
     (tmp_path / "c.yaml").write_text("patches: [unclosed\n")
     with pytest.raises(PrlkitError, match="not valid YAML"):
         load_config(tmp_path / "c.yaml")
+
+
+def test_stage_sections_round_trip_and_validate(tmp_path):
+    config = config_from_dict({"profile": "quick", "frodo": {"widths": [4, 8, 8]}, "pretrain": {"kind": "none"}})
+    assert config.frodo.widths == (4, 8, 8) and config.pretrain.kind == "none"
+    assert config.finetune == get_profile("quick").finetune
+    save_config(config, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == config
+    for bad in ({"pretrain": {"kind": "simclr"}}, {"finetune": {"batch_size": 0}}, {"split": {"by": "site"}}):
+        with pytest.raises(PrlkitError):
+            config_from_dict(bad)

@@ -6,15 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from prlkit.config import FrodoConfig, get_profile
 from prlkit.errors import PrlkitError
-from prlkit.models.frodo import (
-    CrossModalPredictor,
-    Encoder,
-    FrodoConfig,
-    FrodoNet,
-    count_flops,
-    frodo_config,
-)
+from prlkit.models.frodo import CrossModalPredictor, Encoder, FrodoNet, count_flops
 
 TINY = FrodoConfig(widths=(4, 8, 8), groups=2, se_reduction=4, head_hidden=8, dropout=0.0)
 
@@ -106,7 +100,7 @@ def test_encoder_parameter_count_matches_architecture():
 
 
 def test_profile_parameter_counts_reported():
-    counts = {name: sum(p.numel() for p in FrodoNet(frodo_config(name)).parameters()) for name in ("paper", "quick")}
+    counts = {name: sum(p.numel() for p in FrodoNet(get_profile(name).frodo).parameters()) for name in ("paper", "quick")}
     print(f"frodo parameter counts: {counts}")
     assert counts == {"paper": 1_458_861, "quick": 163_237}
 
@@ -158,18 +152,12 @@ def test_count_flops_conv_formula_and_restores_mode():
 def test_paper_profile_flops_match_compute_notes():
     """COMPUTE.md: 12.5 GFLOP per 32^3 lesion, 5.3 at 24^3 for widths 24/48/96 (within 5 %)."""
     with torch.device("meta"):  # shapes only: no arithmetic is done
-        model = FrodoNet(frodo_config("paper"))
+        model = FrodoNet(get_profile("paper").frodo)
     assert count_flops(model, (1, 2, 32, 32, 32)) == pytest.approx(12.5e9, rel=0.05)
     assert count_flops(model, (1, 2, 24, 24, 24)) == pytest.approx(5.3e9, rel=0.05)
 
 
-def test_config_validation_and_round_trip():
-    config = FrodoConfig.from_dict(frodo_config("quick").to_dict())
-    assert config == frodo_config("quick") and isinstance(config.widths, tuple)
-    with pytest.raises(PrlkitError, match="unknown frodo config keys"):
-        FrodoConfig.from_dict({"width": [1, 2, 3]})
-    with pytest.raises(PrlkitError, match="unknown frodo profile"):
-        frodo_config("huge")
+def test_config_validation():
     for bad in ({"widths": (4, 8)}, {"stem_stride": 3}, {"dropout": 1.0}, {"groups": 0}):
         with pytest.raises(PrlkitError):
             FrodoConfig(**bad)

@@ -60,6 +60,49 @@ class PatchConfig:
 
 
 @dataclass(frozen=True)
+class FrodoConfig:
+    """Hyper-parameters of :class:`FrodoNet` (the paper gives no widths; these are documented choices).
+
+    widths: (encoder stage-1 width, encoder stage-2 / FiLM width, deep SE-stage width).
+    groups: GroupNorm groups (``gcd(groups, width)`` is used, see ``blocks.group_norm``).
+    se_reduction: SE bottleneck reduction r (16 as in Hu et al. 2018 and the authors' code).
+    head_hidden: units of the head's first fully connected layer.
+    dropout: dropout before the head's last layer (0.3 as in the authors' code).
+    stem_stride: stride of the 3x3x3 stem convolution (2 halves every later activation: ~4-8x cheaper).
+    deep_stride: stride of the first SE block (2 = downsample once more before pooling).
+
+    Profiles (``get_profile(name).frodo``):
+    - ``paper``: widths 24/48/96 (COMPUTE.md), stem stride 1 -- 12.5 GFLOP forward per 32^3
+      lesion; ~2-3 s per forward+backward of 10 patches of 32^3 on the 2-core CPU: GPU sized.
+    - ``quick``: widths 8/16/32, stem stride 1 -- chosen from ``benchmarks/frodo_cpu_speed.py``
+      on the 2-core CPU (see its numbers in the module docstring of that script): forward+backward
+      of 10 patches ~0.1 s at 24^3 and ~0.25 s at 32^3, so a few hundred lesions for a few epochs
+      train in minutes.
+    """
+
+    widths: tuple[int, int, int] = (24, 48, 96)
+    groups: int = 8
+    se_reduction: int = 16
+    head_hidden: int = 64
+    dropout: float = 0.3
+    stem_stride: int = 1
+    deep_stride: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if len(self.widths) != 3 or min(self.widths) < 1:
+            raise PrlkitError(f"frodo widths must be three positive integers, got {self.widths}")
+        for name in ("groups", "se_reduction", "head_hidden"):
+            if getattr(self, name) < 1:
+                raise PrlkitError(f"frodo {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("stem_stride", "deep_stride"):
+            if getattr(self, name) not in (1, 2):
+                raise PrlkitError(f"frodo {name} must be 1 or 2, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise PrlkitError(f"frodo dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training stage: AdamW, gradient clipping, early stopping on the validation score."""
 
@@ -78,17 +121,79 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PretrainConfig(TrainConfig):
+    """Stage 1, self-supervised: `regression` (FLAIR embedding -> QSM embedding, MSE; the method),
+    `contrastive` (NT-Xent between the modalities; ablation) or `none` (from scratch; ablation).
+
+    stop_gradient: the QSM embedding is a fixed target (no gradient), so the QSM encoder cannot
+    collapse towards whatever g(z_f) predicts; the paper leaves this open.
+    """
+
+    kind: str = "regression"
+    stop_gradient: bool = True
+    temperature: float = 0.5  # NT-Xent temperature of the contrastive ablation
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kind not in ("regression", "contrastive", "none"):
+            raise PrlkitError(f"pretrain.kind must be regression, contrastive or none, not {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(TrainConfig):
+    """Stage 2, supervised: BCE + λ·SupCon, class-balanced sampler, early stopping on validation PR-AUC."""
+
+    supcon_temperature: float = 0.1  # τ (the paper's value was lost in extraction)
+    calibration: str = "prior"  # prior | platt | temperature: maps sampler-inflated scores to probabilities
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.calibration not in ("prior", "platt", "temperature"):
+            raise PrlkitError(f"finetune.calibration must be prior, platt or temperature, not {self.calibration!r}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Validation split of the development data, and outer folds for cross-validation."""
+
+    val_fraction: float = 0.2
+    by: str = "lesion"  # lesion (the paper) | participant (stricter: no participant in train and validation)
+    n_folds: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.val_fraction < 1:
+            raise PrlkitError(f"split.val_fraction must be in (0, 1), not {self.val_fraction}")
+        if self.by not in ("lesion", "participant"):
+            raise PrlkitError(f"split.by must be lesion or participant, not {self.by!r}")
+        if self.n_folds < 2:
+            raise PrlkitError(f"split.n_folds must be >= 2, not {self.n_folds}")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run decided; written next to its outputs."""
 
     profile: str = "paper"
     lesions: LesionConfig = field(default_factory=LesionConfig)
     patches: PatchConfig = field(default_factory=PatchConfig)
+    frodo: FrodoConfig = field(default_factory=FrodoConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
 
 
+# The paper gives AdamW, batch 10 and patience 20 but lost its learning rate in extraction: 1e-4.
+# `quick` trades fidelity for CPU minutes: 24³ patches, narrow network, larger steps, short patience.
 PROFILES: dict[str, Config] = {
     "paper": Config(profile="paper"),
-    "quick": Config(profile="quick", patches=PatchConfig(size=24)),
+    "quick": Config(
+        profile="quick",
+        patches=PatchConfig(size=24),
+        frodo=FrodoConfig(widths=(8, 16, 32), head_hidden=32),
+        pretrain=PretrainConfig(max_epochs=8, patience=3, batch_size=16, learning_rate=1e-3),
+        finetune=FinetuneConfig(max_epochs=30, patience=8, batch_size=16, learning_rate=1e-3),
+    ),
 }
 
 

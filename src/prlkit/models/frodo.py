@@ -9,89 +9,19 @@ then global average pooling gives the lesion embedding and a two-layer head give
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from prlkit.config import FrodoConfig
 from prlkit.errors import PrlkitError
 from prlkit.models.blocks import ResidualBlock3D, SEResidualBlock3D, SpatialFiLM
 
 QSM_CHANNEL = 0
 FLAIR_CHANNEL = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class FrodoConfig:
-    """Hyper-parameters of :class:`FrodoNet` (the paper gives no widths; these are documented choices).
-
-    widths: (encoder stage-1 width, encoder stage-2 / FiLM width, deep SE-stage width).
-    groups: GroupNorm groups (``gcd(groups, width)`` is used, see ``blocks.group_norm``).
-    se_reduction: SE bottleneck reduction r (16 as in Hu et al. 2018 and the authors' code).
-    head_hidden: units of the head's first fully connected layer.
-    dropout: dropout before the head's last layer (0.3 as in the authors' code).
-    stem_stride: stride of the 3x3x3 stem convolution (2 halves every later activation: ~4-8x cheaper).
-    deep_stride: stride of the first SE block (2 = downsample once more before pooling).
-
-    Profiles (``frodo_config(name)``):
-    - ``paper``: widths 24/48/96 (COMPUTE.md), stem stride 1 -- 12.5 GFLOP forward per 32^3
-      lesion; ~2-3 s per forward+backward of 10 patches of 32^3 on the 2-core CPU: GPU sized.
-    - ``quick``: widths 8/16/32, stem stride 1 -- chosen from ``benchmarks/frodo_cpu_speed.py``
-      on the 2-core CPU (see its numbers in the module docstring of that script): forward+backward
-      of 10 patches ~0.1 s at 24^3 and ~0.25 s at 32^3, so a few hundred lesions for a few epochs
-      train in minutes.
-    """
-
-    widths: tuple[int, int, int] = (24, 48, 96)
-    groups: int = 8
-    se_reduction: int = 16
-    head_hidden: int = 64
-    dropout: float = 0.3
-    stem_stride: int = 1
-    deep_stride: int = 2
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        if len(self.widths) != 3 or min(self.widths) < 1:
-            raise PrlkitError(f"frodo widths must be three positive integers, got {self.widths}")
-        for name in ("groups", "se_reduction", "head_hidden"):
-            if getattr(self, name) < 1:
-                raise PrlkitError(f"frodo {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("stem_stride", "deep_stride"):
-            if getattr(self, name) not in (1, 2):
-                raise PrlkitError(f"frodo {name} must be 1 or 2, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise PrlkitError(f"frodo dropout must be in [0, 1), got {self.dropout}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> FrodoConfig:
-        """Build from a plain mapping (e.g. loaded YAML); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise PrlkitError(f"unknown frodo config keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form, for saving next to results."""
-        return {**dataclasses.asdict(self), "widths": list(self.widths)}
-
-
-FRODO_PROFILES: dict[str, FrodoConfig] = {
-    "paper": FrodoConfig(),
-    "quick": FrodoConfig(widths=(8, 16, 32), head_hidden=32),
-}
-
-
-def frodo_config(profile: str) -> FrodoConfig:
-    """The named :class:`FrodoConfig` profile (``paper`` or ``quick``)."""
-    try:
-        return FRODO_PROFILES[profile]
-    except KeyError:
-        raise PrlkitError(f"unknown frodo profile {profile!r}; choose one of {sorted(FRODO_PROFILES)}") from None
 
 
 @contextlib.contextmanager
