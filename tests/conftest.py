@@ -80,3 +80,36 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(f"real MS scans not available at {REALDATA} (shared/realdata is outside the repository)")
     return REALDATA
+
+
+def write_toy_rim_cohort(root: Path, n_participants: int = 8, seed: int = 0, shape=(40, 40, 40)) -> Path:
+    """A cohort where the rim is obvious: 4 lesions (radius 4) per person, Rim+ ones with a bright QSM shell.
+
+    For learning tests: a working pipeline must separate the classes almost perfectly.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "toy-rim", "BIDSVersion": "1.9.0"}))
+    ids = [f"sub-{n:02d}" for n in range(n_participants)]
+    (root / "participants.tsv").write_text("participant_id\n" + "".join(f"{p}\n" for p in ids))
+    centers = [(10, 10, 10), (10, 29, 20), (29, 12, 28), (28, 28, 12)]
+    grid = np.indices(shape).transpose(1, 2, 3, 0)
+    for n, participant in enumerate(ids):
+        instances = np.zeros(shape, np.uint8)
+        qsm = (0.02 * rng.standard_normal(shape)).astype(np.float32)
+        flair = (100 + 5 * rng.standard_normal(shape)).astype(np.float32)
+        rims = [(n + k) % 3 == 0 for k in range(4)]
+        for label, (center, rim) in enumerate(zip(centers, rims), start=1):
+            distance = np.linalg.norm(grid - np.asarray(center), axis=-1)
+            instances[distance <= 4] = label
+            flair[distance <= 4] += 60
+            if rim:
+                qsm[(distance > 3) & (distance <= 5)] += 0.15
+        rel = Path(participant, "anat")
+        save(root / rel / f"{participant}_Chimap.nii.gz", qsm)
+        save(root / rel / f"{participant}_FLAIR.nii.gz", flair)
+        lesion_dir = root / "derivatives" / "lesions" / rel
+        save(lesion_dir / f"{participant}_desc-lesions_dseg.nii.gz", instances)
+        rows = "".join(f"{k}\t{int(r)}\n" for k, r in enumerate(rims, start=1))
+        (lesion_dir / f"{participant}_desc-lesions_dseg.tsv").write_text("index\trim\n" + rows)
+    return root

@@ -1,8 +1,9 @@
-"""Options shared by several sub-commands: profile and config file."""
+"""Options shared by several sub-commands: profile, config file, cache and device."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from prlkit.config import PROFILES, Config, get_profile, load_config
 
@@ -16,3 +17,29 @@ def add_config_options(parser: argparse.ArgumentParser, default_profile: str = "
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config the options ask for."""
     return load_config(args.config) if args.config else get_profile(args.profile)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """`--cache-dir` (patch cache), `--device` and `--no-progress`."""
+    parser.add_argument("--cache-dir", type=Path, help="patch cache folder (default $PRLKIT_CACHE or ~/.cache/prlkit)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def load_patch_set(args: argparse.Namespace, config: Config):
+    """The cohort's patch set (from the cache when its settings and files are unchanged)."""
+    from prlkit.data.bids import discover_cohort
+    from prlkit.data.cache import build_patch_set
+
+    cohort = discover_cohort(args.dataset)
+    if cohort.problems:
+        raise cohort_error(cohort.problems)
+    return build_patch_set(cohort, config, cache_dir=args.cache_dir, progress=not args.no_progress)
+
+
+def cohort_error(problems: list[str]) -> Exception:
+    """The first cohort-level problem as the error, with a pointer to `prlkit validate` for the rest."""
+    from prlkit.errors import PrlkitError
+
+    more = f" (and {len(problems) - 1} more problem(s): run `prlkit validate`)" if len(problems) > 1 else ""
+    return PrlkitError(problems[0] + more)

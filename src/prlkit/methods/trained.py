@@ -1,0 +1,74 @@
+"""A trained model in memory: network, decision threshold and probability calibration."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from prlkit.config import Config, config_from_dict, config_to_dict
+from prlkit.eval.calibration import CALIBRATION_METHODS, Calibrator
+from prlkit.modelfile import load_weights, read_model, save_model
+from prlkit.train.stages import predict_probabilities
+
+CALIBRATOR_NAMES = {cls: name for name, cls in CALIBRATION_METHODS.items()}
+
+
+@dataclass
+class TrainedModel:
+    """What `prlkit train` saves and `prlkit predict` loads.
+
+    `threshold` applies to calibrated probabilities: p >= threshold means Rim+.
+    """
+
+    method: str
+    module: torch.nn.Module
+    model_config: dict[str, Any]
+    config: Config
+    threshold: float
+    calibrator: Calibrator
+    training: dict[str, Any]
+
+    def probabilities(self, patches: np.ndarray | torch.Tensor, device: torch.device) -> np.ndarray:
+        """Calibrated P(Rim+) per patch ((N, C, S, S, S) arrays in the patch-cache channel order)."""
+        x = patches if torch.is_tensor(patches) else torch.from_numpy(np.ascontiguousarray(patches))
+        return self.calibrator.apply(predict_probabilities(self.module, x, device))
+
+    def save(self, folder: Path) -> None:
+        """model.safetensors + model.json (see prlkit.modelfile)."""
+        save_model(
+            folder,
+            self.module,
+            {
+                "method": self.method,
+                "model_config": self.model_config,
+                "config": config_to_dict(self.config),
+                "threshold": float(self.threshold),
+                "calibration": {"method": CALIBRATOR_NAMES[type(self.calibrator)], **dataclasses.asdict(self.calibrator)},
+                "training": self.training,
+            },
+        )
+
+
+def load_trained_model(folder: Path) -> TrainedModel:
+    """Rebuild a saved model from its JSON and weights (never executes code from the folder)."""
+    from prlkit.methods.registry import build_network  # the registry imports every method
+
+    meta, tensors = read_model(folder)
+    module = build_network(meta["method"], meta["model_config"], folder / "model.json")
+    load_weights(module, tensors, folder / "model.safetensors")
+    calibration = dict(meta.get("calibration") or {"method": "prior", "train_prior": 0.5, "target_prior": 0.5})
+    calibrator = CALIBRATION_METHODS[calibration.pop("method")](**calibration)
+    return TrainedModel(
+        method=meta["method"],
+        module=module.eval(),
+        model_config=meta["model_config"],
+        config=config_from_dict(meta["config"]),
+        threshold=meta["threshold"],
+        calibrator=calibrator,
+        training=meta["training"],
+    )

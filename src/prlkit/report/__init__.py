@@ -1,0 +1,1 @@
+"""Figures and reports for people: training curves, ROC/PR plots, lesion galleries."""

@@ -1,0 +1,86 @@
+"""The main method's two training stages, as `Stage`s for the shared loop.
+
+Stage 1 (self-supervised, no labels): the encoders see the same augmented patch; a small MLP g
+maps the FLAIR embedding to the QSM embedding (MSE, `regression`), or the two modalities'
+embeddings are contrasted (NT-Xent, `contrastive` ablation). Stage 2: BCE + λ·SupCon on the
+lesion embedding with a class-balanced sampler; early stopping on validation PR-AUC.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from prlkit.eval.metrics import pr_auc
+from prlkit.models.frodo import CrossModalPredictor, FrodoNet
+from prlkit.train.losses import CompositeLoss, cross_modal_regression_loss, nt_xent_loss
+from prlkit.train.sampling import balanced_batches, shuffled_batches
+
+EVAL_BATCH = 8  # inference batch on CPU: larger batches thrash memory (COMPUTE.md)
+
+
+def predict_logits(net: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Logits of a module over `x` in batches (caller sets eval mode and no_grad)."""
+    device = next(net.parameters()).device
+    outputs = [net(chunk.to(device, torch.float32)).float() for chunk in x.split(batch_size)]
+    return torch.cat(outputs) if outputs else torch.zeros(0, device=device)
+
+
+def predict_probabilities(net: nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Uncalibrated sigmoid probabilities (float64) of `net` over patches `x`, in eval mode."""
+    net.to(device).eval()
+    with torch.no_grad():
+        return torch.sigmoid(predict_logits(net, x).double()).cpu().numpy()
+
+
+class CrossModalPretraining:
+    """Stage 1: learn both encoders without labels (the method's cross-modal regression, or NT-Xent)."""
+
+    monitor = "min"
+    score_name = "val_loss"
+
+    def __init__(self, net: FrodoNet, n_train: int, batch_size: int, kind: str, stop_gradient: bool,
+                 temperature: float, seed: int):  # fmt: skip
+        self.net = net
+        self.predictor = CrossModalPredictor(net.encoder_dim, seed=seed)
+        self.module = nn.ModuleDict({"net": net, "predictor": self.predictor})
+        self.n_train, self.batch_size = n_train, batch_size
+        self.kind, self.stop_gradient, self.temperature = kind, stop_gradient, temperature
+
+    def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
+        return shuffled_batches(self.n_train, self.batch_size, generator)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z_q, z_f = self.net.encode_modalities(x)
+        if self.kind == "contrastive":
+            return nt_xent_loss(z_q, self.predictor(z_f), self.temperature)
+        return cross_modal_regression_loss(self.predictor(z_f), z_q, self.stop_gradient)
+
+    def score(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        device = next(self.net.parameters()).device
+        losses = [float(self.loss(chunk.to(device), None)) * len(chunk) for chunk in x.split(EVAL_BATCH * 4)]
+        return sum(losses) / max(len(x), 1)
+
+
+class SupervisedFinetuning:
+    """Stage 2: BCE + λ·SupCon (λ = softplus(a), learned) with class-balanced batches."""
+
+    monitor = "max"
+    score_name = "val_pr_auc"
+
+    def __init__(self, net: FrodoNet, train_labels: np.ndarray, batch_size: int, temperature: float):
+        self.net = net
+        self.criterion = CompositeLoss(temperature=temperature)
+        self.module = nn.ModuleDict({"net": net, "criterion": self.criterion})
+        self.train_labels, self.batch_size = np.asarray(train_labels), batch_size
+
+    def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
+        return balanced_batches(self.train_labels, self.batch_size, generator)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        output = self.net.forward_features(x)
+        return self.criterion(output.logit.float(), output.embedding.float(), y).total
+
+    def score(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        return pr_auc(y.cpu().numpy(), torch.sigmoid(predict_logits(self.net, x)).cpu().numpy())

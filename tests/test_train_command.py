@@ -1,0 +1,85 @@
+"""`prlkit train` and the main method's pipeline on a toy cohort whose rims are obvious."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import write_toy_rim_cohort
+
+from prlkit.cli import main
+from prlkit.config import config_from_dict
+from prlkit.data.bids import discover_cohort
+from prlkit.data.cache import build_patch_set
+from prlkit.eval.folds import labelled_lesions, split_development
+from prlkit.eval.metrics import roc_auc
+from prlkit.methods.frodo import lesion_split, train_frodo
+from prlkit.methods.trained import load_trained_model
+
+TINY = {
+    "profile": "quick",
+    "patches": {"size": 16},
+    "frodo": {"widths": [4, 8, 8], "groups": 2, "se_reduction": 4, "head_hidden": 8},
+    "pretrain": {"max_epochs": 2, "batch_size": 8},
+    "finetune": {"max_epochs": 8, "batch_size": 8, "patience": 8, "learning_rate": 3e-3},
+}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    dataset = write_toy_rim_cohort(root / "bids", n_participants=9)
+    config_path = root / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(TINY))
+    return dataset, config_path, root
+
+
+def test_beats_chance_on_held_out_participants(toy, tmp_path):
+    dataset, _, root = toy
+    config = config_from_dict(TINY)
+    patch_set = build_patch_set(discover_cohort(dataset), config, cache_dir=root / "cache", progress=False)
+    lesions = labelled_lesions(patch_set.lesions)
+    held_out = lesions["participant_id"].isin(["sub-07", "sub-08"])
+    train_index, val_index = split_development(lesions[~held_out], val_fraction=0.25, seed=0)
+    model, fits = train_frodo(patch_set, train_index, val_index, config, tmp_path, torch.device("cpu"), progress=False)
+    test = lesion_split(patch_set, lesions.index[held_out])
+    probabilities = model.probabilities(test.x, torch.device("cpu"))
+    assert roc_auc(test.y.numpy(), probabilities) > 0.7
+    assert set(fits) == {"pretrain", "finetune"} and 0.0 < model.threshold < 1.0
+    assert set(lesions.loc[train_index, "participant_id"]).isdisjoint({"sub-07", "sub-08"})
+
+
+def test_train_command_writes_a_loadable_model(toy, capsys):
+    dataset, config_path, root = toy
+    out = root / "model"
+    args = ["train", str(dataset), "--out", str(out), "--config", str(config_path), "--cache-dir", str(root / "cache"),
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["n_train"] + summary["n_val"] == 36
+    for name in ("model.safetensors", "model.json", "config.yaml", "lesions.tsv", "training_curves.png"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["method"] == "frodo" and meta["threshold"] == summary["threshold"]
+    assert meta["training"]["stages"]["finetune"]["epochs_run"] >= 1
+    loaded = load_trained_model(out)
+    patches = np.asarray(build_patch_set(discover_cohort(dataset), loaded.config, cache_dir=root / "cache",
+                                         progress=False).patches[:6])  # fmt: skip
+    again = load_trained_model(out).probabilities(patches, torch.device("cpu"))
+    np.testing.assert_array_equal(loaded.probabilities(patches, torch.device("cpu")), again)
+    assert main(args) == 1  # a second run into the same folder needs --resume
+    assert "use --resume" in capsys.readouterr().err
+
+
+def test_train_without_labels_is_an_error(toy, tmp_path, capsys):
+    dataset, config_path, root = toy
+    unlabelled = tmp_path / "bids"
+    shutil.copytree(dataset, unlabelled)
+    for table in unlabelled.rglob("*_dseg.tsv"):
+        table.write_text("index\trim\n" + "".join(f"{k}\tn/a\n" for k in range(1, 5)))
+    code = main(["train", str(unlabelled), "--out", str(tmp_path / "m"), "--config", str(config_path),
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"])  # fmt: skip
+    assert code == 1 and "no labelled lesions" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
