@@ -38,3 +38,41 @@ def plot_training_curves(stages: dict[str, tuple[list[dict], int]], path: Path) 
         axis.set_title(name)
         twin.legend(loc="best", fontsize=8)
     save_figure(figure, path)
+
+
+def plot_cv_curves(oof, path: Path) -> None:
+    """Fold-averaged ROC and PR curves per method (step interpolation, ±1 SD band), as in the papers."""
+    from prlkit.eval.metrics import mean_pr_curve, mean_roc_curve
+
+    figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(10, 4.5))
+    for method, rows in oof.groupby("method", sort=False):
+        folds = [(g["label"].to_numpy(), g["probability"].to_numpy()) for _, g in rows.groupby("fold")
+                 if g["label"].nunique() == 2]  # fmt: skip
+        if not folds:
+            continue
+        for axis, curve in ((roc_axis, mean_roc_curve(folds)), (pr_axis, mean_pr_curve(folds))):
+            line, = axis.plot(curve.x, curve.mean, label=f"{method} ({curve.area():.3f})")
+            axis.fill_between(curve.x, curve.mean - curve.sd, curve.mean + curve.sd, color=line.get_color(), alpha=0.15)
+    roc_axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    prevalence = oof.drop_duplicates("lesion_row")["label"].mean()
+    pr_axis.axhline(prevalence, color="grey", linestyle=":", label=f"chance ({prevalence:.3f})")
+    roc_axis.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (mean over folds)")
+    pr_axis.set(xlabel="recall", ylabel="precision", title="Precision-recall (mean over folds)")
+    for axis in (roc_axis, pr_axis):
+        axis.set(xlim=(0, 1), ylim=(0, 1.02))
+        axis.legend(loc="lower right" if axis is roc_axis else "upper right", fontsize=8)
+    save_figure(figure, path)
+
+
+def plot_count_scatter(oof, path: Path) -> None:
+    """Predicted vs expert Rim+ count per participant, one panel per method, identity line."""
+    methods = list(dict.fromkeys(oof["method"]))
+    figure, axes = plt.subplots(1, len(methods), figsize=(4 * len(methods), 4), squeeze=False)
+    for axis, method in zip(axes[0], methods):
+        rows = oof[oof["method"] == method]
+        counts = rows.groupby("participant_id").agg(expert=("label", "sum"), predicted=("decision", "sum"))
+        top = max(int(counts.to_numpy().max()), 1) + 1
+        axis.scatter(counts["expert"], counts["predicted"], alpha=0.6)
+        axis.plot([0, top], [0, top], color="grey", linestyle=":")
+        axis.set(xlabel="expert Rim+ count", ylabel="predicted Rim+ count", title=method, xlim=(-0.5, top), ylim=(-0.5, top))
+    save_figure(figure, path)

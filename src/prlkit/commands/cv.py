@@ -1,0 +1,86 @@
+"""`prlkit cv DATASET --methods frodo,... --out DIR`: the papers' evaluation protocol on your cohort."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from prlkit.commands.common import add_config_options, add_data_options, config_from_args, load_patch_set
+from prlkit.config import load_config, save_config
+from prlkit.errors import PrlkitError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "cv",
+        help="cross-validate methods on participant-level folds and compare them",
+        description="Five participant-level folds stratified by Rim+ burden; per fold every method trains on the "
+        "development folds (validation split for early stopping, threshold and calibration) and predicts the "
+        "held-out fold once. Writes folds.tsv, oof_predictions.tsv, per_fold_metrics.tsv, results.md/json, "
+        "cv_curves.png and counts.png to --out. Rerunning skips finished (method, fold) pairs.",
+    )
+    parser.add_argument("dataset", help="BIDS folder or manifest .csv")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (reused on rerun)")
+    parser.add_argument("--methods", default="frodo", help="comma-separated methods, or 'all' (see --list-methods)")
+    parser.add_argument("--reference", help="method the others are tested against (default: the first)")
+    parser.add_argument("--folds", type=Path, help="folds.tsv of an earlier run, to reuse its split")
+    parser.add_argument("--n-folds", type=int, help="number of outer folds (default from the profile: 5)")
+    parser.add_argument("--val-split", choices=("lesion", "participant"), help="validation split inside the "
+                        "development folds: by lesion (the paper, default) or by participant (stricter)")  # fmt: skip
+    parser.add_argument("--seed", type=int, help="seed of folds, splits and training")
+    add_config_options(parser, default_profile="quick")
+    add_data_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from prlkit.eval.experiment import cross_validate
+    from prlkit.eval.folds import load_folds, make_folds, save_folds
+    from prlkit.eval.results import summarise, write_results
+    from prlkit.methods.registry import METHODS
+    from prlkit.report.plots import plot_count_scatter, plot_cv_curves
+    from prlkit.train.loop import resolve_device
+
+    methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise PrlkitError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    reference = args.reference or methods[0]
+    if reference not in methods:
+        raise PrlkitError(f"--reference {reference} is not among --methods")
+    config = _config(args)
+    out: Path = args.out
+    saved = out / "config.yaml"
+    if saved.is_file() and load_config(saved) != config:
+        raise PrlkitError(f"{saved}: this folder holds a run with other settings; choose another --out")
+    patch_set = load_patch_set(args, config)
+    participants = sorted(patch_set.lesions["participant_id"].unique())
+    folds_path = args.folds or (out / "folds.tsv" if (out / "folds.tsv").is_file() else None)
+    if folds_path:
+        folds = load_folds(folds_path, participants)
+    else:
+        folds = make_folds(patch_set.lesions, n_folds=config.split.n_folds, seed=config.split.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, saved)
+    save_folds(folds, out / "folds.tsv")
+    oof = cross_validate(patch_set, folds, methods, config, out, resolve_device(args.device), not args.no_progress)
+    oof.to_csv(out / "oof_predictions.tsv", sep="\t", index=False)
+    results = summarise(oof, reference)
+    write_results(results, out)
+    plot_cv_curves(oof, out / "cv_curves.png")
+    plot_count_scatter(oof, out / "counts.png")
+    print((out / "results.md").read_text())
+    return 0
+
+
+def _config(args: argparse.Namespace):
+    config = config_from_args(args)
+    seed = config.split.seed if args.seed is None else args.seed
+    split = dataclasses.replace(
+        config.split, seed=seed, **{k: v for k, v in {"n_folds": args.n_folds, "by": args.val_split}.items() if v is not None}
+    )
+    return dataclasses.replace(
+        config, split=split, pretrain=dataclasses.replace(config.pretrain, seed=seed),
+        finetune=dataclasses.replace(config.finetune, seed=seed),
+    )  # fmt: skip

@@ -1,0 +1,111 @@
+"""Cross-validation: methods × participant-level folds -> out-of-fold predictions (resumable).
+
+Per outer fold, every method trains on the development folds (its validation split drives early
+stopping, the threshold and calibration) and predicts the held-out fold exactly once. Finished
+(method, fold) pairs are read back from disk on rerun; interrupted ones resume from their checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from prlkit.atomic import atomic_path
+from prlkit.config import Config
+from prlkit.data.cache import PatchSet
+from prlkit.eval.folds import split_fold
+from prlkit.methods.frodo import lesion_split
+from prlkit.methods.registry import get_method
+
+log = logging.getLogger("prlkit")
+
+PREDICTION_COLUMNS = [
+    "participant_id", "session_id", "index", "lesion_row", "fold", "method",
+    "probability", "label", "threshold", "decision",
+]  # fmt: skip
+
+
+def fold_predictions(
+    patch_set: PatchSet,
+    folds: pd.DataFrame,
+    method: str,
+    fold: int,
+    config: Config,
+    out_dir: Path,
+    device: torch.device,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Out-of-fold predictions of one method on one held-out fold (computed once, then read from disk)."""
+    fold_dir = out_dir / method / f"fold-{fold}"
+    done = fold_dir / "predictions.tsv"
+    if done.is_file():
+        return read_predictions(done)
+    spec = get_method(method)
+    method_config = spec.config_for(config)
+    split = split_fold(patch_set.lesions, folds, fold, val_fraction=config.split.val_fraction, by=config.split.by,
+                       seed=config.split.seed)  # fmt: skip
+    log.info("%s fold %d: %d train, %d validation, %d test lesions", method, fold, len(split.train), len(split.val),
+             len(split.test))  # fmt: skip
+    model, _ = spec.train(patch_set, split.train, split.val, method_config, fold_dir / "runs", device,
+                          resume=True, progress=progress)  # fmt: skip
+    model.save(fold_dir)
+    test = lesion_split(patch_set, split.test)
+    probability = model.probabilities(test.x, device)
+    rows = patch_set.lesions.loc[split.test]
+    predictions = pd.DataFrame(
+        {
+            "participant_id": rows["participant_id"].to_numpy(),
+            "session_id": rows["session_id"].to_numpy(),
+            "index": rows["index"].to_numpy(),
+            "lesion_row": split.test,
+            "fold": fold,
+            "method": method,
+            "probability": probability,
+            "label": test.y.numpy(),
+            "threshold": model.threshold,
+            "decision": (probability >= model.threshold).astype(int),
+        }
+    )
+    with atomic_path(done) as tmp:
+        predictions.to_csv(tmp, sep="\t", index=False)
+    return predictions
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """A predictions TSV written by :func:`fold_predictions`."""
+    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str}, keep_default_na=False)
+
+
+def cross_validate(
+    patch_set: PatchSet,
+    folds: pd.DataFrame,
+    methods: list[str],
+    config: Config,
+    out_dir: Path,
+    device: torch.device,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Every method on every fold; all out-of-fold predictions in one table."""
+    for method in methods:
+        get_method(method)  # fail before any training on a typo
+    tables = [
+        fold_predictions(patch_set, folds, method, int(fold), config, out_dir, device, progress)
+        for method in methods
+        for fold in sorted(folds["fold"].unique())
+    ]
+    oof = pd.concat(tables, ignore_index=True)[PREDICTION_COLUMNS]
+    return oof.astype({"label": int, "decision": int, "fold": int})
+
+
+def paired_by_lesion(oof: pd.DataFrame, method_a: str, method_b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, probabilities and decisions of two methods on the same lesions, aligned by lesion row."""
+    a = oof[oof["method"] == method_a].set_index("lesion_row").sort_index()
+    b = oof[oof["method"] == method_b].set_index("lesion_row").sort_index()
+    if not a.index.equals(b.index):
+        raise ValueError(f"{method_a} and {method_b} were not evaluated on the same lesions")
+    return a["label"].to_numpy(), a["probability"].to_numpy(), b["probability"].to_numpy(), \
+        a["decision"].to_numpy(), b["decision"].to_numpy()
