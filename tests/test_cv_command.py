@@ -1,0 +1,88 @@
+"""`prlkit cv`: folds, out-of-fold predictions, tables and plots; resumable; no leakage."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import write_toy_rim_cohort
+
+import prlkit.eval.experiment as experiment
+from prlkit.cli import main
+from prlkit.config import config_from_dict
+from prlkit.data.bids import discover_cohort
+from prlkit.data.cache import build_patch_set
+from prlkit.eval.experiment import fold_predictions
+from prlkit.eval.folds import make_folds
+
+TINY = {
+    "profile": "quick",
+    "patches": {"size": 16},
+    "frodo": {"widths": [4, 8, 8], "groups": 2, "se_reduction": 4, "head_hidden": 8},
+    "pretrain": {"max_epochs": 1, "batch_size": 8},
+    "finetune": {"max_epochs": 2, "batch_size": 8, "patience": 2},
+    "split": {"n_folds": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cv")
+    dataset = write_toy_rim_cohort(root / "bids", n_participants=9)
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    args = ["cv", str(dataset), "--out", str(root / "out"), "--methods", "frodo,frodo_scratch",
+            "--config", str(root / "tiny.yaml"), "--cache-dir", str(root / "cache"), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    return root, args
+
+
+def test_outputs_and_out_of_fold_coverage(cv_run):
+    root, _ = cv_run
+    out = root / "out"
+    for name in ("folds.tsv", "oof_predictions.tsv", "per_fold_metrics.tsv", "results.md", "results.json",
+                 "config.yaml", "cv_curves.png", "counts.png"):  # fmt: skip
+        assert (out / name).is_file(), name
+    oof = pd.read_csv(out / "oof_predictions.tsv", sep="\t")
+    folds = pd.read_csv(out / "folds.tsv", sep="\t")
+    assert len(oof) == 2 * 36  # every lesion predicted once per method
+    for method, rows in oof.groupby("method"):
+        assert rows["lesion_row"].is_unique and len(rows) == 36
+    fold_of = folds.set_index("participant_id")["fold"]
+    assert (oof["participant_id"].map(fold_of) == oof["fold"]).all()  # predicted by the model that never saw it
+    assert oof.groupby(["method", "fold"])["threshold"].nunique().eq(1).all()
+    markdown = (out / "results.md").read_text()
+    assert "| frodo |" in markdown and "| frodo_scratch |" in markdown and "DeLong" in markdown
+    assert (out / "frodo" / "fold-0" / "model.json").is_file()
+
+
+def test_rerun_skips_finished_folds(cv_run, monkeypatch):
+    _, args = cv_run
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished (method, fold) was trained again")
+
+    monkeypatch.setattr(experiment, "split_fold", must_not_train)
+    assert main(args) == 0
+
+
+def test_other_settings_need_another_folder(cv_run, capsys):
+    root, args = cv_run
+    assert main(args + ["--seed", "5"]) == 1
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_threshold_ignores_test_labels(cv_run, tmp_path):
+    root, _ = cv_run
+    config = config_from_dict(TINY | {"pretrain": {"kind": "none"}, "finetune": {"max_epochs": 1, "batch_size": 8}})
+    patch_set = build_patch_set(discover_cohort(root / "bids"), config, cache_dir=root / "cache", progress=False)
+    folds = make_folds(patch_set.lesions, n_folds=3, seed=0)
+    first = fold_predictions(patch_set, folds, "frodo", 0, config, tmp_path / "a", torch.device("cpu"), False)
+    lesions = patch_set.lesions.copy()
+    test_rows = first["lesion_row"].to_numpy()
+    lesions.loc[test_rows, "rim"] = 1 - lesions.loc[test_rows, "rim"]  # flip every test label
+    flipped = fold_predictions(dataclasses.replace(patch_set, lesions=lesions), folds, "frodo", 0, config,
+                               tmp_path / "b", torch.device("cpu"), False)  # fmt: skip
+    assert flipped["threshold"].iloc[0] == first["threshold"].iloc[0]
+    pd.testing.assert_series_equal(flipped["probability"], first["probability"])
+    assert (flipped["label"] != first["label"]).all()
