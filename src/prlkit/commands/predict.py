@@ -1,0 +1,64 @@
+"""`prlkit predict`: Rim+ probability for every lesion of new sessions, as BIDS derivatives."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prlkit.commands.common import cohort_error
+from prlkit.errors import PrlkitError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict Rim+ probabilities for new sessions with a trained model",
+        description="Run a `prlkit train` model, or the fold ensemble of a `prlkit cv` run (mean probability, "
+        "mean fold threshold), on a BIDS folder / manifest or on one session given by --qsm/--flair/--lesions. "
+        "Writes <out>/derivatives/prlkit/: per session _desc-rim_probseg, _desc-rim_dseg (+ .tsv) and _lesions.tsv, "
+        "and subjects.tsv (predicted and expected Rim+ count, chronic_active = at least 4 Rim+).",
+    )
+    parser.add_argument("dataset", nargs="?", help="BIDS folder or manifest .csv (or use --qsm/--flair/--lesions)")
+    parser.add_argument("--model", required=True, type=Path, help="prlkit train folder or prlkit cv folder")
+    parser.add_argument("--method", help="with a cv folder: which method's fold models (default: its reference)")
+    parser.add_argument("--out", required=True, type=Path, help="output root (derivatives/prlkit is created in it)")
+    parser.add_argument("--participant-label", nargs="+", metavar="LABEL", help="only these participants "
+                        "(with or without 'sub-'), e.g. one per cluster job")  # fmt: skip
+    parser.add_argument("--qsm", type=Path, help="single-session mode: QSM NIfTI (ppm)")
+    parser.add_argument("--flair", type=Path, help="single-session mode: FLAIR NIfTI")
+    parser.add_argument("--lesions", type=Path, help="single-session mode: lesion map NIfTI")
+    parser.add_argument("--subject", default="sub-01", help="single-session mode: participant id (default sub-01)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from prlkit.data.bids import SessionFiles, discover_cohort
+    from prlkit.predict import load_ensemble, predict_sessions
+    from prlkit.train.loop import resolve_device
+
+    single = [args.qsm, args.flair, args.lesions]
+    if any(single):
+        if args.dataset or not all(single):
+            raise PrlkitError("single-session mode needs all of --qsm, --flair and --lesions, and no dataset")
+        subject = args.subject if args.subject.startswith("sub-") else f"sub-{args.subject}"
+        sessions = [SessionFiles(subject, None, *(p if p.is_file() else None for p in single),
+                                 expected=dict(zip(("qsm", "flair", "lesions"), single)))]  # fmt: skip
+    elif args.dataset:
+        cohort = discover_cohort(args.dataset)
+        sessions = cohort.sessions
+        if args.participant_label:
+            wanted = {label if label.startswith("sub-") else f"sub-{label}" for label in args.participant_label}
+            missing = sorted(wanted - {s.participant_id for s in sessions})
+            if missing:
+                raise PrlkitError(f"{args.dataset}: no such participant(s) {', '.join(missing)}")
+            sessions = [s for s in sessions if s.participant_id in wanted]
+        elif cohort.problems:
+            raise cohort_error(cohort.problems)
+    else:
+        raise PrlkitError("give a dataset, or --qsm, --flair and --lesions for one session")
+    ensemble = load_ensemble(args.model, args.method)
+    subjects = predict_sessions(sessions, ensemble, args.out, resolve_device(args.device), not args.no_progress)
+    print(subjects.to_string(index=False))
+    return 0

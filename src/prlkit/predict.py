@@ -1,0 +1,170 @@
+"""Run a trained model (or the fold ensemble of a `prlkit cv` run) on new sessions.
+
+Writes the BIDS-derivatives output of DATASET.md: per session a probability map, a Rim-/Rim+
+dseg with its look-up table and a per-lesion table; `subjects.tsv` summarises every session found
+in the output folder, so jobs split by `--participant-label` can share one output folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+
+from prlkit import __version__
+from prlkit.atomic import atomic_path, write_text_atomic
+from prlkit.config import Config
+from prlkit.data.bids import SessionFiles
+from prlkit.data.patches import session_patches
+from prlkit.data.session import SessionData, load_session
+from prlkit.errors import InputFileError, PrlkitError
+from prlkit.methods.trained import TrainedModel, load_trained_model
+
+CHRONIC_ACTIVE_MIN = 4  # Rim+ lesions that make a patient "chronic active"
+LESION_OUTPUT_COLUMNS = [
+    "index", "voxels", "volume_mm3", "center_vox_i", "center_vox_j", "center_vox_k",
+    "center_mm_x", "center_mm_y", "center_mm_z", "probability", "rim_pred", "excluded",
+]  # fmt: skip
+
+
+@dataclass
+class Ensemble:
+    """One model, or the fold models of a cv run: mean calibrated probability, mean threshold."""
+
+    models: list[TrainedModel]
+
+    @property
+    def config(self) -> Config:
+        return self.models[0].config
+
+    @property
+    def threshold(self) -> float:
+        return float(np.mean([m.threshold for m in self.models]))
+
+    def probabilities(self, patches: np.ndarray, device: torch.device) -> np.ndarray:
+        return np.mean([m.probabilities(patches, device) for m in self.models], axis=0)
+
+
+def load_ensemble(folder: Path, method: str | None = None) -> Ensemble:
+    """A `prlkit train` folder (model.json), or a `prlkit cv` folder (fold models of `method`)."""
+    if (folder / "model.json").is_file():
+        return Ensemble([load_trained_model(folder)])
+    if not (folder / "folds.tsv").is_file():
+        raise InputFileError(folder, "neither a prlkit train folder (model.json) nor a prlkit cv folder (folds.tsv)")
+    if method is None:
+        method = json.loads((folder / "results.json").read_text())["reference"] if (folder / "results.json").is_file() else "frodo"
+    fold_dirs = sorted((folder / method).glob("fold-*/model.json"))
+    if not fold_dirs:
+        raise InputFileError(folder / method, f"no trained fold models of method {method}")
+    models = [load_trained_model(path.parent) for path in fold_dirs]
+    if any(m.config.patches != models[0].config.patches for m in models):
+        raise InputFileError(folder, "fold models disagree on patch settings")
+    return Ensemble(models)
+
+
+def predict_session(data: SessionData, ensemble: Ensemble, device: torch.device) -> pd.DataFrame:
+    """The session's lesion table with `probability` and `rim_pred` (NaN / 0 for excluded lesions)."""
+    table = data.lesions.copy()
+    included = (table["excluded"] == "").to_numpy()
+    probability = np.full(len(table), np.nan)
+    if included.any():
+        patches = session_patches(data, table[included], ensemble.config.patches)
+        probability[included] = ensemble.probabilities(patches, device)
+    table["probability"] = probability
+    table["rim_pred"] = (np.nan_to_num(probability, nan=0.0) >= ensemble.threshold).astype(int)
+    return table
+
+
+def session_outputs(root: Path, files: SessionFiles) -> dict[str, Path]:
+    """Where a session's outputs go under `<root>/derivatives/prlkit`."""
+    rel = Path(files.participant_id, files.session_id, "anat") if files.session_id else Path(files.participant_id, "anat")
+    folder = root / "derivatives" / "prlkit" / rel
+    return {
+        "probseg": folder / f"{files.name}_desc-rim_probseg.nii.gz",
+        "dseg": folder / f"{files.name}_desc-rim_dseg.nii.gz",
+        "dseg_table": folder / f"{files.name}_desc-rim_dseg.tsv",
+        "lesions": folder / f"{files.name}_lesions.tsv",
+    }
+
+
+def write_session(root: Path, data: SessionData, table: pd.DataFrame) -> None:
+    """Probability map, Rim-/Rim+ dseg (+ look-up table) and the per-lesion table, each atomically."""
+    paths = session_outputs(root, data.files)
+    labels = table["index"].to_numpy()
+    lookup_probability = np.zeros(int(data.instances.max(initial=0)) + 1, dtype=np.float32)
+    lookup_class = np.zeros_like(lookup_probability, dtype=np.uint8)
+    included = (table["excluded"] == "").to_numpy()
+    lookup_probability[labels[included]] = table["probability"].to_numpy()[included]
+    lookup_class[labels[included]] = 1 + table["rim_pred"].to_numpy()[included]
+    _save_nifti(paths["probseg"], lookup_probability[data.instances], data.affine)
+    _save_nifti(paths["dseg"], lookup_class[data.instances], data.affine)
+    write_text_atomic(paths["dseg_table"], "index\tname\n1\trim_negative\n2\trim_positive\n")
+    with atomic_path(paths["lesions"]) as tmp:
+        table[LESION_OUTPUT_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+    image = nib.Nifti1Image(data, affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp))
+
+
+def write_dataset_description(root: Path) -> None:
+    """BIDS-derivatives dataset_description.json naming prlkit and its version."""
+    description = {
+        "Name": "prlkit paramagnetic rim lesion predictions",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "prlkit", "Version": __version__}],
+    }
+    write_text_atomic(root / "derivatives" / "prlkit" / "dataset_description.json", json.dumps(description, indent=2) + "\n")
+
+
+def write_subjects_table(root: Path, threshold_count: int = CHRONIC_ACTIVE_MIN) -> pd.DataFrame:
+    """subjects.tsv from every per-lesion table under the output folder (all jobs' sessions)."""
+    base = root / "derivatives" / "prlkit"
+    rows = []
+    for path in sorted(base.glob("sub-*/**/*_lesions.tsv")):
+        entities = dict(part.split("-", 1) for part in path.name[: -len("_lesions.tsv")].split("_"))
+        lesions = pd.read_csv(path, sep="\t", keep_default_na=False, na_values={"probability": [""]})
+        included = lesions[lesions["excluded"] == ""]
+        n_rim = int(included["rim_pred"].sum())
+        rows.append({
+            "participant_id": f"sub-{entities['sub']}",
+            "session_id": f"ses-{entities['ses']}" if "ses" in entities else "",
+            "n_lesions": len(lesions),
+            "n_classified": len(included),
+            "n_rim_pred": n_rim,
+            "expected_rim_count": round(float(included["probability"].sum()), 4),
+            "chronic_active": int(n_rim >= threshold_count),
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    with atomic_path(base / "subjects.tsv") as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return table
+
+
+def predict_sessions(sessions: list[SessionFiles], ensemble: Ensemble, out: Path, device: torch.device,
+                     progress: bool = True) -> pd.DataFrame:  # fmt: skip
+    """Check every session first (so bad input leaves no output), then predict and write each one.
+
+    The check pass reads each session once more instead of holding every volume in memory.
+    """
+    from tqdm.auto import tqdm
+
+    if not sessions:
+        raise PrlkitError("no sessions to predict")
+    for files in tqdm(sessions, desc="check", unit="session", disable=not progress):
+        load_session(files, ensemble.config.lesions)
+    write_dataset_description(out)
+    for files in tqdm(sessions, desc="predict", unit="session", disable=not progress):
+        data = load_session(files, ensemble.config.lesions)
+        write_session(out, data, predict_session(data, ensemble, device))
+    return write_subjects_table(out)
