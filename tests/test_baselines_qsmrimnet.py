@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from prlkit.models.baselines.qsmrimnet import DeepSMOTE, QSMRimNet, QSMRimNetConfig
+from prlkit.models.baselines.qsmrimnet import DeepSMOTE, QSMRimNet, QSMRimNetConfig, majority_vote
 
 # Positives on a line t * (1, 2): nearest others of t=0 are 1, 3; of 1: 0, 3; of 3: 1, 0; of 10: 3, 1.
 T = torch.tensor([0.0, 1.0, 3.0, 10.0])
@@ -130,3 +131,9 @@ def test_qsmrimnet_training_oversamples_and_backpropagates(net):
 def test_qsmrimnet_rejects_unknown_fusion():
     with pytest.raises(ValueError, match="fusion"):
         QSMRimNet(QSMRimNetConfig(fusion="mean"))
+
+
+def test_majority_vote_of_three_seeds():
+    p = np.array([[0.9, 0.2, 0.6, 0.4], [0.8, 0.7, 0.4, 0.1], [0.1, 0.3, 0.7, 0.5]])
+    np.testing.assert_allclose(majority_vote(p), [2 / 3, 1 / 3, 2 / 3, 0.0])
+    np.testing.assert_array_equal(majority_vote(p) > 0.5, [True, False, True, False])

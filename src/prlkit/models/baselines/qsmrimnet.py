@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from monai.networks.nets import ResNet
 from torch import nn
@@ -92,7 +93,8 @@ class DeepSMOTE(nn.Module):
         nearest = distances.topk(others, dim=1, largest=False).indices  # (n, others), nearest first
         if self.include_self:
             nearest = torch.cat([torch.arange(n, device=features.device)[:, None], nearest], dim=1)
-        alpha = torch.rand(n, self.neighbours, 1, generator=generator, device=features.device, dtype=features.dtype)
+        device = generator.device if generator is not None else features.device
+        alpha = torch.rand(n, self.neighbours, 1, generator=generator, device=device).to(features)
         synthetic = alpha * positives[:, None, :] + (1 - alpha) * positives[nearest]
         synthetic = synthetic.reshape(n * self.neighbours, -1)
         return torch.cat([features, synthetic]), torch.cat([labels, labels.new_ones(synthetic.shape[0])])
@@ -137,3 +139,8 @@ class QSMRimNet(nn.Module):
         fused = image + rad if self.config.fusion == "sum" else torch.cat([image, rad], dim=1)
         latent, labels = self.smote(self.smote_mlp(fused), labels, generator)
         return self.head(latent).squeeze(1), labels
+
+
+def majority_vote(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Fraction of models (rows: seeds) calling each lesion rim+; the paper's 3-seed decision is > 0.5."""
+    return (np.asarray(probabilities) > threshold).mean(axis=0)
