@@ -121,7 +121,8 @@ def test_qsmrimnet_training_oversamples_and_backpropagates(net):
     net.train()
     net.zero_grad()
     labels = torch.tensor([1.0, 0.0, 1.0, 1.0])
-    logits, out_labels = net(torch.randn(4, 3, 24, 24, 24), torch.randn(4, 25), labels, torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    logits, out_labels = net(torch.randn(4, 3, 24, 24, 24), torch.randn(4, 25), labels, generator)
     assert logits.shape == (4 + 3 * 3,) and torch.equal(out_labels[:4], labels) and out_labels[4:].eq(1).all()
     torch.nn.functional.binary_cross_entropy_with_logits(logits, out_labels).backward()
     for module in (net.encoder.conv1, net.radiomics[0], net.smote_mlp[0], net.head[-1]):

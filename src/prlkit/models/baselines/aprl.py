@@ -1,4 +1,6 @@
-"""APRL (Lou et al., NeuroImage: Clinical 2021), as adapted to QSM by QSMRim-Net: first-order features -> SMOTE -> random forest.
+"""APRL (Lou et al., NeuroImage: Clinical 2021) on QSM: first-order features -> SMOTE -> random forest.
+
+As QSMRim-Net adapted it from phase to QSM.
 
 Features: `prlkit.features.radiomics.lesion_feature_table` (first-order QSM statistics per lesion).
 Model: an imbalanced-learn Pipeline [StandardScaler, SMOTE, RandomForestClassifier(500 trees)], so
@@ -7,6 +9,11 @@ training set), never validation or test rows. SMOTE oversamples positives to a 1
 reciprocal of the minority percentage"); the scaler only changes which neighbours SMOTE pairs (the
 forest is scale-invariant). mtry (`max_features`) is tuned by stratified inner CV on ROC-AUC over
 round(sqrt(p) * factor) for the configured factors.
+
+Paper vs code: APRL itself was described on phase images (its R implementation was not consulted
+here); the QSMRim-Net paper, whose adaptation this follows, gives only "first-order features, SMOTE,
+random forest". The feature list, the scaler before SMOTE and the mtry grid are this toolkit's
+documented choices.
 """
 
 from __future__ import annotations

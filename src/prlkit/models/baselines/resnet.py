@@ -2,6 +2,7 @@
 
 `monai.networks.nets.resnet18(spatial_dims=3, n_input_channels=2, num_classes=1)` with MONAI's
 defaults (7^3 stem with stride 1, max-pool, BatchNorm, shortcut type B): 33,183,361 parameters.
+No paper/released-code split: this is the library model exactly as the main paper's baseline uses it.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def fc_head(in_features: int, widths: tuple[int, ...], tanh: bool) -> nn.Sequent
 
 
 def init_rimnet_weights(module: nn.Module) -> None:
-    """Xavier-uniform 3x3x3 convolutions; truncated normal (std 0.02) 1x1x1 reductions and Linear layers; zero biases."""
+    """Xavier-uniform 3x3x3 convolutions, truncated-normal (std 0.02) 1x1x1 and Linear layers, zero biases."""
     for m in module.modules():
         if isinstance(m, nn.Conv3d) and m.kernel_size == (3, 3, 3):
             nn.init.xavier_uniform_(m.weight)
