@@ -65,7 +65,7 @@ def resnet18_encoder(in_channels: int, last_stage_stride: int) -> ResNet:
 
 
 class DeepSMOTE(nn.Module):
-    """Latent oversampling of positives: in training, x_p + synthetic alpha*x_p + (1-alpha)*x_nn rows.
+    """Latent oversampling of positives: in training, appends rows alpha*x_p + (1-alpha)*x_nn labelled 1.
 
     For each positive (label > 0.5) its `neighbours` nearest positives in the batch (Euclidean; with
     `include_self` the positive itself counts as the first) give one synthetic row each, alpha ~ U(0, 1),
