@@ -1,0 +1,119 @@
+"""RimNet (Barquero et al., NeuroImage: Clinical 2020): two VGG-like 3D branches, QSM main and FLAIR second.
+
+Each branch: three blocks of two 3x3x3 convolutions (tanh, optional BatchNorm) and a 2^3 max-pool
+(ceil mode), widths 32/64/128, then a 1x1x1 convolution to one channel. FLAIR's block-1 output is
+concatenated into the QSM branch only (before its block 2). The two flattened maps are
+concatenated and go through fully connected layers 256 -> 128 -> 64 -> 1. Input: 28^3 cubes
+(other patch sizes are centre-cropped or zero-padded, see `crop.py`). Phase in the paper is QSM here.
+
+Paper vs released code (the PyTorch re-implementation of the Streamline-RimNet/Deep-PRL repository,
+`ModularRimNet`; the original was TensorFlow/tflearn):
+- FC activations: the paper's figure shows tanh throughout; the released code stacks the Linear
+  layers with no activation between them (so the head is one affine map). Default: paper,
+  `fc_tanh=True`; `False` reproduces the released code.
+- Both use BatchNorm (`batch_norm=True`) and Xavier-uniform convolutions; the released code
+  initialises the 1x1x1 reductions and Linear layers with truncated normals (std 0.02, tflearn's
+  default), which is used here too.
+- Output: the paper/code use 2-class softmax; here one logit (BCE-equivalent).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from monai.networks.blocks import Convolution
+from torch import nn
+
+from prlkit.models.baselines.crop import crop_cubes
+
+QSM, FLAIR, MASK = 0, 1, 2  # patch channels (prlkit.data.patches)
+
+
+@dataclass(frozen=True)
+class RimNetConfig:
+    input_size: int = 28
+    widths: tuple[int, int, int] = (32, 64, 128)
+    batch_norm: bool = True
+    fc_widths: tuple[int, ...] = (256, 128, 64)
+    fc_tanh: bool = True  # False: released code (no activation between the Linear layers)
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3x3 convolutions with tanh (BatchNorm before it when enabled), then 2^3 max-pool (ceil)."""
+
+    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool):
+        norm = "batch" if batch_norm else None
+        super().__init__(
+            Convolution(3, in_channels, out_channels, kernel_size=3, act="tanh", norm=norm),
+            Convolution(3, out_channels, out_channels, kernel_size=3, act="tanh", norm=norm),
+            nn.MaxPool3d(kernel_size=2, ceil_mode=True),
+        )
+
+
+class VGGBranch(nn.Module):
+    """Three ConvBlocks and a 1x1x1 reduction to one channel; `extra_channels` join before block 2."""
+
+    def __init__(self, widths: tuple[int, int, int], batch_norm: bool, extra_channels: int = 0):
+        super().__init__()
+        w1, w2, w3 = widths
+        self.block1 = ConvBlock(1, w1, batch_norm)
+        self.block2 = ConvBlock(w1 + extra_channels, w2, batch_norm)
+        self.block3 = ConvBlock(w2, w3, batch_norm)
+        self.reduce = nn.Conv3d(w3, 1, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, 1, s, s, s) -> (flattened reduced map (B, (s/8)^3), block-1 output)."""
+        first = self.block1(x)
+        hidden = first if extra is None else torch.cat([extra, first], dim=1)
+        return self.reduce(self.block3(self.block2(hidden))).flatten(1), first
+
+
+def pooled_voxels(size: int, pools: int = 3) -> int:
+    """Voxels left of a size^3 cube after `pools` ceil-mode 2^3 max-pools."""
+    for _ in range(pools):
+        size = math.ceil(size / 2)
+    return size**3
+
+
+def fc_head(in_features: int, widths: tuple[int, ...], tanh: bool) -> nn.Sequential:
+    """Linear layers in_features -> widths... -> 1, with tanh between them or nothing (released code)."""
+    dims = (in_features, *widths, 1)
+    layers: list[nn.Module] = []
+    for n, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if tanh and n < len(dims) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+def init_rimnet_weights(module: nn.Module) -> None:
+    """Xavier-uniform 3x3x3 convolutions, truncated-normal (std 0.02) 1x1x1 and Linear layers, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d) and m.kernel_size == (3, 3, 3):
+            nn.init.xavier_uniform_(m.weight)
+        elif isinstance(m, (nn.Conv3d, nn.Linear)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+        else:
+            continue
+        nn.init.zeros_(m.bias)
+
+
+class RimNet(nn.Module):
+    """Two-branch RimNet returning one logit per patch."""
+
+    def __init__(self, config: RimNetConfig = RimNetConfig()):
+        super().__init__()
+        self.config = config
+        self.flair = VGGBranch(config.widths, config.batch_norm)
+        self.qsm = VGGBranch(config.widths, config.batch_norm, extra_channels=config.widths[0])
+        self.head = fc_head(2 * pooled_voxels(config.input_size), config.fc_widths, config.fc_tanh)
+        init_rimnet_weights(self)
+
+    def forward(self, x: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C>=2, S, S, S) patches -> logits (B,); `shifts` (B, 3) moves the 28^3 crop (training)."""
+        x = crop_cubes(x, self.config.input_size, shifts)
+        flair, flair_first = self.flair(x[:, FLAIR : FLAIR + 1])
+        qsm, _ = self.qsm(x[:, QSM : QSM + 1], extra=flair_first)
+        return self.head(torch.cat([flair, qsm], dim=1)).squeeze(1)

@@ -1,0 +1,140 @@
+"""QSMRim-Net and its DeepSMOTE layer: row counts, interpolation, gradients, eval identity, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from prlkit.models.baselines.qsmrimnet import DeepSMOTE, QSMRimNet, QSMRimNetConfig, majority_vote
+
+# Positives on a line t * (1, 2): nearest others of t=0 are 1, 3; of 1: 0, 3; of 3: 1, 0; of 10: 3, 1.
+T = torch.tensor([0.0, 1.0, 3.0, 10.0])
+NEAREST = {0: (1, 3), 1: (0, 3), 3: (1, 0), 10: (3, 1)}
+
+
+def line_batch():
+    """Four positives on a line and two negatives off it; labels (6,)."""
+    positives = T[:, None] * torch.tensor([1.0, 2.0])
+    negatives = torch.tensor([[5.0, -1.0], [-4.0, 7.0]])
+    features = torch.cat([positives[:2], negatives[:1], positives[2:], negatives[1:]])
+    labels = torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    return features, labels
+
+
+def smote(mode: str) -> DeepSMOTE:
+    layer = DeepSMOTE(neighbours=2, include_self=False) if mode == "paper" else DeepSMOTE(3, include_self=True)
+    return layer.train()
+
+
+@pytest.mark.parametrize("mode, per_positive", [("paper", 2), ("released", 3)])
+def test_deepsmote_appends_k_synthetic_positives_per_positive(mode, per_positive):
+    features, labels = line_batch()
+    out, out_labels = smote(mode)(features, labels, torch.Generator().manual_seed(0))
+    n, N = 4, 6
+    assert out.shape == (N + per_positive * n, 2) and out_labels.shape == (N + per_positive * n,)
+    assert torch.equal(out[:N], features) and torch.equal(out_labels[:N], labels)
+    assert torch.all(out_labels[N:] == 1.0)
+    synthetic = out[N:].reshape(n, per_positive, 2)
+    assert torch.allclose(synthetic[..., 1], 2 * synthetic[..., 0])  # still on the positives' line
+    for p, t in enumerate(T.tolist()):
+        expected = NEAREST[t] if mode == "paper" else (t, *NEAREST[t])
+        for j, neighbour in enumerate(expected):
+            s = synthetic[p, j, 0].item()
+            assert min(t, neighbour) <= s <= max(t, neighbour)  # alpha * t + (1 - alpha) * neighbour
+        if mode == "released":
+            assert torch.allclose(synthetic[p, 0], features[labels > 0.5][p])  # itself: an exact copy
+
+
+def test_deepsmote_passes_gradients_through_synthetic_rows_to_positives_only():
+    features, labels = line_batch()
+    features.requires_grad_(True)
+    out, _ = smote("paper")(features, labels, torch.Generator().manual_seed(1))
+    out[6:].sum().backward()
+    assert torch.all(features.grad[labels > 0.5].abs().sum(1) > 0)
+    assert torch.all(features.grad[labels < 0.5] == 0)
+
+
+def test_deepsmote_adds_nothing_in_eval_mode_without_labels_or_with_two_positives():
+    features, labels = line_batch()
+    layer = smote("released")
+    assert layer(features, None)[0] is features
+    few = labels.clone()
+    few[3:5] = 0.0  # two positives left
+    out, out_labels = layer(features, few)
+    assert out is features and out_labels is few
+    layer.eval()
+    out, out_labels = layer(features, labels)
+    assert out is features and out_labels is labels
+
+
+def test_deepsmote_is_deterministic_given_a_generator():
+    features, labels = line_batch()
+    layer = smote("paper")
+    first = layer(features, labels, torch.Generator().manual_seed(7))[0]
+    again = layer(features, labels, torch.Generator().manual_seed(7))[0]
+    other = layer(features, labels, torch.Generator().manual_seed(8))[0]
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return QSMRimNet(QSMRimNetConfig(radiomics_features=25))
+
+
+@pytest.fixture(scope="module")
+def paper_net():
+    torch.manual_seed(0)
+    return QSMRimNet(QSMRimNetConfig.paper(radiomics_features=25))
+
+
+def test_qsmrimnet_parameter_count_matches_the_architecture(net, paper_net):
+    # ResNet-18 (2 input channels, bias-free shortcuts): stem 2*64*7^3 + BN 128 = 44,032;
+    # layer1 442,880; layer2 1,557,760; layer3 6,228,480; layer4 24,908,800 -> 33,181,952.
+    # radiomics MLP: 25*1024+1024 + 2*1024 + 1024*512+512 + 2*512 = 554,496;
+    # DeepSMOTE MLP (sum fusion): 2 * (512*512+512 + 2*512) = 527,360; head 512*128+128 + 129 = 65,793.
+    assert sum(p.numel() for p in net.encoder.parameters()) == 33_181_952
+    assert sum(p.numel() for p in net.parameters()) == 33_181_952 + 554_496 + 527_360 + 65_793
+    # concat fusion: the first DeepSMOTE Linear takes 1024 inputs (+512*512 weights)
+    assert sum(p.numel() for p in paper_net.parameters()) == 33_181_952 + 554_496 + 527_360 + 512 * 512 + 65_793
+
+
+@pytest.mark.parametrize("size", [24, 28, 32])
+def test_qsmrimnet_eval_forward_shapes(net, size):
+    net.eval()
+    with torch.no_grad():
+        logits, labels = net(torch.randn(2, 3, size, size, size), torch.randn(2, 25))
+    assert logits.shape == (2,) and labels is None and torch.isfinite(logits).all()
+
+
+def test_last_stage_stride_switch_sets_the_final_feature_map(net, paper_net):
+    x = torch.randn(2, 2, 32, 32, 32)
+    paper = paper_net.eval()
+    with torch.no_grad():
+        stem = lambda n: n.layer3(n.layer2(n.layer1(n.maxpool(n.act(n.bn1(n.conv1(x)))))))  # noqa: E731
+        assert net.eval().encoder.layer4(stem(net.encoder)).shape[-3:] == (2, 2, 2)  # 32 -> 16 -> 8 -> 4 -> 2 -> 2
+        assert paper.encoder.layer4(stem(paper.encoder)).shape[-3:] == (1, 1, 1)
+
+
+def test_qsmrimnet_training_oversamples_and_backpropagates(net):
+    net.train()
+    net.zero_grad()
+    labels = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    generator = torch.Generator().manual_seed(0)
+    logits, out_labels = net(torch.randn(4, 3, 24, 24, 24), torch.randn(4, 25), labels, generator)
+    assert logits.shape == (4 + 3 * 3,) and torch.equal(out_labels[:4], labels) and out_labels[4:].eq(1).all()
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, out_labels).backward()
+    for module in (net.encoder.conv1, net.radiomics[0], net.smote_mlp[0], net.head[-1]):
+        assert module.weight.grad is not None and module.weight.grad.abs().sum() > 0
+
+
+def test_qsmrimnet_rejects_unknown_fusion():
+    with pytest.raises(ValueError, match="fusion"):
+        QSMRimNet(QSMRimNetConfig(fusion="mean"))
+
+
+def test_majority_vote_of_three_seeds():
+    p = np.array([[0.9, 0.2, 0.6, 0.4], [0.8, 0.7, 0.4, 0.1], [0.1, 0.3, 0.7, 0.5]])
+    np.testing.assert_allclose(majority_vote(p), [2 / 3, 1 / 3, 2 / 3, 0.0])
+    np.testing.assert_array_equal(majority_vote(p) > 0.5, [True, False, True, False])
