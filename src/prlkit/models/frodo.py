@@ -123,7 +123,7 @@ class Encoder(nn.Sequential):
 
 
 class FrodoOutput(NamedTuple):
-    """Logits (B,) and the L2-unnormalised lesion embeddings (B, widths[2]) for SupCon."""
+    """Logits (B,) and the raw (not L2-normalised) lesion embeddings (B, widths[2]) for SupCon."""
 
     logit: torch.Tensor
     embedding: torch.Tensor
