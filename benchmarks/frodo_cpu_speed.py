@@ -22,7 +22,8 @@ from prlkit.models.frodo import FrodoConfig, FrodoNet, count_flops, frodo_config
 CANDIDATES: dict[str, FrodoConfig] = {
     "24/48/96 (paper)": frodo_config("paper"),
     "24/48/96 stem-stride 2": FrodoConfig(widths=(24, 48, 96), stem_stride=2),
-    "16/32/64 s2 (quick)": frodo_config("quick"),
+    "16/32/64 stem-stride 2": FrodoConfig(widths=(16, 32, 64), head_hidden=32, stem_stride=2),
+    "12/24/48 s2 (quick)": frodo_config("quick"),
     "8/16/32 stem-stride 2": FrodoConfig(widths=(8, 16, 32), head_hidden=32, stem_stride=2),
     "12/24/48": FrodoConfig(widths=(12, 24, 48), head_hidden=32),
     "8/16/32": FrodoConfig(widths=(8, 16, 32), head_hidden=32),

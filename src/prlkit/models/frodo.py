@@ -37,16 +37,18 @@ class FrodoConfig:
     deep_stride: stride of the first SE block (2 = downsample once more before pooling).
 
     Profiles (``frodo_config(name)``), measured with ``benchmarks/frodo_cpu_speed.py`` on the
-    shared 2-core CPU (torch 2.13, 2 threads; other jobs running, so +-30 % or worse):
+    shared 2-core CPU (torch 2.13; other jobs were running, so +-30 % or worse):
     - ``paper``: widths 24/48/96, stem stride 1, head 64: 1.46 M parameters, 12.8 GFLOP forward
       per 32^3 lesion (5.4 at 24^3); forward+backward of 10 patches of 32^3 takes ~2.8 s with
       channels_last_3d -- sized for a GPU, as in the paper.
-    - ``quick``: widths 16/32/64, stem stride 2, head 32: 0.65 M parameters, 0.71 GFLOP per 32^3
-      lesion (0.30 at 24^3); forward+backward of 10 patches ~0.1 s at 24^3 and ~0.2 s at 32^3,
-      inference 120-330 lesions/s -- a few hundred lesions train for a few epochs in a minute
-      or two on CPU. The stride-2 stem (its 3x3x3 kernel still sees every voxel) is what makes
-      it cheap: narrower widths alone do not, 8/16/32 at stem stride 1 still takes 0.3-0.5 s at
-      24^3 because full-resolution convolutions and GroupNorm are inefficient at few channels.
+    - ``quick``: widths 12/24/48, stem stride 2, head 32: 0.37 M parameters, 0.40 GFLOP per 32^3
+      lesion (0.17 at 24^3); forward+backward of 10 patches takes ~0.14 s at 24^3 and ~0.3 s at
+      32^3 on ONE busy core (channels_last_3d), inference ~100-250 lesions/s, so a few hundred
+      lesions train for a few epochs in about a minute on CPU. The stride-2 stem (its 3x3x3
+      kernel still sees every voxel) is what makes it cheap; narrower widths alone do not
+      (8/16/32 at stem stride 1 still takes 0.3-0.6 s at 24^3: at few channels, full-resolution
+      convolutions and GroupNorm are far from peak speed). 16/32/64 with a stride-2 stem is
+      ~1.7x slower than ``quick``.
     """
 
     widths: tuple[int, int, int] = (24, 48, 96)
@@ -86,7 +88,7 @@ class FrodoConfig:
 
 FRODO_PROFILES: dict[str, FrodoConfig] = {
     "paper": FrodoConfig(),
-    "quick": FrodoConfig(widths=(16, 32, 64), head_hidden=32, stem_stride=2),
+    "quick": FrodoConfig(widths=(12, 24, 48), head_hidden=32, stem_stride=2),
 }
 
 
