@@ -55,6 +55,14 @@ def test_supcon_ignores_embedding_scale_and_prefers_clustered_classes():
     assert float(supcon_loss(clustered, labels)) < float(supcon_loss(mixed, labels))
 
 
+def test_supcon_is_float32_under_bf16_autocast():
+    embeddings, labels = _randn(6, 4).bfloat16(), torch.tensor([0, 1, 0, 1, 1, 0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = supcon_loss(embeddings, labels)
+    assert loss.dtype == torch.float32
+    assert float(loss) == pytest.approx(float(supcon_loss(embeddings.float(), labels)), rel=1e-6)
+
+
 def test_supcon_without_positives_is_zero_with_grad():
     embeddings = _randn(2, 4).requires_grad_()
     loss = supcon_loss(embeddings, torch.tensor([0, 1]))
