@@ -8,6 +8,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
+
+# Tests run in pytest-xdist workers (one per core): tiny convolutions gain nothing from a second
+# thread and lose 10x when another worker holds that core.
+torch.set_num_threads(1)
 
 SHAPE = (24, 24, 24)
 AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])

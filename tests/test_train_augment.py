@@ -16,7 +16,7 @@ def _batch(batch: int = 4, size: int = 3, seed: int = 0) -> torch.Tensor:
 
 def test_the_48_cube_symmetries_give_48_distinct_images():
     group = cube_symmetries((3, 3, 3))
-    assert len(group) == 48
+    assert len(group) == 48 and group == cube_symmetries()
     cube = torch.arange(27.0).view(3, 3, 3)
     images = {tuple(apply_symmetry(cube, s).flatten().tolist()) for s in group}
     assert len(images) == 48
@@ -74,4 +74,4 @@ def test_seeded_generator_repeats_and_samples_differ():
 
 def test_rejects_non_batch_input():
     with pytest.raises(PrlkitError, match="B, C, X, Y, Z"):
-        random_symmetries(torch.zeros(2, 3, 3, 3))
+        random_symmetries(torch.zeros(2, 3, 3, 3), torch.Generator())

@@ -55,6 +55,14 @@ def test_supcon_ignores_embedding_scale_and_prefers_clustered_classes():
     assert float(supcon_loss(clustered, labels)) < float(supcon_loss(mixed, labels))
 
 
+def test_supcon_is_float32_under_bf16_autocast():
+    embeddings, labels = _randn(6, 4).bfloat16(), torch.tensor([0, 1, 0, 1, 1, 0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = supcon_loss(embeddings, labels)
+    assert loss.dtype == torch.float32
+    assert float(loss) == pytest.approx(float(supcon_loss(embeddings.float(), labels)), rel=1e-6)
+
+
 def test_supcon_without_positives_is_zero_with_grad():
     embeddings = _randn(2, 4).requires_grad_()
     loss = supcon_loss(embeddings, torch.tensor([0, 1]))
@@ -103,11 +111,11 @@ def test_composite_loss_is_bce_plus_softplus_weighted_supcon():
     out = criterion(logits, embeddings, labels)
     bce = F.binary_cross_entropy_with_logits(logits, labels)
     supcon = supcon_loss(embeddings, labels, 0.2)
-    assert float(out.weight) == pytest.approx(math.log1p(math.exp(-2.5)))
+    assert float(out.weight.detach()) == pytest.approx(math.log1p(math.exp(-2.5)))
     torch.testing.assert_close(out.total, bce + out.weight * supcon)
     out.total.backward()
     assert criterion.a.grad is not None and float(criterion.a.grad) == pytest.approx(
-        float(supcon) / (1 + math.exp(2.5)), rel=1e-5
+        float(supcon.detach()) / (1 + math.exp(2.5)), rel=1e-5
     )
 
 

@@ -68,16 +68,20 @@ class FrodoConfig:
     se_reduction: SE bottleneck reduction r (16 as in Hu et al. 2018 and the authors' code).
     head_hidden: units of the head's first fully connected layer.
     dropout: dropout before the head's last layer (0.3 as in the authors' code).
-    stem_stride: stride of the 3x3x3 stem convolution (2 halves every later activation: ~4-8x cheaper).
+    stem_stride: stride of the 3x3x3 stem convolution (2 = 8x fewer voxels in every later layer).
     deep_stride: stride of the first SE block (2 = downsample once more before pooling).
 
-    Profiles (``get_profile(name).frodo``):
-    - ``paper``: widths 24/48/96 (COMPUTE.md), stem stride 1 -- 12.5 GFLOP forward per 32^3
-      lesion; ~2-3 s per forward+backward of 10 patches of 32^3 on the 2-core CPU: GPU sized.
-    - ``quick``: widths 8/16/32, stem stride 1 -- chosen from ``benchmarks/frodo_cpu_speed.py``
-      on the 2-core CPU (see its numbers in the module docstring of that script): forward+backward
-      of 10 patches ~0.1 s at 24^3 and ~0.25 s at 32^3, so a few hundred lesions for a few epochs
-      train in minutes.
+    Profiles (``get_profile(name).frodo``), measured with ``benchmarks/frodo_cpu_speed.py`` on the
+    shared 2-core CPU (torch 2.13; other jobs were running, so +-30 % or worse):
+    - ``paper``: widths 24/48/96, stem stride 1, head 64: 1.46 M parameters, 12.8 GFLOP forward
+      per 32^3 lesion (5.4 at 24^3); forward+backward of 10 patches of 32^3 takes ~2.8 s with
+      channels_last_3d -- sized for a GPU, as in the paper.
+    - ``quick``: widths 12/24/48, stem stride 2, head 32: 0.37 M parameters, 0.40 GFLOP per 32^3
+      lesion (0.17 at 24^3); forward+backward of 10 patches takes ~0.14 s at 24^3 and ~0.3 s at
+      32^3 on one busy core, inference ~100-250 lesions/s. The stride-2 stem (its 3x3x3 kernel
+      still sees every voxel) is what makes it cheap; narrower widths alone do not (8/16/32 at
+      stem stride 1 still takes 0.3-0.6 s at 24^3: at few channels, full-resolution convolutions
+      and GroupNorm are far from peak speed).
     """
 
     widths: tuple[int, int, int] = (24, 48, 96)
@@ -190,7 +194,7 @@ PROFILES: dict[str, Config] = {
     "quick": Config(
         profile="quick",
         patches=PatchConfig(size=24),
-        frodo=FrodoConfig(widths=(8, 16, 32), head_hidden=32),
+        frodo=FrodoConfig(widths=(12, 24, 48), head_hidden=32, stem_stride=2),
         pretrain=PretrainConfig(max_epochs=8, patience=3, batch_size=16, learning_rate=1e-3),
         finetune=FinetuneConfig(max_epochs=30, patience=8, batch_size=16, learning_rate=1e-3),
     ),

@@ -24,8 +24,9 @@ class CubeSymmetry(NamedTuple):
     flips: tuple[bool, bool, bool]
 
 
-def cube_symmetries(shape: tuple[int, int, int] = (1, 1, 1)) -> list[CubeSymmetry]:
-    """All symmetries of a box of spatial ``shape``: 48 for a cube, fewer when axes differ in length."""
+def cube_symmetries(shape: tuple[int, ...] | None = None) -> list[CubeSymmetry]:
+    """All symmetries of a box of spatial ``shape`` (None = a cube): 48 for a cube, fewer when axes differ."""
+    shape = shape or (1, 1, 1)
     perms = [p for p in itertools.permutations(range(3)) if all(shape[i] == shape[j] for i, j in enumerate(p))]
     return [CubeSymmetry(p, f) for p in perms for f in itertools.product((False, True), repeat=3)]
 
@@ -38,7 +39,7 @@ def apply_symmetry(x: torch.Tensor, symmetry: CubeSymmetry) -> torch.Tensor:
     return out.flip(dims) if dims else out
 
 
-def random_symmetries(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_symmetries(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Apply an independently drawn, uniformly random box symmetry to each sample of a (B, C, X, Y, Z) batch."""
     if x.ndim != 5:
         raise PrlkitError(f"augmentation expects a (B, C, X, Y, Z) batch, got shape {tuple(x.shape)}")

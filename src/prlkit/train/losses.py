@@ -23,12 +23,14 @@ def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: flo
     Anchors without a positive in the batch are skipped; the mean is over the rest. A batch in
     which no anchor has a positive returns 0 that is still connected to the graph.
     Default T = 0.1 (the paper's value was lost in extraction; 0.1 is the authors' public code).
+    Computed in float32 even under bf16/fp16 autocast (logits / T amplify rounding errors).
     """
     if embeddings.ndim != 2 or labels.shape != embeddings.shape[:1]:
         raise PrlkitError(f"supcon_loss needs embeddings (B, D) and labels (B,), got {tuple(embeddings.shape)}, "
                           f"{tuple(labels.shape)}")
-    z = F.normalize(embeddings.to(torch.promote_types(embeddings.dtype, torch.float32)), dim=1)
-    logits = z @ z.T / temperature
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        z = F.normalize(embeddings.to(torch.promote_types(embeddings.dtype, torch.float32)), dim=1)
+        logits = z @ z.T / temperature
     self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
     log_prob = logits - torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
     positives = (labels[:, None] == labels[None, :]) & ~self_mask
