@@ -129,8 +129,9 @@ class PretrainConfig(TrainConfig):
     """Stage 1, self-supervised: `regression` (FLAIR embedding -> QSM embedding, MSE; the method),
     `contrastive` (NT-Xent between the modalities; ablation) or `none` (from scratch; ablation).
 
-    stop_gradient: the QSM embedding is a fixed target (no gradient), so the QSM encoder cannot
-    collapse towards whatever g(z_f) predicts; the paper leaves this open.
+    stop_gradient: the QSM embedding is a fixed target (no gradient): no constant-embedding
+    collapse is possible, but the QSM encoder then keeps its initialisation in stage 1. False
+    follows the authors' released code (both learn; collapse possible). The paper leaves it open.
     """
 
     kind: str = "regression"
