@@ -59,9 +59,10 @@ def sample_lesions(rng: np.random.Generator, model: LesionModel) -> list[LesionS
         location = LOCATIONS[rng.choice(3, p=model.location_p)]
         confluent_with = int(rng.integers(1, i + 1)) if i > 0 and rng.random() < model.confluent_p else 0
         if true_rim:
-            strength = float(rng.lognormal(np.log(model.rim_strength_median), model.rim_strength_sigma))
+            strength = float(np.clip(rng.lognormal(np.log(model.rim_strength_median), model.rim_strength_sigma),
+                                     *model.rim_strength_range))
             coverage = float(rng.uniform(*model.rim_coverage))
-            thickness = int(rng.choice([1, 2], p=[0.6, 0.4]))
+            thickness = int(rng.choice([1, 2], p=[0.8, 0.2]))
             confounder = "vein_cross" if rng.random() < model.rim_vein_p else "none"
             core = float(rng.normal(0.0, 0.008))
         else:

@@ -41,6 +41,7 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float)
     block = tuple(len(idx) for idx in keep)
     coefficients = rng.standard_normal(block, dtype=np.float32) + 1j * rng.standard_normal(block, dtype=np.float32)
     spectrum[grid] = coefficients * np.exp(-2.0 * np.pi**2 * sigma**2 * k2)
+    spectrum[0, 0, 0] = 0.0  # zero mean, so the unit variance is the field's, not a random offset
     out = fft.irfftn(spectrum, s=shape)
     return (out / out.std()).astype(np.float32)
 
@@ -135,7 +136,7 @@ def add_medullary_veins(rng: np.random.Generator, anatomy: Anatomy, n_veins: int
     blocked = ~np.isin(anatomy.tissue[index[..., 0], index[..., 1], index[..., 2]], (WM, GM))
     alive = np.cumprod(~blocked, axis=0).astype(bool)  # a vein ends where it reaches the ventricle
     for v in range(n_veins):
-        anatomy.veins.append((paths[alive[:, v], v], float(rng.uniform(0.2, 0.4))))
+        anatomy.veins.append((paths[alive[:, v], v], float(rng.uniform(0.15, 0.3))))
     for side in (-1, 1):  # internal cerebral veins along the roof of the third ventricle
         y = np.linspace(0.25, -0.35, int(60 * scale)) * anatomy.radii[1]
         line = anatomy.centre + np.column_stack([np.full_like(y, side * 0.03 * anatomy.radii[0]), y,
@@ -210,8 +211,8 @@ def _lesion_shape(rng: np.random.Generator, box_shape: tuple[int, ...], centre: 
     rotation = Rotation.random(random_state=rng).as_matrix()
     coords = np.stack(np.meshgrid(*[np.arange(n) for n in box_shape], indexing="ij"), -1) - centre
     local = coords @ rotation / axes
-    bumps = ndimage.gaussian_filter(rng.standard_normal(box_shape).astype(np.float32), 1.8)
-    level = np.linalg.norm(local, axis=-1) * (1.0 + 0.18 * bumps / (bumps.std() + 1e-9))
+    bumps = ndimage.gaussian_filter(rng.standard_normal(box_shape).astype(np.float32), 2.5)
+    level = np.linalg.norm(local, axis=-1) * (1.0 + 0.12 * bumps / (bumps.std() + 1e-9))
     level[~allowed] = np.inf
     order = np.argsort(level, axis=None, kind="stable")[:volume]
     blob = np.zeros(box_shape, dtype=bool)

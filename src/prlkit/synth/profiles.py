@@ -14,27 +14,28 @@ class LesionModel:
     n_min: int = 8
     n_max: int = 30
     # Rim+ count per subject ~ negative binomial (gamma-Poisson): many subjects with 0, a few with 4+.
-    rim_mean: float = 1.5
+    rim_mean: float = 1.3
     rim_dispersion: float = 0.35
     # Volumes (voxels) log-normal; Rim+ lesions are somewhat larger, as in real cohorts.
     volume_median: float = 210.0
-    rim_volume_median: float = 380.0
+    rim_volume_median: float = 320.0
     volume_sigma: float = 1.0
     volume_min: int = 45
     volume_max: int = 4000
     location_p: tuple[float, float, float] = (0.45, 0.35, 0.20)  # periventricular, deep, juxtacortical
     confluent_p: float = 0.12
     # Rim strength (ppm above the lesion core) log-normal; coverage (fraction of the edge) uniform.
-    rim_strength_median: float = 0.08
+    rim_strength_median: float = 0.11
     rim_strength_sigma: float = 0.5
+    rim_strength_range: tuple[float, float] = (0.015, 0.2)
     rim_coverage: tuple[float, float] = (0.35, 1.0)
     # Confounders of Rim- lesions: probabilities of vein_cross, vein_hug, hyperintense, streak.
     confounder_p: tuple[float, float, float, float] = (0.12, 0.10, 0.10, 0.06)
     rim_vein_p: float = 0.2  # Rim+ lesions crossed by a central vein
     # Label noise: ambiguous lesions (weak rims, rim-like confounders) get consensus_needed=1 with
     # this probability, and of those a fraction carries the wrong expert label.
-    ambiguous_flag_p: float = 0.5
-    ambiguous_flip_p: float = 0.4
+    ambiguous_flag_p: float = 0.3
+    ambiguous_flip_p: float = 0.25
     weak_rim_ppm: float = 0.03
 
 
@@ -53,7 +54,7 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         "tiny",
         (64, 72, 64),
-        LesionModel(n_min=4, n_max=9, rim_mean=1.0, volume_median=120.0, rim_volume_median=200.0,
+        LesionModel(n_min=4, n_max=9, rim_mean=1.0, volume_median=120.0, rim_volume_median=170.0,
                     volume_sigma=0.7, volume_min=40, volume_max=700),
         n_medullary_veins=25,
     ),
