@@ -10,17 +10,29 @@ from sklearn.metrics import roc_auc_score
 from prlkit.synth.calibration import cohort_features, trivial_aucs
 from prlkit.synth.cohort import write_cohort
 from prlkit.synth.profiles import get_profile
+from test_synth_cohort import assert_confluent_flags
 
 
 @pytest.fixture(scope="module")
-def features(tmp_path_factory):
+def cohort(tmp_path_factory):
     tiny = get_profile("tiny")
     # more Rim+ lesions per subject than the real prevalence, for statistical power; the
     # class-conditional distributions of the statistics do not depend on the prevalence
-    profile = replace(tiny, lesions=replace(tiny.lesions, rim_mean=3.0))
+    profile = replace(tiny, lesions=replace(tiny.lesions, rim_mean=4.0))
     root = tmp_path_factory.mktemp("difficulty") / "cohort"
-    truth = write_cohort(root, 16, seed=3, profile=profile, jobs=2, progress=False)
-    return cohort_features(root, truth, min_voxels=50)
+    truth = write_cohort(root, 24, seed=3, profile=profile, jobs=2, progress=False)
+    return root, truth
+
+
+@pytest.fixture(scope="module")
+def features(cohort):
+    return cohort_features(*cohort, min_voxels=50)
+
+
+def test_confluent_neighbours_keep_separate_labels(cohort):
+    root, truth = cohort
+    assert truth["confluent"].sum() >= 4
+    assert_confluent_flags(root, truth)
 
 
 def test_enough_lesions_of_both_classes(features):
