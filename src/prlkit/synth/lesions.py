@@ -64,7 +64,7 @@ def sample_lesions(rng: np.random.Generator, model: LesionModel) -> list[LesionS
             coverage = float(rng.uniform(*model.rim_coverage))
             thickness = int(rng.choice([1, 2], p=[0.8, 0.2]))
             confounder = "vein_cross" if rng.random() < model.rim_vein_p else "none"
-            core = float(rng.normal(0.0, 0.008))
+            core = float(rng.normal(-0.006, 0.01))
         else:
             strength, coverage, thickness = 0.0, 0.0, 0
             p = np.asarray(model.confounder_p)

@@ -41,7 +41,7 @@ class LesionModel:
 
 @dataclass(frozen=True)
 class Profile:
-    """A generator profile: voxel grid, vein count, lesion model, acquisition noise levels."""
+    """A generator profile: voxel grid, vein count and lesion model (acquisition: `cohort.SITES`)."""
 
     name: str
     shape: tuple[int, int, int]
