@@ -273,6 +273,24 @@ def _vein_hugging(rng: np.random.Generator, blob: np.ndarray, origin: np.ndarray
     return np.vstack([before, arc, after]) + origin
 
 
+def _add_confounder(rng: np.random.Generator, anatomy: Anatomy, kind: str, blob: np.ndarray,
+                    origin: np.ndarray, box: tuple[slice, ...]) -> None:
+    """Add a lesion's confounder: a crossing or hugging vein, or a strong source that streaks."""
+    radius = (3 * blob.sum() / (4 * np.pi)) ** (1 / 3)
+    centre = np.array(ndimage.center_of_mass(blob)) + origin
+    if kind == "vein_cross":
+        anatomy.veins.append((_vein_through(rng, centre, radius), float(rng.uniform(0.2, 0.4))))
+    elif kind == "vein_hug":
+        anatomy.veins.append((_vein_hugging(rng, blob, origin), float(rng.uniform(0.2, 0.4))))
+    elif kind == "streak":  # a microbleed-like source a few voxels off the edge
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        source = centre + direction * (radius + rng.uniform(2.0, 4.0))
+        grid = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in box], indexing="ij"), -1)
+        distance = np.linalg.norm(grid - source, axis=-1)
+        anatomy.chi[box] += (rng.uniform(0.5, 1.0) * (distance <= rng.uniform(1.0, 1.8))).astype(np.float32)
+
+
 def render_lesions(rng: np.random.Generator, anatomy: Anatomy, specs: list[LesionSpec]
                    ) -> tuple[np.ndarray, list[RenderedLesion]]:
     """Draw lesions into the anatomy; returns the uint16 instance map and what was drawn.
@@ -318,19 +336,8 @@ def render_lesions(rng: np.random.Generator, anatomy: Anatomy, specs: list[Lesio
         if spec.true_rim:
             shell = _rim_shell(rng, blob, spec)
             anatomy.chi[box] += (spec.rim_strength_ppm * shell * ~forbidden[box]).astype(np.float32)
-        radius = (3 * blob.sum() / (4 * np.pi)) ** (1 / 3)
         com = np.array(ndimage.center_of_mass(blob))
-        if spec.confounder == "vein_cross":
-            anatomy.veins.append((_vein_through(rng, com + origin, radius), float(rng.uniform(0.2, 0.4))))
-        elif spec.confounder == "vein_hug":
-            anatomy.veins.append((_vein_hugging(rng, blob, origin), float(rng.uniform(0.2, 0.4))))
-        elif spec.confounder == "streak":
-            direction = rng.normal(size=3)
-            direction /= np.linalg.norm(direction)
-            source = com + origin + direction * (radius + rng.uniform(2.0, 4.0))
-            distance = np.linalg.norm(np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in box],
-                                                             indexing="ij"), -1) - source, axis=-1)
-            anatomy.chi[box] += (rng.uniform(0.5, 1.0) * (distance <= rng.uniform(1.0, 1.8))).astype(np.float32)
+        _add_confounder(rng, anatomy, spec.confounder, blob, origin, box)
         centres[spec.index] = com + origin
         drawn[spec.index] = RenderedLesion(spec, int(blob.sum()), tuple(int(v) for v in np.rint(com + origin)), False)
     _mark_confluent(labels, drawn)
