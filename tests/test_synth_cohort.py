@@ -105,7 +105,7 @@ def test_confluent_flags_match_the_map(cohorts):
 
 def test_refuses_non_empty_output(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
-    with pytest.raises(PrlkitError, match="not empty"):
+    with pytest.raises(PrlkitError, match="not an empty folder"):
         write_cohort(tmp_path, 1, 0, TINY, jobs=1, progress=False)
     assert (tmp_path / "keep.txt").read_text() == "x"
 

@@ -3,7 +3,6 @@
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -58,4 +57,3 @@ def test_edge_contrast_carries_signal(features):
     """The rim is there to be found: Rim+ lesions have a higher shell-minus-core contrast."""
     rim = features["rim"] == 1
     assert np.median(features.loc[rim, "shell_minus_core"]) > np.median(features.loc[~rim, "shell_minus_core"])
-    assert isinstance(features, pd.DataFrame)

@@ -143,7 +143,7 @@ def write_cohort(out: Path, n_subjects: int, seed: int, profile: Profile, jobs: 
         raise PrlkitError(f"--subjects {n_subjects}: need at least one subject")
     if out.exists():
         if not out.is_dir() or any(out.iterdir()):
-            raise PrlkitError(f"{out}: already exists and is not empty; choose a new output folder")
+            raise PrlkitError(f"{out}: already exists and is not an empty folder; choose a new output folder")
         out.rmdir()
     with atomic_directory(out) as root:
         tasks = [(root, seed, i, n_subjects, profile) for i in range(n_subjects)]

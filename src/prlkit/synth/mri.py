@@ -28,10 +28,10 @@ def mr_image(rng: np.random.Generator, tissue: np.ndarray, labels: np.ndarray, l
     """One magnitude image as int16: tissue contrast, lesions at `lesion_values[label]` (relative
     to WM), multiplicative `texture`, partial volume, bias field, Rician noise (`noise` × WM) and
     an arbitrary global scale, as scanners store it."""
-    image = _lookup(contrast, tissue)
+    image = _lookup(contrast, tissue) * texture
     lesion = labels > 0
-    image[lesion] = lesion_values[labels[lesion]]
-    image = ndimage.gaussian_filter(image * texture, 0.6)
+    image[lesion] = lesion_values[labels[lesion]] * texture[lesion] ** 2  # lesions more heterogeneous
+    image = ndimage.gaussian_filter(image, 0.6)
     image *= np.exp(bias * smooth_noise(rng, tissue.shape, 30.0))
     real = image + noise * rng.standard_normal(tissue.shape, dtype=np.float32)
     imaginary = noise * rng.standard_normal(tissue.shape, dtype=np.float32)
