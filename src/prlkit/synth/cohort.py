@@ -25,8 +25,8 @@ from prlkit.synth.qsm import simulate_qsm
 # Per-site acquisition: QSM field noise (ppm), TKD threshold, residual background field (ppm),
 # FLAIR lesion contrast range, MR noise (fraction of WM) and bias field strength.
 SITES = {
-    "siteA": dict(field_noise=0.0018, tkd=0.19, background=0.010, flair_lesion=(1.45, 2.1), noise=0.030, bias=0.10),
-    "siteB": dict(field_noise=0.0025, tkd=0.17, background=0.015, flair_lesion=(1.35, 1.9), noise=0.045, bias=0.15),
+    "siteA": dict(field_noise=0.0018, tkd=0.19, background=0.010, flair_lesion=(1.5, 2.1), noise=0.030, bias=0.10),
+    "siteB": dict(field_noise=0.0025, tkd=0.17, background=0.015, flair_lesion=(1.4, 1.9), noise=0.045, bias=0.15),
     "siteC": dict(field_noise=0.0015, tkd=0.21, background=0.008, flair_lesion=(1.55, 2.3), noise=0.025, bias=0.08),
 }
 TRUTH_COLUMNS = ["participant_id", "index", "true_rim", "rim", "consensus_needed", "rim_strength_ppm",

@@ -57,6 +57,8 @@ def sample_lesions(rng: np.random.Generator, model: LesionModel) -> list[LesionS
         median = model.rim_volume_median if true_rim else model.volume_median
         volume = int(np.clip(rng.lognormal(np.log(median), model.volume_sigma), model.volume_min, model.volume_max))
         location = LOCATIONS[rng.choice(3, p=model.location_p)]
+        if volume > model.juxtacortical_max:  # large lesions lie deeper, along the ventricles
+            location = "periventricular"
         confluent_with = int(rng.integers(1, i + 1)) if i > 0 and rng.random() < model.confluent_p else 0
         if true_rim:
             strength = float(np.clip(rng.lognormal(np.log(model.rim_strength_median), model.rim_strength_sigma),

@@ -213,7 +213,8 @@ def _lesion_shape(rng: np.random.Generator, box_shape: tuple[int, ...], centre: 
     local = coords @ rotation / axes
     bumps = ndimage.gaussian_filter(rng.standard_normal(box_shape).astype(np.float32), 2.5)
     level = np.linalg.norm(local, axis=-1) * (1.0 + 0.12 * bumps / (bumps.std() + 1e-9))
-    level[~allowed] = np.inf
+    radius = (3 * volume / (4 * np.pi * axes.prod())) ** (1 / 3)
+    level[~allowed | (level > 1.5 * radius)] = np.inf  # where space runs out, the lesion stays smaller
     order = np.argsort(level, axis=None, kind="stable")[:volume]
     blob = np.zeros(box_shape, dtype=bool)
     blob.flat[order[np.isfinite(level.flat[order])]] = True

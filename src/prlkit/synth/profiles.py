@@ -23,6 +23,7 @@ class LesionModel:
     volume_min: int = 45
     volume_max: int = 4000
     location_p: tuple[float, float, float] = (0.45, 0.35, 0.20)  # periventricular, deep, juxtacortical
+    juxtacortical_max: int = 1500  # larger lesions are placed periventricular
     confluent_p: float = 0.12
     # Rim strength (ppm above the lesion core) log-normal; coverage (fraction of the edge) uniform.
     rim_strength_median: float = 0.11
