@@ -26,7 +26,7 @@ class LesionModel:
     juxtacortical_max: int = 1500  # larger lesions are placed periventricular
     confluent_p: float = 0.12
     # Rim strength (ppm above the lesion core) log-normal; coverage (fraction of the edge) uniform.
-    rim_strength_median: float = 0.11
+    rim_strength_median: float = 0.12
     rim_strength_sigma: float = 0.5
     rim_strength_range: tuple[float, float] = (0.015, 0.2)
     rim_coverage: tuple[float, float] = (0.35, 1.0)
