@@ -1,0 +1,74 @@
+"""Named generator profiles: grid size, lesion model and acquisition settings as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from prlkit.errors import PrlkitError
+
+
+@dataclass(frozen=True)
+class LesionModel:
+    """How lesions are drawn per subject (counts, volumes, rims, confounders, label noise)."""
+
+    n_min: int = 8
+    n_max: int = 30
+    # Rim+ count per subject ~ negative binomial (gamma-Poisson): many subjects with 0, a few with 4+.
+    rim_mean: float = 1.3
+    rim_dispersion: float = 0.35
+    # Volumes (voxels) log-normal; Rim+ lesions are somewhat larger, as in real cohorts.
+    volume_median: float = 210.0
+    rim_volume_median: float = 320.0
+    volume_sigma: float = 1.0
+    volume_min: int = 45
+    volume_max: int = 4000
+    location_p: tuple[float, float, float] = (0.45, 0.35, 0.20)  # periventricular, deep, juxtacortical
+    juxtacortical_max: int = 1500  # larger lesions are placed periventricular
+    confluent_p: float = 0.12
+    # Rim strength (ppm above the lesion core) log-normal; coverage (fraction of the edge) uniform.
+    rim_strength_median: float = 0.12
+    rim_strength_sigma: float = 0.5
+    rim_strength_range: tuple[float, float] = (0.015, 0.2)
+    rim_coverage: tuple[float, float] = (0.35, 1.0)
+    # Confounders of Rim- lesions: probabilities of vein_cross, vein_hug, hyperintense, streak.
+    confounder_p: tuple[float, float, float, float] = (0.12, 0.10, 0.10, 0.06)
+    rim_vein_p: float = 0.2  # Rim+ lesions crossed by a central vein
+    # Label noise: ambiguous lesions (weak rims, rim-like confounders) get consensus_needed=1 with
+    # this probability, and of those a fraction carries the wrong expert label.
+    ambiguous_flag_p: float = 0.3
+    ambiguous_flip_p: float = 0.25
+    weak_rim_ppm: float = 0.03
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A generator profile: voxel grid, vein count and lesion model (acquisition: `cohort.SITES`)."""
+
+    name: str
+    shape: tuple[int, int, int]
+    lesions: LesionModel
+    n_medullary_veins: int = 70
+
+
+PROFILES: dict[str, Profile] = {
+    "default": Profile("default", (112, 128, 112), LesionModel()),
+    "tiny": Profile(
+        "tiny",
+        (64, 72, 64),
+        LesionModel(n_min=4, n_max=9, rim_mean=1.0, volume_median=120.0, rim_volume_median=170.0,
+                    volume_sigma=0.7, volume_min=40, volume_max=700),
+        n_medullary_veins=25,
+    ),
+}
+
+
+def get_profile(name: str, shape: tuple[int, int, int] | None = None) -> Profile:
+    """The named profile, with its grid replaced by `shape` when given."""
+    if name not in PROFILES:
+        raise PrlkitError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}")
+    profile = PROFILES[name]
+    if shape is not None:
+        if len(shape) != 3 or min(shape) < 48:
+            raise PrlkitError(f"--shape {shape}: need three sizes of at least 48 voxels")
+        profile = replace(profile, shape=tuple(int(n) for n in shape))
+    return profile

@@ -1,0 +1,55 @@
+"""The per-subject lesion model: counts, Rim+ prevalence and concentration, volumes, labels."""
+
+import numpy as np
+import pytest
+
+from prlkit.synth.lesions import sample_lesions
+from prlkit.synth.profiles import get_profile
+
+
+@pytest.fixture(scope="module")
+def subjects():
+    model = get_profile("default").lesions
+    return [sample_lesions(np.random.default_rng(np.random.SeedSequence([7, i])), model) for i in range(250)]
+
+
+def test_lesion_counts_in_range(subjects):
+    counts = np.array([len(s) for s in subjects])
+    assert counts.min() >= 8 and counts.max() <= 30
+    assert counts.max() - counts.min() > 15  # the whole range is used
+    for lesions in subjects:
+        assert [l.index for l in lesions] == list(range(1, len(lesions) + 1))
+        assert all(l.confluent_with < l.index for l in lesions)
+
+
+def test_rim_prevalence_and_concentration(subjects):
+    rims = np.array([sum(l.true_rim for l in s) for s in subjects])
+    total = sum(len(s) for s in subjects)
+    assert 0.05 <= rims.sum() / total <= 0.10
+    assert (rims == 0).mean() >= 0.4  # many participants without any Rim+ lesion
+    assert 0.03 <= (rims >= 4).mean() <= 0.3  # a few with four or more
+    expert = sum(l.expert_rim for s in subjects for l in s)
+    assert 0.05 <= expert / total <= 0.10
+
+
+def test_volumes_lognormal_with_small_lesions(subjects):
+    volumes = np.array([l.volume for s in subjects for l in s])
+    assert volumes.min() >= 45 and volumes.max() <= 4000
+    assert 0.1 < (volumes < 110).mean() < 0.5  # some fall under the 110-voxel exclusion
+    assert (volumes > 1000).mean() > 0.02
+    assert abs(np.log(volumes).mean() - np.log(np.median(volumes))) < 0.3  # roughly symmetric in log
+
+
+def test_label_noise_only_on_ambiguous_lesions(subjects):
+    lesions = [l for s in subjects for l in s]
+    wrong = [l for l in lesions if l.expert_rim != l.true_rim]
+    flagged = [l for l in lesions if l.consensus_needed]
+    assert wrong and all(l.consensus_needed for l in wrong)
+    assert 0.01 < len(flagged) / len(lesions) < 0.15
+    for l in flagged:
+        assert (l.true_rim and l.rim_strength_ppm * l.rim_coverage < 0.03) or l.confounder in ("vein_hug", "streak")
+
+
+def test_confounders_present_on_rim_negative_lesions(subjects):
+    kinds = {l.confounder for s in subjects for l in s if not l.true_rim}
+    assert {"vein_cross", "vein_hug", "hyperintense", "streak", "none"} <= kinds
