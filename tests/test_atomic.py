@@ -43,3 +43,18 @@ def test_atomic_directory_failure_and_success(tmp_path):
     with pytest.raises(FileExistsError):
         with atomic_directory(final):
             pass
+
+
+def test_outputs_get_umask_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_directory(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

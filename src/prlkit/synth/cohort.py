@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,17 +160,7 @@ def write_cohort(out: Path, n_subjects: int, seed: int, profile: Profile, jobs: 
             from prlkit.synth.preview import write_preview
 
             write_preview(root, truth, root / "sourcedata" / "preview.png")
-        _default_permissions(root)
     return truth
-
-
-def _default_permissions(root: Path) -> None:
-    """Give the temporary folder (mkdtemp: 0700) and preview (mkstemp: 0600) the usual umask modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    root.chmod(0o777 & ~umask)
-    for png in root.glob("sourcedata/*.png"):
-        png.chmod(0o666 & ~umask)
 
 
 def _write_cohort_files(root: Path, participants: pd.DataFrame, truth: pd.DataFrame, seed: int,
