@@ -86,3 +86,37 @@ def test_threshold_ignores_test_labels(cv_run, tmp_path):
     assert flipped["threshold"].iloc[0] == first["threshold"].iloc[0]
     pd.testing.assert_series_equal(flipped["probability"], first["probability"])
     assert (flipped["label"] != first["label"]).all()
+
+
+def test_compare_merges_runs_on_the_same_folds(cv_run, tmp_path, capsys):
+    root, _ = cv_run
+    out = root / "out"
+    oof = pd.read_csv(out / "oof_predictions.tsv", sep="\t")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "folds.tsv").write_text((out / "folds.tsv").read_text())
+    renamed = oof[oof["method"] == "frodo"].assign(method="frodo_copy")
+    renamed.to_csv(other / "oof_predictions.tsv", sep="\t", index=False)
+    assert main(["compare", str(out), str(other), "--out", str(tmp_path / "merged")]) == 0
+    markdown = (tmp_path / "merged" / "results.md").read_text()
+    assert "| frodo_copy |" in markdown and "| frodo_scratch |" in markdown
+    results = __import__("json").loads((tmp_path / "merged" / "results.json").read_text())
+    copy = next(c for c in results["comparisons"] if c["method"] == "frodo_copy")
+    assert copy["delong"]["difference"] == 0 and copy["delong"]["p_value"] == 1.0  # identical scores
+    folds = pd.read_csv(out / "folds.tsv", sep="\t")
+    folds["fold"] = (folds["fold"] + 1) % 3
+    folds.to_csv(other / "folds.tsv", sep="\t", index=False)
+    assert main(["compare", str(out), str(other), "--out", str(tmp_path / "bad")]) == 1
+    assert "folds differ" in capsys.readouterr().err
+
+
+def test_a_fold_without_positives_reports_undefined_aucs_with_a_warning():
+    from prlkit.data.bids import PrlkitWarning
+    from prlkit.eval.results import per_fold_metrics
+
+    oof = pd.DataFrame({"method": "m", "fold": [0, 0, 0, 1, 1, 1], "label": [0, 0, 0, 1, 0, 1],
+                        "probability": [0.1, 0.2, 0.7, 0.9, 0.3, 0.6], "threshold": 0.5})
+    with pytest.warns(PrlkitWarning, match="fold 0: .*undefined"):
+        table = per_fold_metrics(oof).set_index("fold")
+    assert pd.isna(table.loc[0, "roc_auc"]) and table.loc[0, "specificity"] == pytest.approx(2 / 3)
+    assert table.loc[1, "roc_auc"] == 1.0
