@@ -46,7 +46,7 @@ def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: s
     data = out / "data"
     if not (data / "participants.tsv").is_file():
         log.info("simulating %d participants into %s", subjects, data)
-        write_cohort(data, subjects, seed, synth_profile(synth), jobs=2, preview=True)
+        write_cohort(data, subjects, seed, synth_profile(synth), jobs=2, preview=True, progress=progress)
     config = demo_config()
     cohort = discover_cohort(data)
     patch_set = build_patch_set(cohort, config, cache_dir=out / "cache", progress=progress)
@@ -55,7 +55,7 @@ def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: s
     lesions = labelled_lesions(patch_set.lesions)
     development = lesions[~lesions["participant_id"].isin(held_out)]
     train_index, val_index = split_development(development, val_fraction=config.split.val_fraction, seed=seed)
-    log.info("training on %d participants, testing on %d held-out participants", 
+    log.info("training on %d participants, testing on %d held-out participants",
              development["participant_id"].nunique(), len(held_out))  # fmt: skip
     model, _ = train_frodo(patch_set, train_index, val_index, config, out / "model" / "runs", device, progress=progress)
     model.save(out / "model")
