@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from prlkit.config import PROFILES, Config, get_profile, load_config
@@ -17,6 +18,18 @@ def add_config_options(parser: argparse.ArgumentParser, default_profile: str = "
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config the options ask for."""
     return load_config(args.config) if args.config else get_profile(args.profile)
+
+
+def with_split_overrides(config: Config, **overrides) -> Config:
+    """Apply command-line split options (None = keep); `seed` seeds the split and both training stages."""
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    split = dataclasses.replace(config.split, **overrides)
+    return dataclasses.replace(
+        config,
+        split=split,
+        pretrain=dataclasses.replace(config.pretrain, seed=split.seed),
+        finetune=dataclasses.replace(config.finetune, seed=split.seed),
+    )
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from prlkit.commands.common import add_config_options, add_data_options, config_from_args, load_patch_set
+from prlkit.commands.common import (
+    add_config_options,
+    add_data_options,
+    config_from_args,
+    load_patch_set,
+    with_split_overrides,
+)
 from prlkit.config import load_config, save_config
 from prlkit.errors import PrlkitError
 
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     reference = args.reference or methods[0]
     if reference not in methods:
         raise PrlkitError(f"--reference {reference} is not among --methods")
-    config = _config(args)
+    config = with_split_overrides(config_from_args(args), n_folds=args.n_folds, by=args.val_split, seed=args.seed)
     out: Path = args.out
     saved = out / "config.yaml"
     if saved.is_file() and load_config(saved) != config:
@@ -72,15 +77,3 @@ def run(args: argparse.Namespace) -> int:
     plot_count_scatter(oof, out / "counts.png")
     print((out / "results.md").read_text())
     return 0
-
-
-def _config(args: argparse.Namespace):
-    config = config_from_args(args)
-    seed = config.split.seed if args.seed is None else args.seed
-    split = dataclasses.replace(
-        config.split, seed=seed, **{k: v for k, v in {"n_folds": args.n_folds, "by": args.val_split}.items() if v is not None}
-    )
-    return dataclasses.replace(
-        config, split=split, pretrain=dataclasses.replace(config.pretrain, seed=seed),
-        finetune=dataclasses.replace(config.finetune, seed=seed),
-    )  # fmt: skip

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 from pathlib import Path
 
-from prlkit.commands.common import add_config_options, add_data_options, config_from_args, load_patch_set
+from prlkit.commands.common import (
+    add_config_options,
+    add_data_options,
+    config_from_args,
+    load_patch_set,
+    with_split_overrides,
+)
 from prlkit.config import save_config
 from prlkit.errors import PrlkitError
 
@@ -41,14 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from prlkit.report.plots import plot_training_curves
     from prlkit.train.loop import resolve_device
 
-    config = config_from_args(args)
-    split = dataclasses.replace(
-        config.split,
-        **{k: v for k, v in {"val_fraction": args.val_fraction, "by": args.val_split, "seed": args.seed}.items() if v is not None},
-    )
-    finetune = dataclasses.replace(config.finetune, seed=split.seed)
-    pretrain = dataclasses.replace(config.pretrain, seed=split.seed)
-    config = dataclasses.replace(config, split=split, finetune=finetune, pretrain=pretrain)
+    config = with_split_overrides(config_from_args(args), val_fraction=args.val_fraction, by=args.val_split,
+                                  seed=args.seed)  # fmt: skip
+    split = config.split
     out: Path = args.out
     if out.exists() and any(out.iterdir()) and not args.resume:
         raise PrlkitError(f"{out}: output folder is not empty; use --resume to continue a run or choose another --out")
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("training on %d lesions (%d Rim+), validating on %d (%d Rim+), device %s", len(train_index),
              int((labelled.loc[train_index, "rim"] == 1).sum()), len(val_index),
              int((labelled.loc[val_index, "rim"] == 1).sum()), device)  # fmt: skip
-    model, fits = train_frodo(patch_set, train_index, val_index, config, out / "runs", device, resume=args.resume)
+    model, fits = train_frodo(patch_set, train_index, val_index, config, out / "runs", device, resume=args.resume,
+                              progress=not args.no_progress)
     save_config(config, out / "config.yaml")
     lesions = patch_set.lesions.assign(split="")
     lesions.loc[train_index, "split"] = "train"
