@@ -15,7 +15,8 @@ from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.eval.folds import labelled_lesions, split_development
 from prlkit.eval.metrics import roc_auc
-from prlkit.methods.frodo import lesion_split, train_frodo
+from prlkit.methods.frodo import train_frodo
+from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
 
 TINY = {

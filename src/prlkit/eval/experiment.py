@@ -18,7 +18,7 @@ from prlkit.atomic import atomic_path
 from prlkit.config import Config
 from prlkit.data.cache import PatchSet
 from prlkit.eval.folds import split_fold
-from prlkit.methods.frodo import lesion_split
+from prlkit.methods.splits import lesion_split
 from prlkit.methods.registry import get_method
 
 log = logging.getLogger("prlkit")

@@ -15,6 +15,9 @@ import torch
 
 from prlkit.config import Config, FrodoConfig, config_from_dict, config_to_dict
 from prlkit.errors import InputFileError, PrlkitError
+from prlkit.models.baselines.deepprl import DeepPRL, DeepPRLConfig
+from prlkit.models.baselines.resnet import ResNet18Baseline, ResNet18Config
+from prlkit.models.baselines.rimnet import RimNet, RimNetConfig
 from prlkit.models.frodo import FrodoNet
 
 
@@ -35,8 +38,12 @@ class MethodSpec:
         return config_from_dict(data)
 
 
-NETWORKS: dict[str, Callable[[dict[str, Any]], torch.nn.Module]] = {
-    "frodo": lambda model_config: FrodoNet(FrodoConfig(**model_config)),
+# network name -> (its config dataclass, the module built from it)
+NETWORKS: dict[str, tuple[type, Callable[[Any], torch.nn.Module]]] = {
+    "frodo": (FrodoConfig, FrodoNet),
+    "resnet18": (ResNet18Config, ResNet18Baseline),
+    "rimnet": (RimNetConfig, RimNet),
+    "deepprl": (DeepPRLConfig, DeepPRL),
 }
 
 
@@ -44,6 +51,15 @@ def _train_frodo(*args, **kwargs):
     from prlkit.methods.frodo import train_frodo
 
     return train_frodo(*args, **kwargs)
+
+
+def _supervised(network: str, recipe_kwargs: dict[str, Any]) -> Callable:
+    def train(*args, **kwargs):
+        from prlkit.methods.supervised import Recipe, train_supervised
+
+        return train_supervised(network, Recipe(**recipe_kwargs), *args, **kwargs)
+
+    return train
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -54,6 +70,18 @@ METHODS: dict[str, MethodSpec] = {
     "frodo_contrastive": MethodSpec(
         "frodo", _train_frodo, "ablation: NT-Xent pretraining instead of cross-modal regression",
         {"pretrain": {"kind": "contrastive"}},
+    ),  # fmt: skip
+    "resnet18": MethodSpec(
+        "resnet18", _supervised("resnet18", {"loss": "bce", "balanced": True}),
+        "MONAI 3D ResNet-18 on QSM+FLAIR, BCE, class-balanced sampler (main paper's baseline)",
+    ),  # fmt: skip
+    "rimnet": MethodSpec(
+        "rimnet", _supervised("rimnet", {"loss": "weighted_bce", "balanced": False, "shift": 2}),
+        "RimNet: two VGG-like branches (QSM main, FLAIR merged), class-weighted BCE, 28^3 crops shifted ±2",
+    ),  # fmt: skip
+    "deepprl": MethodSpec(
+        "deepprl", _supervised("deepprl", {"loss": "focal", "balanced": True}),
+        "Deep-PRL: lesion-mask attention branch into FLAIR and QSM branches, focal loss (gamma 2, alpha 0.2)",
     ),  # fmt: skip
 }
 
@@ -66,6 +94,11 @@ def get_method(name: str) -> MethodSpec:
         raise PrlkitError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
 
 
+def network_config(network: str) -> Any:
+    """The default settings of a baseline network (the main method's come from the config's `frodo`)."""
+    return NETWORKS[network][0]()
+
+
 def build_network(network: str, model_config: dict[str, Any], source: Path | None = None) -> torch.nn.Module:
     """The untrained network with `model_config`; `source` names the file for errors."""
     def fail(message: str) -> PrlkitError:
@@ -74,6 +107,7 @@ def build_network(network: str, model_config: dict[str, Any], source: Path | Non
     if network not in NETWORKS:
         raise fail(f"unknown network {network!r}; known: {', '.join(sorted(NETWORKS))}")
     try:
-        return NETWORKS[network](model_config)
+        config_class, module_class = NETWORKS[network]
+        return module_class(config_class(**model_config))
     except (TypeError, PrlkitError) as error:
         raise fail(f"invalid model_config for {network}: {error}") from None

@@ -34,6 +34,11 @@ def predict_probabilities(net: nn.Module, x: torch.Tensor, device: torch.device)
         return torch.sigmoid(predict_logits(net, x).double()).cpu().numpy()
 
 
+def validation_pr_auc(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """PR-AUC (average precision) of `net` on validation patches: the fine-tuning early-stopping score."""
+    return pr_auc(y.cpu().numpy(), torch.sigmoid(predict_logits(net, x)).cpu().numpy())
+
+
 class CrossModalPretraining:
     """Stage 1: learn both encoders without labels (the method's cross-modal regression, or NT-Xent)."""
 
@@ -83,4 +88,4 @@ class SupervisedFinetuning:
         return self.criterion(output.logit.float(), output.embedding.float(), y).total
 
     def score(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        return pr_auc(y.cpu().numpy(), torch.sigmoid(predict_logits(self.net, x)).cpu().numpy())
+        return validation_pr_auc(self.net, x, y)

@@ -1,0 +1,64 @@
+"""After training, on validation data only: calibration, the F1 threshold and the training summary."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from prlkit.config import Config
+from prlkit.eval.calibration import brier_score, fit_calibrator
+from prlkit.eval.metrics import pr_auc, roc_auc, select_threshold_f1
+from prlkit.methods.trained import TrainedModel
+from prlkit.train.loop import FitResult, Split
+from prlkit.train.stages import predict_probabilities
+
+
+def finalize(
+    network: str,
+    net: torch.nn.Module,
+    model_config: Any,
+    config: Config,
+    val: Split,
+    lesions: pd.DataFrame,
+    train_index: np.ndarray,
+    val_index: np.ndarray,
+    fits: dict[str, FitResult],
+    device: torch.device,
+) -> TrainedModel:
+    """The trained model: calibrated on validation (train prior 0.5: balanced sampling or class
+    weighting), threshold maximising F1 on the calibrated validation probabilities."""
+    y_val = val.y.numpy()
+    raw = predict_probabilities(net, val.x, device)
+    calibrator = fit_calibrator(config.finetune.calibration, y_val, raw, train_prior=0.5)
+    calibrated = calibrator.apply(raw)
+    train_rows = lesions.loc[train_index]
+    training = {
+        "n_train": int(len(train_index)),
+        "n_train_rim_pos": int((train_rows["rim"] == 1).sum()),
+        "n_val": int(len(val_index)),
+        "n_val_rim_pos": int(y_val.sum()),
+        "participants": int(lesions.loc[np.r_[train_index, val_index], "participant_id"].nunique()),
+        "val_pr_auc": float(pr_auc(y_val, calibrated)),
+        "val_roc_auc": float(roc_auc(y_val, calibrated)),
+        "val_brier": float(brier_score(y_val, calibrated)),
+        "stages": {name: {"best_epoch": r.best_epoch, "best_score": r.best_score, "epochs_run": r.epochs_run}
+                   for name, r in fits.items()},  # fmt: skip
+    }
+    return TrainedModel(
+        method=network,
+        module=net.eval(),
+        model_config=json_ready(dataclasses.asdict(model_config)),
+        config=config,
+        threshold=select_threshold_f1(y_val, calibrated),
+        calibrator=calibrator,
+        training=training,
+    )
+
+
+def json_ready(values: dict[str, Any]) -> dict[str, Any]:
+    """Tuples as lists, so the model config survives a JSON round trip unchanged."""
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
