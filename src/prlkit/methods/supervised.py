@@ -26,6 +26,7 @@ from prlkit.data.cache import PatchSet
 from prlkit.methods.finalize import finalize
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
+from prlkit.models.baselines.crop import random_shifts
 from prlkit.train.augment import random_symmetries
 from prlkit.train.loop import FitResult, fit
 from prlkit.train.losses import focal_loss
@@ -61,8 +62,7 @@ class SupervisedTraining:
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.recipe.shift:
-            shifts = torch.randint(-1, 2, (len(x), 3)) * self.recipe.shift  # global RNG: seeded per epoch
-            logits = self.net(x, shifts=shifts).float()
+            logits = self.net(x, shifts=random_shifts(len(x), self.recipe.shift)).float()
         else:
             logits = self.net(x).float()
         target = y.float()

@@ -23,6 +23,7 @@ def crop_cubes(x: torch.Tensor, size: int, shifts: torch.Tensor | None = None) -
     return torch.stack([padded[b, :, i : i + size, j : j + size, k : k + size] for b, (i, j, k) in enumerate(starts)])
 
 
-def random_shifts(batch: int, step: int, generator: torch.Generator) -> torch.Tensor:
-    """Per sample and axis a shift of -step, 0 or +step voxels (RimNet: step 2), drawn from `generator`."""
+def random_shifts(batch: int, step: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per sample and axis a shift of -step, 0 or +step voxels (RimNet: step 2), drawn from `generator`
+    (None: torch's global generator, which the training loop seeds per epoch)."""
     return torch.randint(-1, 2, (batch, 3), generator=generator) * step
