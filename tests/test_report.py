@@ -196,3 +196,18 @@ def test_display_ignores_storage_order(predicted):
     for left, right in zip(*images):
         np.testing.assert_array_equal(left, right)
     assert all(axis.collections for axis in figures[0].axes)  # every panel has its outline
+
+
+def test_panels_are_the_planes_through_the_lesion_centre(predicted):
+    """Identity affine, lesion 1 centred at voxel (10, 10, 10): a 15 mm half-width crop cut at the volume edge."""
+    dataset, _ = predicted
+    data = load_session(discover_cohort(dataset).sessions[0], LesionConfig())
+    view = display_session(data)
+    figure = lesion_figure(view, 1, (10.0, 10.0, 10.0), "t")
+    assert [axis.get_title() for axis in figure.axes[:3]] == ["axial", "coronal", "sagittal"]
+    qsm_panels = [axis.images[0].get_array() for axis in figure.axes[:3]]
+    np.testing.assert_array_equal(qsm_panels[0], data.qsm[0:26, 0:26, 10].T)
+    np.testing.assert_array_equal(qsm_panels[1], data.qsm[0:26, 10, 0:26].T)
+    np.testing.assert_array_equal(qsm_panels[2], data.qsm[10, 0:26, 0:26].T)
+    flair = figure.axes[3].images[0].get_array()
+    assert 0 <= flair.min() and flair.max() <= 1 and flair[10, 10] > 0.9  # scaled FLAIR, bright lesion centre

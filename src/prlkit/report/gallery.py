@@ -68,7 +68,7 @@ def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], 
     figure, axes = plt.subplots(2, 3, figsize=(5.4, 3.9), facecolor="white")
     rows = (("QSM", view.qsm, dict(cmap="gray", vmin=qsm_window[0], vmax=qsm_window[1])),
             ("FLAIR", view.flair, dict(cmap="gray", vmin=0.0, vmax=1.0)))  # fmt: skip
-    for row, (label, volume, style) in zip(axes, rows):
+    for n, (row, (label, volume, style)) in enumerate(zip(axes, rows)):
         for axis, (plane, fixed) in zip(row, PLANES):
             image, outline, extent = _plane(volume, view.instances, index, center, half, view.zooms, fixed)
             axis.set_facecolor("black")
@@ -77,7 +77,7 @@ def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], 
                 axis.contour(outline.T.astype(float), levels=[0.5], origin="lower", extent=extent, colors=OUTLINE_COLOUR,
                              linewidths=0.7, alpha=0.55 if label == "QSM" else 0.9)  # keep a rim at the edge visible
             axis.set(xlim=(half_mm, -half_mm), ylim=(-half_mm, half_mm), xticks=[], yticks=[])
-            if row is axes[0]:
+            if n == 0:
                 axis.set_title(plane, fontsize=9)
             axis.text(0.03, 0.5, "A" if plane == "sagittal" else "R", color="white", fontsize=7,
                       transform=axis.transAxes, va="center")  # fmt: skip
