@@ -191,14 +191,16 @@ def _check_same_lesions(data: SessionData, lesions: pd.DataFrame, path: Path) ->
 
 
 def _session_body(name: str, lesions: pd.DataFrame, cards: list[str]) -> str:
-    """Every lesion of the session in a (closed) table, row id `<name>-row-<index>`, then the gallery."""
+    """Every lesion of the session in a (closed) table, row id `<name>-row-<index>`, then the gallery (cards)."""
     has_expert = bool((lesions["expert"] != "").any())
     header = ["rank", "lesion", "probability", "call", "volume (mm³)", "centre x, y, z (mm)", "excluded"]
-    rows = [[lesion.rank, lesion.index, *_lesion_cells(lesion), lesion.excluded, *([lesion.expert] if has_expert else [])]
+    rows = [[lesion.rank, html.link(f"{name}-lesion-{lesion.index}", str(lesion.index)) if lesion.review else lesion.index,
+             *_lesion_cells(lesion), lesion.excluded, *([lesion.expert] if has_expert else [])]
             for lesion in lesions.itertuples()]  # fmt: skip
     ids = [f"{name}-row-{index}" for index in lesions["index"]]
     classes = ["rim" if call == 1 else "" for call in lesions["rim_pred"]]
-    table = html.table(header + (["expert"] if has_expert else []), rows, row_ids=ids, row_classes=classes)
+    table = html.table(header + (["expert"] if has_expert else []), rows, row_ids=ids, row_classes=classes,
+                       raw_columns=frozenset({1}))  # fmt: skip
     gallery = f'<div class="gallery">{"".join(cards)}</div>' if cards else html.paragraph("No lesion to review.", "note")
     return html.collapsible(f"all {len(lesions)} lesions", table) + gallery
 
