@@ -79,8 +79,8 @@ def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], 
             axis.set(xlim=(half_mm, -half_mm), ylim=(-half_mm, half_mm), xticks=[], yticks=[])
             if n == 0:
                 axis.set_title(plane, fontsize=9)
-            axis.text(0.03, 0.5, "A" if plane == "sagittal" else "R", color="white", fontsize=7,
-                      transform=axis.transAxes, va="center")  # fmt: skip
+            axis.text(0.03, 0.5, "A" if plane == "sagittal" else "R", color="white", fontsize=7, va="center",
+                      transform=axis.transAxes, bbox=dict(facecolor="black", alpha=0.5, pad=1, linewidth=0))  # fmt: skip
         row[0].set_ylabel(label, fontsize=9)
     figure.suptitle(title, fontsize=10)
     figure.subplots_adjust(wspace=0.04, hspace=0.08, top=0.86)
