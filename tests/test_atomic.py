@@ -2,7 +2,7 @@
 
 import pytest
 
-from prlkit.atomic import atomic_directory, atomic_path, write_text_atomic
+from prlkit.atomic import atomic_directory, atomic_path, replace_directory, write_text_atomic
 
 
 def test_atomic_path_keeps_suffix_and_renames(tmp_path):
@@ -58,3 +58,14 @@ def test_outputs_get_umask_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_replace_directory_swaps_in_exactly_the_new_files(tmp_path):
+    final = tmp_path / "images"
+    replace_directory(final, {"a.png": b"1", "b.png": b"2"})
+    replace_directory(final, {"c.png": b"3"})
+    assert {p.name: p.read_bytes() for p in final.iterdir()} == {"c.png": b"3"}
+    assert list(tmp_path.iterdir()) == [final]  # no temporary or old folder left
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError):
+        replace_directory(tmp_path / "file", {})

@@ -61,3 +61,27 @@ def atomic_directory(final: Path | str) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def replace_directory(final: Path | str, files: dict[str, bytes]) -> None:
+    """Make `final` a folder holding exactly `files`: written beside it, then swapped in for an older one.
+
+    Unlike `atomic_directory` an existing folder is replaced (a regenerated report's images).
+    """
+    final = Path(final)
+    if final.exists() and not final.is_dir():
+        raise FileExistsError(f"{final}: exists and is not a folder")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    old = fresh.with_name(fresh.name + ".old")
+    try:
+        for name, data in files.items():
+            (fresh / name).write_bytes(data)
+        fresh.chmod(0o777 & ~_umask())
+        if final.exists():
+            os.replace(final, old)
+        os.replace(fresh, final)
+    finally:
+        for leftover in (fresh, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)

@@ -15,7 +15,6 @@ import pandas as pd
 from prlkit.atomic import write_text_atomic
 from prlkit.data.bids import PrlkitWarning
 from prlkit.errors import PrlkitError
-from prlkit.eval.experiment import paired_by_lesion
 from prlkit.eval.metrics import lesion_metrics, operating_point_at_sensitivity, summarize_folds, threshold_metrics
 from prlkit.eval.stats import delong_test, mcnemar_test, subject_counts, subject_level_summary
 
@@ -41,6 +40,8 @@ def per_fold_metrics(oof: pd.DataFrame) -> pd.DataFrame:
 
 def summarise(oof: pd.DataFrame, reference: str, chronic_active_min: int = 4) -> dict[str, Any]:
     """Everything results.md/json report, computed from the out-of-fold predictions alone."""
+    from prlkit.eval.experiment import paired_by_lesion  # imports torch: not needed to read results
+
     methods = list(dict.fromkeys(oof["method"]))
     per_fold = per_fold_metrics(oof)
     summary = {
@@ -67,7 +68,8 @@ def summarise(oof: pd.DataFrame, reference: str, chronic_active_min: int = 4) ->
             "high_sensitivity_operating_point": operating}  # fmt: skip
 
 
-def _mean_sd(cell: dict[str, float]) -> str:
+def mean_sd(cell: dict[str, float]) -> str:
+    """'mean ± SD' of a summary cell (mean alone without SD, 'n/a' when undefined)."""
     mean, sd = cell.get("mean", math.nan), cell.get("sd", math.nan)
     return "n/a" if math.isnan(mean) else f"{mean:.3f} ± {sd:.3f}" if not math.isnan(sd) else f"{mean:.3f}"
 
@@ -77,7 +79,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines = ["# Cross-validation results", "", "## Lesion level (mean ± SD over folds)", ""]
     lines += ["| method | " + " | ".join(TABLE_METRICS) + " |", "|---|" + "---|" * len(TABLE_METRICS)]
     for method in results["methods"]:
-        cells = [_mean_sd(results["summary"][method].get(metric, {})) for metric in TABLE_METRICS]
+        cells = [mean_sd(results["summary"][method].get(metric, {})) for metric in TABLE_METRICS]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if results["comparisons"]:
         lines += ["", f"## Against {results['reference']} (pooled out-of-fold predictions)", "",

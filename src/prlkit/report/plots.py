@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -12,11 +13,18 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 from prlkit.atomic import atomic_path  # noqa: E402
 
 
+def figure_png(figure: plt.Figure) -> bytes:
+    """The figure as PNG bytes (for embedding in a page), then released."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=110, bbox_inches="tight", format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
 def save_figure(figure: plt.Figure, path: Path) -> None:
     """Write a figure as PNG atomically and release it."""
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(figure)
+        tmp.write_bytes(figure_png(figure))
 
 
 def plot_training_curves(stages: dict[str, tuple[list[dict], int]], path: Path) -> None:

@@ -1,0 +1,57 @@
+"""`prlkit report FOLDER`: one self-contained HTML page of a cv run or of a predict run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prlkit.errors import PrlkitError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write one self-contained HTML report of a cv or predict output folder",
+        description="For a `prlkit cv` folder: the result tables (mean ± SD over folds), ROC/PR curves, count "
+        "scatter, DeLong/McNemar tests, subject-level agreement, review workload and the config. For a "
+        "`prlkit predict` folder (needs --dataset, the BIDS folder that was predicted): a subjects table, a "
+        "review list and per-session galleries of lesions ranked by probability (QSM and FLAIR in three planes, "
+        "lesion outlined); the gallery images are also written to <report>_lesions/. Images are embedded, so "
+        "the one file can be opened offline or shared.",
+    )
+    parser.add_argument("folder", type=Path, help="output folder of prlkit cv or prlkit predict")
+    parser.add_argument("--dataset", type=Path, help="predict reports: the BIDS folder or manifest that was predicted")
+    parser.add_argument("--out", type=Path, help="HTML file to write (default: FOLDER/report.html)")
+    parser.add_argument("--top", type=int, default=5, help="predict reports: besides every Rim+ call, review the N "
+                        "most probable lesions of each session (default 5)")  # fmt: skip
+    parser.set_defaults(func=run)
+
+
+def folder_kind(folder: Path) -> str:
+    """'cv' (results.json + oof_predictions.tsv) or 'predict' (derivatives/prlkit/subjects.tsv)."""
+    if (folder / "results.json").is_file() and (folder / "oof_predictions.tsv").is_file():
+        return "cv"
+    if (folder / "derivatives" / "prlkit" / "subjects.tsv").is_file():
+        return "predict"
+    raise PrlkitError(f"{folder}: not a prlkit cv folder (results.json, oof_predictions.tsv) "
+                      "nor a prlkit predict folder (derivatives/prlkit/subjects.tsv)")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from prlkit.atomic import replace_directory, write_text_atomic
+    from prlkit.report.pages import cv_page, predict_page
+
+    folder: Path = args.folder
+    out: Path = args.out or folder / "report.html"
+    if folder_kind(folder) == "cv":
+        page = cv_page(folder)
+    else:
+        if args.dataset is None:
+            raise PrlkitError(f"{folder}: a predict report needs --dataset, the BIDS folder that was predicted")
+        if args.top < 0:
+            raise PrlkitError(f"--top must be >= 0, not {args.top}")
+        page, pngs = predict_page(folder, args.dataset, args.top)
+        replace_directory(out.with_name(f"{out.stem}_lesions"), pngs)
+    write_text_atomic(out, page)
+    print(f"wrote {out}")
+    return 0

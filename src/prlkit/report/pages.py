@@ -1,0 +1,234 @@
+"""The two report pages: a `prlkit cv` run (tables, curves, tests) and a `prlkit predict` run (lesion review)."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+
+from prlkit import __version__
+from prlkit.config import LesionConfig
+from prlkit.data.bids import discover_cohort
+from prlkit.data.session import SessionData, load_session
+from prlkit.errors import InputFileError, PrlkitError
+from prlkit.eval.results import TABLE_METRICS, mean_sd
+from prlkit.report import html
+from prlkit.report.gallery import QSM_WINDOW_PPM, display_session, lesion_figure
+from prlkit.report.plots import figure_png
+
+
+def cv_page(folder: Path) -> str:
+    """The cv run's results.json as tables, its curves and count scatter embedded, and its config."""
+    results = json.loads((folder / "results.json").read_text())
+    oof = pd.read_csv(folder / "oof_predictions.tsv", sep="\t", keep_default_na=False, na_values={"probability": [""]})
+    methods, reference = results["methods"], results["reference"]
+    lesions = oof.drop_duplicates("lesion_row")
+    overview = (f"{oof['participant_id'].nunique()} participants, {len(lesions)} lesions "
+                f"({int(lesions['label'].sum())} expert Rim+), {oof['fold'].nunique()} participant-level folds; "
+                f"methods: {', '.join(methods)}; reference for the tests: {reference}.")  # fmt: skip
+    parts = [html.paragraph(overview)]
+    parts.append(html.section("Lesion level (mean ± SD over folds)", html.table(
+        ["method", *TABLE_METRICS], [[m, *(mean_sd(results["summary"][m].get(k)) for k in TABLE_METRICS)] for m in methods]
+    ) + html.paragraph("Threshold metrics use each fold's validation threshold.", "note")))  # fmt: skip
+    parts.append(html.section("Curves and counts", "\n".join(
+        html.png_image(_cv_figure(folder, oof, name), alt) for name, alt in
+        (("cv_curves.png", "ROC and precision-recall curves, mean over folds"),
+         ("counts.png", "predicted vs expert Rim+ count per participant"))
+    )))  # fmt: skip
+    if results["comparisons"]:
+        parts.append(html.section(f"Against {reference} (pooled out-of-fold predictions)", _comparisons(results)))
+    parts.append(html.section("Subject level", _subject_level(results)))
+    parts.append(html.section("Review workload at sensitivity ≥ 0.95", _workload(results)))
+    per_fold = pd.DataFrame(results["per_fold"])
+    columns = [c for c in ["method", "fold", "threshold", "n_lesions", "n_rim", *TABLE_METRICS] if c in per_fold]
+    rows = [[row[c] if c in ("method", "fold", "n_lesions", "n_rim") else html.number(row[c]) for c in columns]
+            for row in per_fold.to_dict(orient="records")]  # fmt: skip
+    parts.append(html.section("Per fold", html.collapsible("metrics of every (method, fold)", html.table(columns, rows))))
+    config = folder / "config.yaml"
+    parts.append(html.section("Configuration", html.preformatted(config.read_text() if config.is_file() else "(no config.yaml)")))
+    return html.document("prlkit cross-validation report", f"{folder} · prlkit {__version__}", parts)
+
+
+def _cv_figure(folder: Path, oof: pd.DataFrame, name: str) -> bytes:
+    """A figure the cv run wrote, or the same figure drawn again from its out-of-fold predictions."""
+    from prlkit.report.plots import plot_count_scatter, plot_cv_curves
+
+    if (folder / name).is_file():
+        return (folder / name).read_bytes()
+    plot = plot_cv_curves if name == "cv_curves.png" else plot_count_scatter
+    with tempfile.TemporaryDirectory() as scratch:
+        plot(oof, Path(scratch) / name)
+        return (Path(scratch) / name).read_bytes()
+
+
+def _comparisons(results: dict) -> str:
+    header = ["method", "AUC", "reference AUC", "difference (95 % CI)", "DeLong z", "DeLong p",
+              "McNemar b / c", "McNemar χ²", "McNemar p"]  # fmt: skip
+    rows = []
+    for row in results["comparisons"]:
+        d, m = row["delong"], row["mcnemar"]
+        rows.append([row["method"], html.number(d["auc_a"]), html.number(d["auc_b"]),
+                     f"{d['difference']:+.3f} ({d['ci_low']:+.3f}, {d['ci_high']:+.3f})", html.number(d["z"], 2),
+                     f"{d['p_value']:.3g}", f"{m['b']} / {m['c']}", html.number(m["statistic"], 2), f"{m['p_value']:.3g}"])  # fmt: skip
+    note = ("DeLong: paired test of ROC AUCs on the same lesions. McNemar: paired test of the Rim+ calls "
+            "(b = lesions only this method calls correctly, c = only the reference).")
+    return html.table(header, rows) + html.paragraph(note, "note")
+
+
+def _subject_level(results: dict) -> str:
+    header = ["method", "participants", "Pearson r (95 % CI), predicted count", "MSE", "Pearson r, expected count",
+              "MSE, expected", "chronic active: sensitivity", "specificity"]  # fmt: skip
+    rows = []
+    for method in results["methods"]:
+        s = results["subject_level"][method]
+        rows.append([method, s["n_participants"],
+                     f"{html.number(s['count_pearson_r'])} ({html.number(s['count_pearson_ci_low'])}, "
+                     f"{html.number(s['count_pearson_ci_high'])})", html.number(s["count_mse"], 2),
+                     html.number(s["expected_pearson_r"]), html.number(s["expected_mse"], 2),
+                     html.number(s["patient_sensitivity"], 2), html.number(s["patient_specificity"], 2)])  # fmt: skip
+    note = ("Predicted count: lesions called Rim+ per participant; expected count: sum of probabilities. "
+            "Chronic active: at least 4 Rim+ lesions.")
+    return html.table(header, rows) + html.paragraph(note, "note")
+
+
+def _workload(results: dict) -> str:
+    header = ["method", "threshold", "sensitivity", "specificity", "PPV", "lesions to review", "share of all lesions"]
+    rows = []
+    for method in results["methods"]:
+        o = results["high_sensitivity_operating_point"][method]
+        rows.append([method, html.number(o["threshold"]), html.number(o["sensitivity"]), html.number(o["specificity"]),
+                     html.number(o.get("ppv")), f"{o['n_review']:.0f}", f"{100 * o['review_fraction']:.0f} %"])  # fmt: skip
+    note = ("The most specific threshold that still finds at least 95 % of the expert Rim+ lesions (pooled "
+            "out-of-fold predictions): an expert then reviews only the lesions above it.")
+    return html.table(header, rows) + html.paragraph(note, "note")
+
+
+def predict_page(folder: Path, dataset: Path, top: int) -> tuple[str, dict[str, bytes]]:
+    """The predict run's subjects, a review list and per-session lesion galleries; also the gallery PNGs by name.
+
+    The review list holds every lesion called Rim+ plus each session's `top` most probable lesions.
+    """
+    from prlkit.predict import session_outputs  # imports torch: only predict reports need it
+
+    base = folder / "derivatives" / "prlkit"
+    subjects = pd.read_csv(base / "subjects.tsv", sep="\t", dtype={"session_id": str}, keep_default_na=False)
+    sessions = {(s.participant_id, s.session_id or ""): s for s in discover_cohort(dataset).sessions}
+    pngs: dict[str, bytes] = {}
+    review_rows, review_ids, session_sections = [], [], []
+    for row in subjects.itertuples():
+        files = sessions.get((row.participant_id, row.session_id))
+        if files is None:
+            name = f"{row.participant_id} {row.session_id}".strip()
+            raise PrlkitError(f"{dataset}: no session {name} of {base / 'subjects.tsv'}; give the dataset that was predicted")
+        data = load_session(files, LesionConfig())
+        lesions = _session_lesions(data, session_outputs(folder, files)["lesions"], top)
+        view = display_session(data)
+        cards = []
+        for lesion in lesions[lesions["review"]].itertuples():
+            anchor = f"{files.name}-lesion-{lesion.index}"
+            caption = f"{files.name} lesion {lesion.index}: p = {_probability(lesion.probability)}, {_call(lesion.rim_pred)}"
+            png = figure_png(lesion_figure(view, lesion.index, _center(lesion), caption))
+            pngs[f"{files.name}_lesion-{lesion.index:03d}.png"] = png
+            cards.append(_card(anchor, lesion, png, caption))
+            review_rows.append([html.link(anchor, f"{files.name} lesion {lesion.index}"), *_lesion_cells(lesion)])
+            review_ids.append(f"review-{anchor}")
+        session_sections.append(html.section(files.name, _session_body(files.name, lesions, cards), anchor=files.name))
+    review = html.paragraph(
+        f"Every lesion called Rim+ (probability at or above the model's decision threshold) and the {top} most "
+        "probable lesions of each session, most probable first; the links lead to the images.", "note"
+    ) + html.table(["lesion", "probability", "call", "volume (mm³)", "centre x, y, z (mm)"], review_rows,
+                   row_ids=review_ids, raw_columns=frozenset({0}))  # fmt: skip
+    parts = [html.section("Subjects", _subjects_table(subjects)),
+             html.section("Review list", review, anchor="review-list"), *session_sections]  # fmt: skip
+    subtitle = (f"{base} · images from {dataset} · prlkit {__version__} · QSM window {QSM_WINDOW_PPM[0]} to "
+                f"{QSM_WINDOW_PPM[1]} ppm · radiological convention (patient right on image left)")
+    return html.document("prlkit lesion review", subtitle, parts), pngs
+
+
+def _subjects_table(subjects: pd.DataFrame) -> str:
+    """subjects.tsv with links to the sessions; the session column only when the cohort has sessions."""
+    with_sessions = bool(subjects["session_id"].astype(bool).any())
+    header = ["participant", *(["session"] if with_sessions else []), "lesions", "classified", "Rim+ calls",
+              "expected Rim+ count", "chronic active (≥ 4)"]  # fmt: skip
+    rows = [[html.link(f"{r.participant_id}_{r.session_id}" if r.session_id else r.participant_id, r.participant_id),
+             *([r.session_id] if with_sessions else []), r.n_lesions, r.n_classified, r.n_rim_pred,
+             html.number(r.expected_rim_count, 2), "yes" if r.chronic_active else "no"]
+            for r in subjects.itertuples()]  # fmt: skip
+    note = "Expected count: the sum of the lesion probabilities. Chronic active: at least 4 lesions called Rim+."
+    return html.table(header, rows, raw_columns=frozenset({0})) + html.paragraph(note, "note")
+
+
+def _session_lesions(data: SessionData, path: Path, top: int) -> pd.DataFrame:
+    """The session's lesions.tsv, ranked, with the expert label (if any) and whether to review each lesion."""
+    lesions = _ranked_lesions(path)
+    _check_same_lesions(data, lesions, path)
+    expert = data.lesions.set_index("index")["rim"].reindex(lesions["index"])
+    lesions["expert"] = [_call(label) if not pd.isna(label) else "" for label in expert]
+    lesions["review"] = ((lesions["rim_pred"] == 1) | (lesions["rank"] <= top)) & (lesions["excluded"] == "")
+    return lesions
+
+
+def _ranked_lesions(path: Path) -> pd.DataFrame:
+    """A session's lesions.tsv, most probable first (excluded lesions last), with a 1-based `rank`."""
+    if not path.is_file():
+        raise InputFileError(path, "missing per-lesion table of a session listed in subjects.tsv")
+    lesions = pd.read_csv(path, sep="\t", keep_default_na=False, na_values={"probability": [""]})
+    lesions = lesions.sort_values("probability", ascending=False, na_position="last", kind="stable")
+    lesions["rank"] = range(1, len(lesions) + 1)
+    return lesions.reset_index(drop=True)
+
+
+def _check_same_lesions(data: SessionData, lesions: pd.DataFrame, path: Path) -> None:
+    """The dataset's lesion map must give the lesions that were predicted (same labels, same sizes)."""
+    found = data.lesions.set_index("index")["voxels"]
+    expected = lesions.set_index("index")["voxels"]
+    if not found.reindex(expected.index).eq(expected).all():
+        raise InputFileError(data.files.lesions, f"its lesions differ from {path}; give the dataset that was predicted")
+
+
+def _session_body(name: str, lesions: pd.DataFrame, cards: list[str]) -> str:
+    """Every lesion of the session in a (closed) table, row id `<name>-row-<index>`, then the gallery (cards)."""
+    has_expert = bool((lesions["expert"] != "").any())
+    header = ["rank", "lesion", "probability", "call", "volume (mm³)", "centre x, y, z (mm)", "excluded"]
+    rows = [[lesion.rank, html.link(f"{name}-lesion-{lesion.index}", str(lesion.index)) if lesion.review else lesion.index,
+             *_lesion_cells(lesion), lesion.excluded, *([lesion.expert] if has_expert else [])]
+            for lesion in lesions.itertuples()]  # fmt: skip
+    ids = [f"{name}-row-{index}" for index in lesions["index"]]
+    classes = ["rim" if call == 1 else "" for call in lesions["rim_pred"]]
+    table = html.table(header + (["expert"] if has_expert else []), rows, row_ids=ids, row_classes=classes,
+                       raw_columns=frozenset({1}))  # fmt: skip
+    gallery = f'<div class="gallery">{"".join(cards)}</div>' if cards else html.paragraph("No lesion to review.", "note")
+    return html.collapsible(f"all {len(lesions)} lesions", table) + gallery
+
+
+def _card(anchor: str, lesion, png: bytes, caption: str) -> str:
+    details = f"volume {lesion.volume_mm3:.0f} mm³ · centre ({_location(lesion)}) mm · rank {lesion.rank}"
+    if lesion.expert:
+        details += f" · expert: {lesion.expert}"
+    css = "card rim" if lesion.rim_pred == 1 else "card"
+    return f'<div class="{css}" id="{escape(anchor)}">{html.png_image(png, caption)}{html.paragraph(details)}</div>'
+
+
+def _lesion_cells(lesion) -> list[str]:
+    call = "not classified" if lesion.excluded else _call(lesion.rim_pred)
+    return [_probability(lesion.probability), call, f"{lesion.volume_mm3:.0f}", _location(lesion)]
+
+
+def _center(lesion) -> tuple[float, float, float]:
+    return (lesion.center_mm_x, lesion.center_mm_y, lesion.center_mm_z)
+
+
+def _location(lesion) -> str:
+    return ", ".join(f"{value:.1f}" for value in _center(lesion))
+
+
+def _probability(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def _call(value: int) -> str:
+    return "Rim+" if value == 1 else "Rim-"
