@@ -8,11 +8,12 @@ import hashlib
 import shutil
 import sys
 import warnings
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import ball
+from conftest import ball, save, subject_volumes, write_bids
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -27,7 +28,8 @@ sitk = pytest.importorskip("SimpleITK", reason="SimpleITK not installed: pip ins
 
 from prlkit.commands import prepare as prepare_command  # noqa: E402
 from prlkit.prep.pipeline import PrepareSettings, label_host, prepare_cohort  # noqa: E402
-from prlkit.prep.register import N4Settings, from_sitk, n4_correct, resample, to_sitk  # noqa: E402
+from prlkit.prep.register import (N4Settings, RegistrationSettings, from_sitk, n4_correct, resample,  # noqa: E402
+                                  rigid_register, to_sitk)
 from prlkit.synth.cohort import write_cohort  # noqa: E402
 from prlkit.synth.profiles import get_profile  # noqa: E402
 
@@ -104,7 +106,8 @@ def test_n4_removes_a_smooth_bias_field():
     rng = np.random.default_rng(0)
     tissue = np.where(ball(shape, (20, 20, 20), 16), 100.0, 0.0) + rng.normal(0, 1, shape) * ball(shape, (20,) * 3, 16)
     bias = np.exp(0.25 * np.linspace(-1, 1, shape[0]))[:, None, None] * np.ones(shape)
-    corrected = from_sitk(n4_correct(to_sitk((tissue * bias).astype(np.float32), np.eye(4)), N4Settings(2, (30, 30))))[0]
+    biased = to_sitk((tissue * bias).astype(np.float32), np.eye(4))
+    corrected = from_sitk(n4_correct(biased, N4Settings(shrink_factor=2, iterations=(30, 30))))[0]
     inside = ball(shape, (20, 20, 20), 13)
 
     def spread(image):
@@ -163,8 +166,9 @@ def test_misaligned_flair_and_lesions_come_back_onto_the_t1w_grid(synthetic, tmp
     assert run_cli(moved, "--out", tmp_path / "out", "--reference", "T1w") == 0
     assert digest(moved) == before  # inputs untouched
     out = tmp_path / "out"
-    truth = np.asarray(nib.load(synthetic / "derivatives/lesions" / PID / "anat" / f"{PID}_desc-lesions_dseg.nii.gz").dataobj)
-    result_image = nib.load(out / "derivatives/lesions" / PID / "anat" / f"{PID}_desc-lesions_dseg.nii.gz")
+    lesion_file = Path("derivatives/lesions", PID, "anat", f"{PID}_desc-lesions_dseg.nii.gz")
+    truth = np.asarray(nib.load(synthetic / lesion_file).dataobj)
+    result_image = nib.load(out / lesion_file)
     result = np.asarray(result_image.dataobj)
     t1w = nib.load(synthetic / PID / "anat" / f"{PID}_T1w.nii.gz")
     assert result.shape == t1w.shape and np.allclose(result_image.affine, t1w.affine)
@@ -172,7 +176,7 @@ def test_misaligned_flair_and_lesions_come_back_onto_the_t1w_grid(synthetic, tmp
     for label in np.unique(truth)[1:]:  # each lesion keeps its id
         assert np.bincount(result[truth == label]).argmax() == label
     # the test has teeth: trusting the headers alone (no registration) leaves the lesions misplaced
-    flair_lesions = nib.load(moved / "derivatives/lesions" / PID / "anat" / f"{PID}_desc-lesions_dseg.nii.gz")
+    flair_lesions = nib.load(moved / lesion_file)
     unregistered = resample(to_sitk(np.asarray(flair_lesions.dataobj), flair_lesions.affine),
                             to_sitk(truth, t1w.affine), sitk.Euler3DTransform(), labels=True)
     assert dice(from_sitk(unregistered)[0] > 0, truth > 0) < 0.5
@@ -222,3 +226,48 @@ def test_bad_requests_are_one_line_errors(synthetic, tmp_path):
     with pytest.raises(PrlkitError, match=f"{PID}: no T1w image"):
         run_cli(no_t1w, "--out", tmp_path / "out", "--reference", "T1w")
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_registration_is_repeatable_with_a_fixed_seed(synthetic, tmp_path):
+    moved = misaligned_copy(synthetic, tmp_path / "moved")
+    fixed = nib.load(moved / PID / "anat" / f"{PID}_T1w.nii.gz")
+    flair = nib.load(moved / PID / "anat" / f"{PID}_FLAIR.nii.gz")
+    images = [to_sitk(image.get_fdata(dtype=np.float32), image.affine) for image in (fixed, flair)]
+    settings = RegistrationSettings(shrink_factors=(4, 2), smoothing_mm=(2.0, 1.0), iterations=60)
+    first, second = (np.array(rigid_register(*images, settings)[0].GetParameters()) for _ in range(2))
+    np.testing.assert_allclose(first, second, atol=1e-7)  # thread summation order only
+    with pytest.raises(PrlkitError, match="seed 0"):
+        RegistrationSettings(seed=0)
+
+
+def test_lesions_outside_the_reference_grid_are_dropped_with_their_table_rows(tmp_path):
+    root = write_bids(tmp_path / "bids", participants=("sub-01",))
+    lesion_path = root / "derivatives/lesions/sub-01/anat/sub-01_desc-lesions_dseg.nii.gz"
+    shifted = np.eye(4)
+    shifted[0, 3] = -12.0  # lesion 1 (x = 8 -> -4 mm) leaves the 24 mm grid, lesion 2 (16 -> 4 mm) stays
+    save(lesion_path, subject_volumes()[2], shifted)
+    with pytest.warns(PrlkitWarning) as caught:
+        report = prepare_cohort(discover_cohort(root), tmp_path / "out", PrepareSettings(), progress=False)
+    messages = [str(w.message) for w in caught]
+    assert any("matches no image" in m for m in messages) and any("label(s) 1 lie outside" in m for m in messages)
+    assert report.set_index("image").loc["lesions", "dropped_labels"] == "1"
+    out_lesions = tmp_path / "out/derivatives/lesions/sub-01/anat"
+    assert np.unique(np.asarray(nib.load(out_lesions / "sub-01_desc-lesions_dseg.nii.gz").dataobj)).tolist() == [0, 2]
+    table = (out_lesions / "sub-01_desc-lesions_dseg.tsv").read_text().splitlines()
+    assert table == ["index\tname\trim", "2\tlesion2\t0"]
+    assert validate_cohort(discover_cohort(tmp_path / "out"), get_config("quick").lesions).problems == []
+    assert lesion_path.read_bytes() == save(tmp_path / "again.nii.gz", subject_volumes()[2], shifted).read_bytes()
+
+
+def test_manifest_input_becomes_a_bids_folder(tmp_path):
+    root = write_bids(tmp_path / "bids", participants=("sub-01",))
+    (root / "cohort.csv").write_text(
+        "participant_id,qsm,flair,lesions,rim_table,site\n"
+        "01,sub-01/anat/sub-01_Chimap.nii.gz,sub-01/anat/sub-01_FLAIR.nii.gz,"
+        "derivatives/lesions/sub-01/anat/sub-01_desc-lesions_dseg.nii.gz,"
+        "derivatives/lesions/sub-01/anat/sub-01_desc-lesions_dseg.tsv,X\n"
+    )
+    assert run_cli(root / "cohort.csv", "--out", tmp_path / "out") == 0
+    assert (tmp_path / "out/participants.tsv").read_text().splitlines() == ["participant_id\tsite", "sub-01\tX"]
+    report = validate_cohort(discover_cohort(tmp_path / "out"), get_config("quick").lesions)
+    assert report.problems == [] and report.totals()["lesions"] == 2

@@ -210,11 +210,11 @@ def _write_dataset_files(cohort: Cohort, root: Path, settings: PrepareSettings, 
     sites = {bids_names(s)[0]: s.site or "" for s in cohort.sessions}
     participants = cohort.root / "participants.tsv"
     listed = read_table(participants) if participants.is_file() else pd.DataFrame()
-    if "participant_id" in listed and set(listed["participant_id"]) == set(sites):
-        shutil.copyfile(participants, root / "participants.tsv")  # keeps every column of a BIDS input
-    else:  # a manifest CSV: build the table from its sessions
-        pd.DataFrame({"participant_id": list(sites), "site": list(sites.values())}).to_csv(
-            root / "participants.tsv", sep="\t", index=False)
+    if "participant_id" not in listed or set(listed["participant_id"]) != set(sites):
+        listed = pd.DataFrame({"participant_id": list(sites)})  # a manifest CSV: the table comes from its rows
+    if any(sites.values()):  # the sites prlkit read (from participants.tsv, or the manifest) win
+        listed["site"] = listed["participant_id"].map(sites)
+    listed.to_csv(root / "participants.tsv", sep="\t", index=False)
     derivative = root / DERIVATIVE
     derivative.mkdir(parents=True, exist_ok=True)
     (derivative / "dataset_description.json").write_text(json.dumps(

@@ -67,7 +67,8 @@ def from_sitk(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     """A SimpleITK image -> (array in nibabel (i, j, k) order, RAS affine)."""
     sitk = require_sitk()
     data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
-    return data, itk_to_affine(np.array(image.GetSpacing()), np.array(image.GetDirection()), np.array(image.GetOrigin()))
+    geometry = (np.array(image.GetSpacing()), np.array(image.GetDirection()), np.array(image.GetOrigin()))
+    return data, itk_to_affine(*geometry)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,11 @@ class RegistrationSettings:
     iterations: int = 200
     histogram_bins: int = 32
     sampling_fraction: float = 0.2
-    seed: int = 0
+    seed: int = 1  # of the random voxel sample; SimpleITK reads 0 as "seed from the clock"
+
+    def __post_init__(self) -> None:
+        if self.seed < 1:
+            raise PrlkitError(f"registration seed {self.seed}: must be >= 1 (SimpleITK takes 0 as the clock)")
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,8 @@ class N4Settings:
     iterations: tuple[int, ...] = (50, 50, 50, 50)
 
 
-def rigid_register(fixed: sitk.Image, moving: sitk.Image, settings: RegistrationSettings) -> tuple[sitk.Transform, float]:
+def rigid_register(fixed: sitk.Image, moving: sitk.Image,
+                   settings: RegistrationSettings) -> tuple[sitk.Transform, float]:
     """Euler3D transform mapping `fixed` points to `moving` points (what resampling needs) and the final metric.
 
     Initialised by aligning the centres of mass of |intensity| (works for QSM's signed values too).
