@@ -75,11 +75,15 @@ def test_sheared_affine_is_refused():
         affine_to_itk(affine)
 
 
-def test_missing_simpleitk_names_the_install_command(monkeypatch):
+def test_missing_simpleitk_names_the_install_command(monkeypatch, tmp_path):
+    root = write_bids(tmp_path / "bids", participants=("sub-01",))
     monkeypatch.setitem(sys.modules, "SimpleITK", None)  # makes `import SimpleITK` raise ImportError
     with pytest.raises(PrlkitError, match="SimpleITK") as error:
         require_sitk()
     assert INSTALL_HINT in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(PrlkitError, match="SimpleITK"):
+        run_cli(root, "--out", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_labels_keep_their_ids_and_qsm_does_not_overshoot():
