@@ -10,6 +10,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -24,6 +25,9 @@ from prlkit.errors import InputFileError, PrlkitError
 from prlkit.prep.qc import write_qc_png
 from prlkit.prep.register import (N4Settings, RegistrationSettings, from_sitk, identity_transform, motion_summary,
                                   n4_correct, require_sitk, resample, rigid_register, to_sitk)
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +110,8 @@ def label_host(labels: Volume, volumes: dict[str, Volume]) -> str:
     return "FLAIR"
 
 
-def _finite_image(volume: Volume):
+def _finite_image(volume: Volume) -> sitk.Image:
+    """The volume as a SimpleITK image with NaN/Inf (QSM outside the brain) set to 0."""
     return to_sitk(np.nan_to_num(volume.data, nan=0.0, posinf=0.0, neginf=0.0), volume.affine)
 
 
@@ -125,52 +130,54 @@ def prepare_session(files: SessionFiles, root: Path, settings: PrepareSettings) 
     fixed = images[reference]
     centre = np.array(fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fixed.GetSize()]))
     base = dict(participant_id=participant, session_id=session or "", reference=reference)
-    transforms, motion, aligned, outputs, rows = {}, {}, set(), {}, []
+    transforms, motion, outputs, rows = {}, {}, {}, []
     for name, volume in volumes.items():
-        if name == reference or same_grid(volume, ref):
+        aligned = name == reference or same_grid(volume, ref)
+        if aligned:  # already on the reference grid: values kept as they are (N4 aside)
             transforms[name], metric = identity_transform(), float("nan")
-            aligned.add(name)
             outputs[name] = from_sitk(images[name])[0] if name in corrected else volume.data
-            how = "reference" if name == reference else "same grid"
         else:
             transforms[name], metric = rigid_register(fixed, images[name], settings.registration)
             outputs[name] = from_sitk(resample(images[name], fixed, transforms[name]))[0]
             xfm = root / DERIVATIVE / rel / "anat" / f"{prefix}_from-{name}_to-{reference}_mode-image_xfm.txt"
             xfm.parent.mkdir(parents=True, exist_ok=True)
             require_sitk().WriteTransform(transforms[name], str(xfm))
-            how = "rigid"
         _write_nifti(outputs[name].astype(np.float32), ref.affine, root / rel / "anat" / f"{prefix}_{name}.nii.gz")
         motion[name] = dict(zip(("rotation_deg", "displacement_mm"), motion_summary(transforms[name], centre)))
+        how = "reference" if name == reference else "same grid" if aligned else "rigid"
         rows.append(base | motion[name] | dict(image=name, registration=how, mattes_mi=metric,
                                                n4=int(name in corrected), dropped_labels=""))
-    lesions = None
+    lesion_dir = root / "derivatives" / "lesions" / rel / "anat"
     for key, suffix in LABEL_MAPS.items():
-        path = getattr(files, key)
-        if path is None:
+        if getattr(files, key) is None:
             continue
-        labels = read_label_volume(path)
+        labels = read_label_volume(getattr(files, key))
         host = label_host(labels, volumes)
-        if host in aligned and same_grid(labels, ref):
-            moved = labels.data
-        else:
-            moved = from_sitk(resample(to_sitk(labels.data, labels.affine), fixed, transforms[host], labels=True))[0]
-        dropped = np.setdiff1d(np.unique(labels.data), np.unique(moved))
-        if dropped.size:
-            warnings.warn(f"{path}: label(s) {', '.join(map(str, dropped))} lie outside the {reference} grid after "
-                          "resampling and are dropped", PrlkitWarning, stacklevel=2)
-        dtype = np.uint16 if moved.max(initial=0) <= np.iinfo(np.uint16).max else np.int32
-        lesion_dir = root / "derivatives" / "lesions" / rel / "anat"
-        _write_nifti(moved.astype(dtype), ref.affine, lesion_dir / f"{prefix}_{suffix}.nii.gz")
-        if key == "lesions":
-            lesions = moved
-            if files.rim_table is not None:
-                _copy_lesion_table(files.rim_table, lesion_dir / f"{prefix}_{suffix}.tsv", dropped)
+        outputs[key], dropped = _resample_labels(labels, ref, fixed, transforms[host], reference)
+        dtype = np.uint16 if outputs[key].max(initial=0) <= np.iinfo(np.uint16).max else np.int32
+        _write_nifti(outputs[key].astype(dtype), ref.affine, lesion_dir / f"{prefix}_{suffix}.nii.gz")
+        if key == "lesions" and files.rim_table is not None:
+            _copy_lesion_table(files.rim_table, lesion_dir / f"{prefix}_{suffix}.tsv", dropped)
         rows.append(base | motion[host] | dict(image=key, registration=f"with {host}", mattes_mi=float("nan"), n4=0,
                                                dropped_labels=" ".join(map(str, dropped))))
-    write_qc_png(outputs[reference], reference, {n: d for n, d in outputs.items() if n != reference}, lesions,
-                 ref.affine, root / DERIVATIVE / rel / "figures" / f"{prefix}_desc-registration_qc.png",
+    write_qc_png(outputs[reference], reference, {n: outputs[n] for n in volumes if n != reference},
+                 outputs["lesions"], ref.affine,
+                 root / DERIVATIVE / rel / "figures" / f"{prefix}_desc-registration_qc.png",
                  f"{prefix}: registered to {reference}")
     return rows
+
+
+def _resample_labels(labels: Volume, ref: Volume, fixed: sitk.Image, transform: sitk.Transform,
+                     reference: str) -> tuple[np.ndarray, np.ndarray]:
+    """A label map on the reference grid (nearest neighbour) and the labels lost on the way (warned about)."""
+    if same_grid(labels, ref) and np.allclose(transform.GetParameters(), 0):  # identity: copy as is
+        return labels.data, np.array([], dtype=labels.data.dtype)
+    moved = from_sitk(resample(to_sitk(labels.data, labels.affine), fixed, transform, labels=True))[0]
+    dropped = np.setdiff1d(np.unique(labels.data), np.unique(moved))
+    if dropped.size:
+        warnings.warn(f"{labels.path}: label(s) {', '.join(map(str, dropped))} lie outside the {reference} grid "
+                      "after resampling and are dropped", PrlkitWarning, stacklevel=3)
+    return moved, dropped
 
 
 def _write_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:

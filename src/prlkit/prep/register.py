@@ -79,7 +79,7 @@ class RegistrationSettings:
     smoothing_mm: tuple[float, ...] = (2.0, 1.0, 0.0)
     iterations: int = 200
     histogram_bins: int = 32
-    sampling_fraction: float = 0.2
+    sampling_fraction: float = 0.1
     seed: int = 1  # of the random voxel sample; SimpleITK reads 0 as "seed from the clock"
 
     def __post_init__(self) -> None:
