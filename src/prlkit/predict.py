@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
@@ -20,6 +19,7 @@ from prlkit import __version__
 from prlkit.atomic import atomic_path, write_text_atomic
 from prlkit.config import Config
 from prlkit.data.bids import SessionFiles
+from prlkit.data.images import write_nifti
 from prlkit.data.patches import session_patches
 from prlkit.data.session import SessionData, load_session
 from prlkit.errors import InputFileError, PrlkitError
@@ -101,19 +101,11 @@ def write_session(root: Path, data: SessionData, table: pd.DataFrame) -> None:
     included = (table["excluded"] == "").to_numpy()
     lookup_probability[labels[included]] = table["probability"].to_numpy()[included]
     lookup_class[labels[included]] = 1 + table["rim_pred"].to_numpy()[included]
-    _save_nifti(paths["probseg"], lookup_probability[data.instances], data.affine)
-    _save_nifti(paths["dseg"], lookup_class[data.instances], data.affine)
+    write_nifti(paths["probseg"], lookup_probability[data.instances], data.affine)
+    write_nifti(paths["dseg"], lookup_class[data.instances], data.affine)
     write_text_atomic(paths["dseg_table"], "index\tname\n1\trim_negative\n2\trim_positive\n")
     with atomic_path(paths["lesions"]) as tmp:
         table[LESION_OUTPUT_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-
-
-def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
-    image = nib.Nifti1Image(data, affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    with atomic_path(path) as tmp:
-        nib.save(image, str(tmp))
 
 
 def write_dataset_description(root: Path) -> None:

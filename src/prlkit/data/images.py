@@ -10,6 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from prlkit.atomic import atomic_path
 from prlkit.data.bids import PrlkitWarning
 from prlkit.errors import InputFileError
 
@@ -134,3 +135,13 @@ def read_label_volume(path: Path) -> Volume:
     if data.max(initial=0) > np.iinfo(np.int32).max:
         raise InputFileError(path, "lesion labels exceed the int32 range")
     return Volume(data=data.astype(np.int32), affine=volume.affine, path=volume.path)
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+    """Write a NIfTI atomically with the affine as both qform and sform (code 1, scanner) in mm."""
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_qform(affine, code=1)
+    image.header.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm")
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp))

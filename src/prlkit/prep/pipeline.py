@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
@@ -20,7 +19,7 @@ from tqdm import tqdm
 from prlkit import __version__
 from prlkit.atomic import atomic_directory
 from prlkit.data.bids import Cohort, PrlkitWarning, SessionFiles, read_table
-from prlkit.data.images import GRID_TOLERANCE_MM, Volume, corner_distance_mm, read_label_volume, read_volume
+from prlkit.data.images import GRID_TOLERANCE_MM, Volume, corner_distance_mm, read_label_volume, read_volume, write_nifti
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.prep.qc import write_qc_png
 from prlkit.prep.register import (N4Settings, RegistrationSettings, from_sitk, identity_transform, motion_summary,
@@ -142,7 +141,7 @@ def prepare_session(files: SessionFiles, root: Path, settings: PrepareSettings) 
             xfm = root / DERIVATIVE / rel / "anat" / f"{prefix}_from-{name}_to-{reference}_mode-image_xfm.txt"
             xfm.parent.mkdir(parents=True, exist_ok=True)
             require_sitk().WriteTransform(transforms[name], str(xfm))
-        _write_nifti(outputs[name].astype(np.float32), ref.affine, root / rel / "anat" / f"{prefix}_{name}.nii.gz")
+        write_nifti(root / rel / "anat" / f"{prefix}_{name}.nii.gz", outputs[name].astype(np.float32), ref.affine)
         motion[name] = dict(zip(("rotation_deg", "displacement_mm"), motion_summary(transforms[name], centre)))
         how = "reference" if name == reference else "same grid" if aligned else "rigid"
         rows.append(base | motion[name] | dict(image=name, registration=how, mattes_mi=metric,
@@ -155,7 +154,7 @@ def prepare_session(files: SessionFiles, root: Path, settings: PrepareSettings) 
         host = label_host(labels, volumes)
         outputs[key], dropped = _resample_labels(labels, ref, fixed, transforms[host], reference)
         dtype = np.uint16 if outputs[key].max(initial=0) <= np.iinfo(np.uint16).max else np.int32
-        _write_nifti(outputs[key].astype(dtype), ref.affine, lesion_dir / f"{prefix}_{suffix}.nii.gz")
+        write_nifti(lesion_dir / f"{prefix}_{suffix}.nii.gz", outputs[key].astype(dtype), ref.affine)
         if key == "lesions" and files.rim_table is not None:
             _copy_lesion_table(files.rim_table, lesion_dir / f"{prefix}_{suffix}.tsv", dropped)
         rows.append(base | motion[host] | dict(image=key, registration=f"with {host}", mattes_mi=float("nan"), n4=0,
@@ -178,15 +177,6 @@ def _resample_labels(labels: Volume, ref: Volume, fixed: sitk.Image, transform: 
         warnings.warn(f"{labels.path}: label(s) {', '.join(map(str, dropped))} lie outside the {reference} grid "
                       "after resampling and are dropped", PrlkitWarning, stacklevel=3)
     return moved, dropped
-
-
-def _write_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    image = nib.Nifti1Image(data, affine)
-    image.header.set_qform(affine, code=1)
-    image.header.set_sform(affine, code=1)
-    image.header.set_xyzt_units("mm")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(image, path)
 
 
 def _copy_lesion_table(source: Path, target: Path, dropped: np.ndarray) -> None:

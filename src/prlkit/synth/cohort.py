@@ -7,13 +7,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
 
 from prlkit.atomic import atomic_directory
+from prlkit.data.images import write_nifti
 from prlkit.errors import PrlkitError
 from prlkit.synth.lesions import sample_lesions
 from prlkit.synth.mri import FLAIR_TISSUE, T1_TISSUE, lesion_intensities, mr_image, tissue_texture
@@ -104,14 +104,6 @@ def _relabel(labels: np.ndarray, truth: pd.DataFrame) -> tuple[np.ndarray, pd.Da
     return lut[labels], truth
 
 
-def _save(image: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    nifti = nib.Nifti1Image(image, affine)
-    nifti.header.set_qform(affine, code=1)
-    nifti.header.set_sform(affine, code=1)
-    nifti.header.set_xyzt_units("mm")
-    nib.save(nifti, path)
-
-
 def write_subject(root: Path, subject: Subject) -> None:
     """Write one subject's images, lesion map and lesion table into the BIDS folder `root`."""
     pid = subject.participant_id
@@ -119,10 +111,10 @@ def write_subject(root: Path, subject: Subject) -> None:
     lesions = root / "derivatives" / "lesions" / pid / "anat"
     anat.mkdir(parents=True)
     lesions.mkdir(parents=True)
-    _save(subject.qsm, subject.affine, anat / f"{pid}_Chimap.nii.gz")
-    _save(subject.flair, subject.affine, anat / f"{pid}_FLAIR.nii.gz")
-    _save(subject.t1w, subject.affine, anat / f"{pid}_T1w.nii.gz")
-    _save(subject.labels, subject.affine, lesions / f"{pid}_desc-lesions_dseg.nii.gz")
+    write_nifti(anat / f"{pid}_Chimap.nii.gz", subject.qsm, subject.affine)
+    write_nifti(anat / f"{pid}_FLAIR.nii.gz", subject.flair, subject.affine)
+    write_nifti(anat / f"{pid}_T1w.nii.gz", subject.t1w, subject.affine)
+    write_nifti(lesions / f"{pid}_desc-lesions_dseg.nii.gz", subject.labels, subject.affine)
     table = subject.truth[["index", "rim", "consensus_needed"]].assign(
         name=[f"lesion-{i}" for i in subject.truth["index"]])[["index", "name", "rim", "consensus_needed"]]
     table.to_csv(lesions / f"{pid}_desc-lesions_dseg.tsv", sep="\t", index=False)
