@@ -77,6 +77,21 @@ def bids(tmp_path) -> Path:
     return write_bids(tmp_path / "bids")
 
 
+def tiny_config(**sections) -> dict:
+    """A config sized for CPU-second pipeline tests (16³ patches, a 4/8/8-wide network); each keyword
+    updates that section, e.g. tiny_config(finetune={"max_epochs": 2})."""
+    config = {
+        "profile": "quick",
+        "patches": {"size": 16},
+        "frodo": {"widths": [4, 8, 8], "groups": 2, "se_reduction": 4, "head_hidden": 8},
+        "pretrain": {"max_epochs": 1, "batch_size": 8},
+        "finetune": {"max_epochs": 1, "batch_size": 8},
+    }
+    for name, values in sections.items():
+        config[name] = config.get(name, {}) | values
+    return config
+
+
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "open_ms_data"
 
 

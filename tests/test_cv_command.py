@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import write_toy_rim_cohort
+from conftest import tiny_config, write_toy_rim_cohort
 
 import prlkit.eval.experiment as experiment
 from prlkit.cli import main
@@ -16,14 +16,7 @@ from prlkit.data.cache import build_patch_set
 from prlkit.eval.experiment import fold_predictions
 from prlkit.eval.folds import make_folds
 
-TINY = {
-    "profile": "quick",
-    "patches": {"size": 16},
-    "frodo": {"widths": [4, 8, 8], "groups": 2, "se_reduction": 4, "head_hidden": 8},
-    "pretrain": {"max_epochs": 1, "batch_size": 8},
-    "finetune": {"max_epochs": 2, "batch_size": 8, "patience": 2},
-    "split": {"n_folds": 3},
-}
+TINY = tiny_config(finetune={"max_epochs": 2, "patience": 2}, split={"n_folds": 3})
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,13 @@ import json
 
 import pandas as pd
 import yaml
-from conftest import write_toy_rim_cohort
+from conftest import tiny_config, write_toy_rim_cohort
 
 import prlkit.demo as demo
 from prlkit.cli import main
 from prlkit.config import config_from_dict
 
-TINY = {
-    "profile": "quick",
-    "patches": {"size": 16},
-    "frodo": {"widths": [4, 8, 8], "groups": 2, "se_reduction": 4, "head_hidden": 8, "stem_stride": 1},
-    "pretrain": {"max_epochs": 1, "batch_size": 8},
-    "finetune": {"max_epochs": 2, "batch_size": 8},
-}
+TINY = tiny_config(finetune={"max_epochs": 2})
 
 
 def test_demo_trains_predicts_and_scores_held_out_participants(tmp_path, monkeypatch, capsys):

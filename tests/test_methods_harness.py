@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import write_toy_rim_cohort
+from conftest import tiny_config, write_toy_rim_cohort
 
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
@@ -13,13 +13,7 @@ from prlkit.methods.registry import METHODS, get_method
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
 
-TINY = {
-    "profile": "quick",
-    "patches": {"size": 16},
-    "frodo": {"widths": [4, 8, 8], "groups": 2, "se_reduction": 4, "head_hidden": 8, "stem_stride": 1},
-    "pretrain": {"max_epochs": 1, "batch_size": 8},
-    "finetune": {"max_epochs": 1, "batch_size": 8},
-}
+TINY = tiny_config()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import write_toy_rim_cohort
+from conftest import tiny_config, write_toy_rim_cohort
 
 from prlkit.cli import main
 from prlkit.config import config_from_dict
@@ -17,13 +17,7 @@ from prlkit.eval.folds import labelled_lesions, split_development
 from prlkit.methods.frodo import train_frodo
 from prlkit.predict import Ensemble, load_ensemble
 
-TINY = {
-    "profile": "quick",
-    "patches": {"size": 16},
-    "frodo": {"widths": [4, 8, 8], "groups": 2, "se_reduction": 4, "head_hidden": 8},
-    "pretrain": {"kind": "none"},
-    "finetune": {"max_epochs": 1, "batch_size": 8},
-}
+TINY = tiny_config(pretrain={"kind": "none"})
 
 
 @pytest.fixture(scope="module")

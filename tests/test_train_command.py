@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import write_toy_rim_cohort
+from conftest import tiny_config, write_toy_rim_cohort
 
 from prlkit.cli import main
 from prlkit.config import config_from_dict
@@ -19,13 +19,7 @@ from prlkit.methods.frodo import train_frodo
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
 
-TINY = {
-    "profile": "quick",
-    "patches": {"size": 16},
-    "frodo": {"widths": [4, 8, 8], "groups": 2, "se_reduction": 4, "head_hidden": 8},
-    "pretrain": {"max_epochs": 2, "batch_size": 8},
-    "finetune": {"max_epochs": 8, "batch_size": 8, "patience": 8, "learning_rate": 3e-3},
-}
+TINY = tiny_config(pretrain={"max_epochs": 2}, finetune={"max_epochs": 8, "patience": 8, "learning_rate": 3e-3})
 
 
 @pytest.fixture(scope="module")

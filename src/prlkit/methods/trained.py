@@ -35,7 +35,7 @@ class TrainedModel:
 
     def probabilities(self, patches: np.ndarray | torch.Tensor, device: torch.device) -> np.ndarray:
         """Calibrated P(Rim+) per patch ((N, C, S, S, S) arrays in the patch-cache channel order)."""
-        x = patches if torch.is_tensor(patches) else torch.from_numpy(np.ascontiguousarray(patches))
+        x = patches if torch.is_tensor(patches) else torch.from_numpy(np.array(patches, dtype=np.float32))  # own copy: inputs may be read-only memory maps
         return self.calibrator.apply(predict_probabilities(self.module, x, device))
 
     def save(self, folder: Path) -> None:
