@@ -35,7 +35,8 @@ class TrainedModel:
 
     def probabilities(self, patches: np.ndarray | torch.Tensor, device: torch.device) -> np.ndarray:
         """Calibrated P(Rim+) per patch ((N, C, S, S, S) arrays in the patch-cache channel order)."""
-        x = patches if torch.is_tensor(patches) else torch.from_numpy(np.array(patches, dtype=np.float32))  # own copy: inputs may be read-only memory maps
+        # an own float32 copy: inputs may be read-only memory maps
+        x = patches if torch.is_tensor(patches) else torch.from_numpy(np.array(patches, dtype=np.float32))
         return self.calibrator.apply(predict_probabilities(self.module, x, device))
 
     def save(self, folder: Path) -> None:
