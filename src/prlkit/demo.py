@@ -1,4 +1,4 @@
-"""The end-to-end demo: simulate a cohort, train on some participants, predict and score the others."""
+"""The end-to-end demo: simulate a cohort, cross-validate the main method, predict a new subject, report."""
 
 from __future__ import annotations
 
@@ -7,25 +7,23 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
 from prlkit.atomic import write_text_atomic
-from prlkit.config import Config, get_profile, save_config
+from prlkit.config import Config, get_profile
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
-from prlkit.eval.folds import labelled_lesions, make_folds, split_development
-from prlkit.eval.metrics import lesion_metrics
-from prlkit.methods.frodo import train_frodo
-from prlkit.predict import Ensemble, predict_sessions
+from prlkit.predict import load_ensemble, predict_sessions
+from prlkit.report.pages import write_report
 from prlkit.synth.cohort import write_cohort
 from prlkit.synth.profiles import get_profile as synth_profile
+from prlkit.workflows import run_cross_validation
 
 log = logging.getLogger("prlkit")
 
-# The `quick` profile, shortened further so the whole demo takes minutes on a 2-core laptop.
-DEMO_EPOCHS = {"pretrain": 4, "finetune": 15}
+# The `quick` profile with fewer epochs, so five folds fit in about ten minutes on a 2-core laptop.
+DEMO_EPOCHS = {"pretrain": 3, "finetune": 12}
+NEW_SUBJECT_SEED_OFFSET = 1000  # the "new patient" comes from another seed: never seen in training
 
 
 def demo_config() -> Config:
@@ -33,61 +31,41 @@ def demo_config() -> Config:
     quick = get_profile("quick")
     return dataclasses.replace(
         quick,
-        profile="quick",
         pretrain=dataclasses.replace(quick.pretrain, max_epochs=DEMO_EPOCHS["pretrain"]),
         finetune=dataclasses.replace(quick.finetune, max_epochs=DEMO_EPOCHS["finetune"]),
     )
 
 
+def _simulate_once(folder: Path, subjects: int, seed: int, synth: str, progress: bool) -> None:
+    if not (folder / "participants.tsv").is_file():
+        log.info("simulating %d participant(s) into %s", subjects, folder)
+        write_cohort(folder, subjects, seed, synth_profile(synth), jobs=2, preview=True, progress=progress)
+
+
 def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: str = "default",
              progress: bool = True) -> dict:  # fmt: skip
-    """Simulate (once), hold out a quarter of the participants, train on the rest, predict and score them."""
+    """Simulate (once), five-fold cv of the main method, fold-ensemble prediction of a new subject,
+    both HTML reports and `demo_results.md`. A rerun reuses the data and the finished folds."""
     started = time.perf_counter()
-    data = out / "data"
-    if not (data / "participants.tsv").is_file():
-        log.info("simulating %d participants into %s", subjects, data)
-        write_cohort(data, subjects, seed, synth_profile(synth), jobs=2, preview=True, progress=progress)
+    data, new_subject = out / "data", out / "new_subject"
+    _simulate_once(data, subjects, seed, synth, progress)
+    _simulate_once(new_subject, 1, seed + NEW_SUBJECT_SEED_OFFSET, synth, progress)
     config = demo_config()
-    cohort = discover_cohort(data)
-    patch_set = build_patch_set(cohort, config, cache_dir=out / "cache", progress=progress)
-    folds = make_folds(patch_set.lesions, n_folds=4, seed=seed)
-    held_out = set(folds.loc[folds["fold"] == 0, "participant_id"])
-    lesions = labelled_lesions(patch_set.lesions)
-    development = lesions[~lesions["participant_id"].isin(held_out)]
-    train_index, val_index = split_development(development, val_fraction=config.split.val_fraction, seed=seed)
-    log.info("training on %d participants, testing on %d held-out participants",
-             development["participant_id"].nunique(), len(held_out))  # fmt: skip
-    model, _ = train_frodo(patch_set, train_index, val_index, config, out / "model" / "runs", device, progress=progress)
-    model.save(out / "model")
-    save_config(config, out / "model" / "config.yaml")
-    test_sessions = [s for s in cohort.sessions if s.participant_id in held_out]
-    subjects_table = predict_sessions(test_sessions, Ensemble([model]), out / "predictions", device, progress)
-    scored = _score_held_out(out / "predictions", patch_set.lesions, held_out, model.threshold)
-    report = {"seconds": round(time.perf_counter() - started, 1), "threshold": model.threshold,
-              "held_out_participants": len(held_out), **scored}  # fmt: skip
-    write_text_atomic(out / "demo_results.md", _markdown(report, subjects_table))
-    return report
-
-
-def _score_held_out(predictions: Path, lesions: pd.DataFrame, held_out: set[str], threshold: float) -> dict:
-    """Held-out lesions' predicted probability against their expert label."""
-    rows = []
-    for participant in sorted(held_out):
-        table = pd.read_csv(predictions / "derivatives" / "prlkit" / participant / "anat" / f"{participant}_lesions.tsv",
-                            sep="\t", keep_default_na=False, na_values={"probability": [""]})  # fmt: skip
-        truth = lesions[lesions["participant_id"] == participant].set_index("index")["rim"]
-        table = table[table["excluded"] == ""].assign(label=lambda t: t["index"].map(truth))
-        rows.append(table[table["label"].notna()])
-    scored = pd.concat(rows)
-    metrics = lesion_metrics(scored["label"].astype(int).to_numpy(), scored["probability"].to_numpy(), threshold)
-    return {k: (float(v) if isinstance(v, (float, np.floating)) else int(v)) for k, v in metrics.items()}
-
-
-def _markdown(report: dict, subjects: pd.DataFrame) -> str:
-    keys = ["n_lesions", "n_rim", "roc_auc", "pr_auc", "proc_auc", "f1", "sensitivity", "specificity", "ppv", "npv"]
-    lines = ["# prlkit demo", "", f"Held-out participants: {report['held_out_participants']}; "
-             f"threshold {report['threshold']:.2f} (chosen on validation); {report['seconds']:.0f} s in all.", "",
-             "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
-             "| " + " | ".join(f"{report[k]:.3f}" if isinstance(report[k], float) else str(report[k]) for k in keys) + " |",
-             "", "## Held-out participants", "", "```", subjects.to_string(index=False), "```"]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    patch_set = build_patch_set(discover_cohort(data), config, cache_dir=out / "cache", progress=progress)
+    results = run_cross_validation(patch_set, ["frodo"], "frodo", config, out / "cv", device, progress=progress)
+    cv_report = write_report(out / "cv")
+    subjects_table = predict_sessions(discover_cohort(new_subject).sessions, load_ensemble(out / "cv"),
+                                      out / "predictions", device, progress)  # fmt: skip
+    predict_report = write_report(out / "predictions", dataset=new_subject)
+    seconds = time.perf_counter() - started
+    lines = [
+        "# prlkit demo", "",
+        f"{subjects} simulated participants, five-fold cross-validation of the main method (`quick` profile, "
+        f"{DEMO_EPOCHS['pretrain']} + {DEMO_EPOCHS['finetune']} epochs at most), then the five fold models predict a "
+        f"new simulated subject; {seconds:.0f} s in all.", "",
+        (out / "cv" / "results.md").read_text(), "## New subject (fold ensemble)", "", "```",
+        subjects_table.to_string(index=False), "```", "",
+        f"Reports: {cv_report} and {predict_report}",
+    ]  # fmt: skip
+    write_text_atomic(out / "demo_results.md", "\n".join(lines) + "\n")
+    return {"seconds": seconds, "results": results, "cv_report": cv_report, "predict_report": predict_report}

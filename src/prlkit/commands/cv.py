@@ -12,7 +12,7 @@ from prlkit.commands.common import (
     load_patch_set,
     with_split_overrides,
 )
-from prlkit.config import load_config, save_config
+from prlkit.config import load_config
 from prlkit.errors import PrlkitError
 
 
@@ -40,12 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prlkit.eval.experiment import cross_validate
-    from prlkit.eval.folds import load_folds, make_folds, save_folds
-    from prlkit.eval.results import summarise, write_results
+    from prlkit.eval.folds import load_folds
     from prlkit.methods.registry import METHODS
-    from prlkit.report.plots import plot_count_scatter, plot_cv_curves
     from prlkit.train.loop import resolve_device
+    from prlkit.workflows import run_cross_validation
 
     methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -62,18 +60,8 @@ def run(args: argparse.Namespace) -> int:
     patch_set = load_patch_set(args, config)
     participants = sorted(patch_set.lesions["participant_id"].unique())
     folds_path = args.folds or (out / "folds.tsv" if (out / "folds.tsv").is_file() else None)
-    if folds_path:
-        folds = load_folds(folds_path, participants)
-    else:
-        folds = make_folds(patch_set.lesions, n_folds=config.split.n_folds, seed=config.split.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, saved)
-    save_folds(folds, out / "folds.tsv")
-    oof = cross_validate(patch_set, folds, methods, config, out, resolve_device(args.device), not args.no_progress)
-    oof.to_csv(out / "oof_predictions.tsv", sep="\t", index=False)
-    results = summarise(oof, reference)
-    write_results(results, out)
-    plot_cv_curves(oof, out / "cv_curves.png")
-    plot_count_scatter(oof, out / "counts.png")
+    folds = load_folds(folds_path, participants) if folds_path else None
+    run_cross_validation(patch_set, methods, reference, config, out, resolve_device(args.device), folds,
+                         not args.no_progress)  # fmt: skip
     print((out / "results.md").read_text())
     return 0

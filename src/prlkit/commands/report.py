@@ -27,31 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def folder_kind(folder: Path) -> str:
-    """'cv' (results.json + oof_predictions.tsv) or 'predict' (derivatives/prlkit/subjects.tsv)."""
-    if (folder / "results.json").is_file() and (folder / "oof_predictions.tsv").is_file():
-        return "cv"
-    if (folder / "derivatives" / "prlkit" / "subjects.tsv").is_file():
-        return "predict"
-    raise PrlkitError(f"{folder}: not a prlkit cv folder (results.json, oof_predictions.tsv) "
-                      "nor a prlkit predict folder (derivatives/prlkit/subjects.tsv)")  # fmt: skip
-
-
 def run(args: argparse.Namespace) -> int:
-    from prlkit.atomic import replace_directory, write_text_atomic
-    from prlkit.report.pages import cv_page, predict_page
+    from prlkit.report.pages import write_report
 
-    folder: Path = args.folder
-    out: Path = args.out or folder / "report.html"
-    if folder_kind(folder) == "cv":
-        page = cv_page(folder)
-    else:
-        if args.dataset is None:
-            raise PrlkitError(f"{folder}: a predict report needs --dataset, the BIDS folder that was predicted")
-        if args.top < 0:
-            raise PrlkitError(f"--top must be >= 0, not {args.top}")
-        page, pngs = predict_page(folder, args.dataset, args.top)
-        replace_directory(out.with_name(f"{out.stem}_lesions"), pngs)
-    write_text_atomic(out, page)
-    print(f"wrote {out}")
+    if args.top < 0:
+        raise PrlkitError(f"--top must be >= 0, not {args.top}")
+    print(f"wrote {write_report(args.folder, args.out, args.dataset, args.top)}")
     return 0

@@ -232,3 +232,29 @@ def _probability(value: float) -> str:
 
 def _call(value: int) -> str:
     return "Rim+" if value == 1 else "Rim-"
+
+
+def folder_kind(folder: Path) -> str:
+    """'cv' (results.json + oof_predictions.tsv) or 'predict' (derivatives/prlkit/subjects.tsv)."""
+    if (folder / "results.json").is_file() and (folder / "oof_predictions.tsv").is_file():
+        return "cv"
+    if (folder / "derivatives" / "prlkit" / "subjects.tsv").is_file():
+        return "predict"
+    raise PrlkitError(f"{folder}: not a prlkit cv folder (results.json, oof_predictions.tsv) "
+                      "nor a prlkit predict folder (derivatives/prlkit/subjects.tsv)")  # fmt: skip
+
+
+def write_report(folder: Path, out: Path | None = None, dataset: Path | None = None, top: int = 5) -> Path:
+    """Write the HTML report of a cv or predict folder (default FOLDER/report.html); returns its path."""
+    from prlkit.atomic import replace_directory, write_text_atomic
+
+    out = out or folder / "report.html"
+    if folder_kind(folder) == "cv":
+        page = cv_page(folder)
+    else:
+        if dataset is None:
+            raise PrlkitError(f"{folder}: a predict report needs --dataset, the BIDS folder that was predicted")
+        page, pngs = predict_page(folder, dataset, top)
+        replace_directory(out.with_name(f"{out.stem}_lesions"), pngs)
+    write_text_atomic(out, page)
+    return out

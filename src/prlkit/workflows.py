@@ -1,0 +1,40 @@
+"""Whole runs that several commands share: the cross-validation run with all its outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from prlkit.config import Config, save_config
+from prlkit.data.cache import PatchSet
+from prlkit.eval.experiment import cross_validate
+from prlkit.eval.folds import make_folds, save_folds
+from prlkit.eval.results import summarise, write_results
+from prlkit.report.plots import plot_count_scatter, plot_cv_curves
+
+
+def run_cross_validation(
+    patch_set: PatchSet,
+    methods: list[str],
+    reference: str,
+    config: Config,
+    out: Path,
+    device: torch.device,
+    folds: pd.DataFrame | None = None,
+    progress: bool = True,
+) -> dict:
+    """Folds (made if not given), every method on every fold, and all outputs of `prlkit cv` in `out`."""
+    if folds is None:
+        folds = make_folds(patch_set.lesions, n_folds=config.split.n_folds, seed=config.split.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    save_folds(folds, out / "folds.tsv")
+    oof = cross_validate(patch_set, folds, methods, config, out, device, progress)
+    oof.to_csv(out / "oof_predictions.tsv", sep="\t", index=False)
+    results = summarise(oof, reference)
+    write_results(results, out)
+    plot_cv_curves(oof, out / "cv_curves.png")
+    plot_count_scatter(oof, out / "counts.png")
+    return results
