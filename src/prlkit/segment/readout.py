@@ -1,0 +1,42 @@
+"""From voxel probabilities to lesion scores, and the paper's metrics (global F1, Dice per class)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from prlkit.eval.metrics import decision_metrics
+from prlkit.segment.volumes import CLASS_NAMES, NON_PRL, PRL
+
+
+def lesion_scores(prl_probability: np.ndarray, instances: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
+    """Per lesion id: mean and max PRL probability over its voxels (NaN for an id with no voxels)."""
+    ids = np.asarray(ids, dtype=int)
+    if ids.size == 0:
+        return pd.DataFrame({"index": ids, "prl_mean": np.zeros(0), "prl_max": np.zeros(0)})
+    return pd.DataFrame({
+        "index": ids,
+        "prl_mean": np.asarray(ndimage.mean(prl_probability, labels=instances, index=ids), dtype=float),
+        "prl_max": np.asarray(ndimage.maximum(prl_probability, labels=instances, index=ids), dtype=float),
+    })  # fmt: skip
+
+
+def confusion_matrix(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """3x3 voxel counts, rows = target class, columns = predicted class (one bincount)."""
+    n = len(CLASS_NAMES)
+    return np.bincount(target.ravel().astype(np.int64) * n + predicted.ravel(), minlength=n * n).reshape(n, n)
+
+
+def dice_per_class(confusion: np.ndarray) -> dict[str, float]:
+    """Dice of the non-PRL and PRL classes from a confusion matrix; NaN where a class is absent from both."""
+    result = {}
+    for label in (NON_PRL, PRL):
+        denominator = confusion[label, :].sum() + confusion[:, label].sum()
+        result[f"dice_{CLASS_NAMES[label]}"] = float(2 * confusion[label, label] / denominator) if denominator else float("nan")
+    return result
+
+
+def detection_f1(labels: np.ndarray, decisions: np.ndarray) -> float:
+    """Global F1 of PRL lesion detection: all lesions pooled, a lesion detected when its score passes the threshold."""
+    return decision_metrics(np.asarray(labels, dtype=int), np.asarray(decisions, dtype=int))["f1"]
