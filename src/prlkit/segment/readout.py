@@ -15,11 +15,10 @@ def lesion_scores(prl_probability: np.ndarray, instances: np.ndarray, ids: np.nd
     ids = np.asarray(ids, dtype=int)
     if ids.size == 0:
         return pd.DataFrame({"index": ids, "prl_mean": np.zeros(0), "prl_max": np.zeros(0)})
-    return pd.DataFrame({
-        "index": ids,
-        "prl_mean": np.asarray(ndimage.mean(prl_probability, labels=instances, index=ids), dtype=float),
-        "prl_max": np.asarray(ndimage.maximum(prl_probability, labels=instances, index=ids), dtype=float),
-    })  # fmt: skip
+    with np.errstate(invalid="ignore"):  # 0/0 for an id without voxels -> NaN
+        mean = np.asarray(ndimage.mean(prl_probability, labels=instances, index=ids), dtype=float)
+    maximum = np.asarray(ndimage.maximum(prl_probability, labels=instances, index=ids), dtype=float)
+    return pd.DataFrame({"index": ids, "prl_mean": mean, "prl_max": np.where(np.isnan(mean), np.nan, maximum)})
 
 
 def confusion_matrix(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:
