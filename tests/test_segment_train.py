@@ -14,12 +14,13 @@ from conftest import write_toy_rim_cohort
 from prlkit.commands import segment
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
+from prlkit.errors import PrlkitError
 from prlkit.segment.model import load_segmentation_model
 from prlkit.segment.train import train_segmentation
 from prlkit.segment.volumes import load_segment_volume
 
-TINY = {"profile": "quick", "segment": {"patch_size": 16, "channels": [8, 16], "strides": [2], "rounds_per_epoch": 4,
-                                        "train": {"max_epochs": 8, "patience": 8, "learning_rate": 0.01}}}  # fmt: skip
+TINY = {"profile": "quick", "segment": {"patch_size": 16, "channels": [8, 16], "strides": [2], "rounds_per_epoch": 3,
+                                        "train": {"max_epochs": 6, "patience": 6, "learning_rate": 0.01}}}  # fmt: skip
 
 
 def run_segment(argv: list[str]) -> int:
@@ -30,33 +31,23 @@ def run_segment(argv: list[str]) -> int:
     return args.func(args)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("segment")
-    dataset = write_toy_rim_cohort(root / "bids", n_participants=5)
-    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    assert run_segment(["train", str(dataset), "--out", str(root / "model"), "--config", str(root / "tiny.yaml"),
+def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(tmp_path):
+    dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=5)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    model_dir, out = tmp_path / "model", tmp_path / "pred"
+    assert run_segment(["train", str(dataset), "--out", str(model_dir), "--config", str(tmp_path / "tiny.yaml"),
                         "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
-    return root, dataset
-
-
-def test_obvious_rims_are_segmented_on_held_out_participants(trained):
-    root, _ = trained
-    training = json.loads((root / "model" / "model.json").read_text())["training"]
+    training = json.loads((model_dir / "model.json").read_text())["training"]
     assert training["n_val_sessions"] == 1 and training["n_train_sessions"] == 4
-    assert training["val_dice_PRL"] > 0.5 and training["val_dice_nonPRL"] > 0.5
+    assert training["val_dice_PRL"] > 0.5 and training["val_dice_nonPRL"] > 0.5  # on a held-out participant
     assert training["val_roc_auc"] == 1.0
-    split = pd.read_csv(root / "model" / "split.tsv", sep="\t")
-    assert (split["split"] == "val").sum() == 1
+    assert (pd.read_csv(model_dir / "split.tsv", sep="\t")["split"] == "val").sum() == 1
     for name in ("config.yaml", "training_curves.png", "model.safetensors", "runs/metrics.jsonl"):
-        assert (root / "model" / name).is_file(), name
+        assert (model_dir / name).is_file(), name
 
-
-def test_predict_writes_maps_on_the_input_grid_and_the_papers_metrics(trained):
-    root, dataset = trained
-    assert run_segment(["predict", str(dataset), "--model", str(root / "model"), "--out", str(root / "pred"),
-                        "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
-    anat = root / "pred" / "derivatives" / "prlkit" / "sub-01" / "anat"
+    assert run_segment(["predict", str(dataset), "--model", str(model_dir), "--out", str(out), "--device", "cpu",
+                        "--no-progress"]) == 0  # fmt: skip
+    anat = out / "derivatives" / "prlkit" / "sub-01" / "anat"
     source = nib.load(dataset / "sub-01" / "anat" / "sub-01_FLAIR.nii.gz")
     dseg = nib.load(anat / "sub-01_desc-prlseg_dseg.nii.gz")
     prl = nib.load(anat / "sub-01_label-PRL_desc-prlseg_probseg.nii.gz").get_fdata()
@@ -67,15 +58,15 @@ def test_predict_writes_maps_on_the_input_grid_and_the_papers_metrics(trained):
     truth = pd.read_csv(dataset / "derivatives" / "lesions" / "sub-01" / "anat" / "sub-01_desc-lesions_dseg.tsv", sep="\t")
     assert lesions["index"].tolist() == truth["index"].tolist()
     assert lesions.loc[truth["rim"] == 1, "probability"].min() > lesions.loc[truth["rim"] == 0, "probability"].max()
-    metrics = pd.read_csv(root / "pred" / "derivatives" / "prlkit" / "prlseg_metrics.tsv", sep="\t")
+    metrics = pd.read_csv(out / "derivatives" / "prlkit" / "prlseg_metrics.tsv", sep="\t")
     assert len(metrics) == 5 and (metrics["dice_PRL"] > 0.5).all()
-    assert json.loads((root / "pred" / "derivatives" / "prlkit" / "prlseg_metrics.json").read_text())["global_f1"] == 1.0
+    assert json.loads((out / "derivatives" / "prlkit" / "prlseg_metrics.json").read_text())["global_f1"] == 1.0
 
 
-def test_saved_model_reproduces_probabilities_and_a_seed_reproduces_training(trained, tmp_path):
-    root, dataset = trained
-    config = config_from_dict(TINY | {"segment": TINY["segment"] | {"train": {"max_epochs": 1}}})
-    volumes = [load_segment_volume(files, config) for files in discover_cohort(dataset).sessions[:3]]
+def test_saved_model_reproduces_probabilities_and_a_seed_reproduces_training(tmp_path):
+    dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=3)
+    config = config_from_dict(TINY | {"segment": TINY["segment"] | {"rounds_per_epoch": 1, "train": {"max_epochs": 1}}})
+    volumes = [load_segment_volume(files, config) for files in discover_cohort(dataset).sessions]
     cpu = torch.device("cpu")
     first, _ = train_segmentation(volumes[:2], volumes[2:], config, tmp_path / "a", cpu, progress=False)
     again, _ = train_segmentation(volumes[:2], volumes[2:], config, tmp_path / "b", cpu, progress=False)
@@ -85,13 +76,7 @@ def test_saved_model_reproduces_probabilities_and_a_seed_reproduces_training(tra
     loaded = load_segmentation_model(tmp_path / "model")
     assert loaded.threshold == first.threshold and loaded.config == first.config
     np.testing.assert_array_equal(loaded.probabilities(volumes[2], cpu), first.probabilities(volumes[2], cpu))
-
-
-def test_predict_rejects_another_methods_model(trained, tmp_path):
-    root, dataset = trained
-    meta = json.loads((root / "model" / "model.json").read_text()) | {"method": "frodo"}
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
-    (tmp_path / "m" / "model.safetensors").write_bytes((root / "model" / "model.safetensors").read_bytes())
-    with pytest.raises(Exception, match="not a prlseg segmentation model"):
-        run_segment(["predict", str(dataset), "--model", str(tmp_path / "m"), "--out", str(tmp_path / "o")])
+    meta = json.loads((tmp_path / "model" / "model.json").read_text()) | {"method": "frodo"}
+    (tmp_path / "model" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(PrlkitError, match="not a prlseg segmentation model"):
+        run_segment(["predict", str(dataset), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "o")])

@@ -217,7 +217,7 @@ class SegmentConfig:
         if self.network not in ("unet", "basicunet"):
             raise PrlkitError(f"segment.network must be unet or basicunet, not {self.network!r}")
         if self.network == "unet" and (len(self.strides) != len(self.channels) - 1 or min(self.channels) < 1):
-            raise PrlkitError(f"segment: unet needs len(strides) = len(channels) - 1, got {self.channels}, {self.strides}")
+            raise PrlkitError(f"segment: unet needs len(strides) = len(channels) - 1, not {self.channels}, {self.strides}")
         if self.network == "basicunet" and len(self.channels) != 6:
             raise PrlkitError(f"segment: basicunet needs 6 channels (features), got {self.channels}")
         if not 0 <= self.overlap < 1 or not 0 <= self.dropout < 1:

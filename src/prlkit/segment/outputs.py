@@ -39,7 +39,7 @@ def load_segmentation_models(folder: Path) -> list[SegmentationModel]:
         return [load_segmentation_model(folder)]
     fold_dirs = sorted((folder / METHOD).glob("fold-*/model.json"))
     if not fold_dirs:
-        raise InputFileError(folder, f"neither a prlkit segment train folder (model.json) nor a cv folder with {METHOD} fold models")
+        raise InputFileError(folder, f"neither a segment train folder (model.json) nor a cv folder with {METHOD} models")
     models = [load_segmentation_model(path.parent) for path in fold_dirs]
     if any((m.config.segment, m.config.patches) != (models[0].config.segment, models[0].config.patches) for m in models):
         raise InputFileError(folder, "fold models disagree on segmentation or normalisation settings")

@@ -32,7 +32,8 @@ def dice_per_class(confusion: np.ndarray) -> dict[str, float]:
     result = {}
     for label in (NON_PRL, PRL):
         denominator = confusion[label, :].sum() + confusion[:, label].sum()
-        result[f"dice_{CLASS_NAMES[label]}"] = float(2 * confusion[label, label] / denominator) if denominator else float("nan")
+        dice = 2 * confusion[label, label] / denominator if denominator else np.nan
+        result[f"dice_{CLASS_NAMES[label]}"] = float(dice)
     return result
 
 
