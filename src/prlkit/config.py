@@ -252,8 +252,9 @@ PROFILES: dict[str, Config] = {
         frodo=FrodoConfig(widths=(12, 24, 48), head_hidden=32, stem_stride=2),
         pretrain=PretrainConfig(max_epochs=8, patience=3, batch_size=16, learning_rate=1e-3),
         finetune=FinetuneConfig(max_epochs=30, patience=8, batch_size=16, learning_rate=1e-3),
-        segment=SegmentConfig(channels=(8, 16, 32), strides=(2, 2), res_units=1, rounds_per_epoch=4,
-                              train=TrainConfig(max_epochs=25, batch_size=8, learning_rate=3e-3, patience=8)),
+        segment=SegmentConfig(patch_size=24, channels=(8, 16, 32), strides=(2, 2), res_units=1, rounds_per_epoch=2,
+                              overlap=0.25, sw_batch_size=8,
+                              train=TrainConfig(max_epochs=20, batch_size=8, learning_rate=3e-3, patience=6)),
     ),
 }
 
