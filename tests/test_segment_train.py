@@ -19,7 +19,7 @@ from prlkit.segment.model import load_segmentation_model
 from prlkit.segment.train import train_segmentation
 from prlkit.segment.volumes import load_segment_volume
 
-TINY = {"profile": "quick", "segment": {"patch_size": 16, "channels": [8, 16], "strides": [2], "rounds_per_epoch": 3,
+TINY = {"profile": "quick", "segment": {"patch_size": 16, "channels": [8, 16], "strides": [2], "rounds_per_epoch": 4,
                                         "train": {"max_epochs": 6, "patience": 6, "learning_rate": 0.01}}}  # fmt: skip
 
 

@@ -37,11 +37,6 @@ class SegmentationModel:
         """Class probabilities (3, X, Y, Z) over the whole volume."""
         return class_probabilities(self.module.to(device), volume.image, self.config.segment, device)
 
-    def lesion_table(self, volume: SegmentVolume, probabilities: np.ndarray) -> pd.DataFrame:
-        """The volume's lesion table with prl_mean, prl_max, probability (the lesion score) and rim_pred."""
-        table = scored_lesions(volume, probabilities, self.config.segment)
-        return table.assign(rim_pred=(table["probability"].fillna(0.0) >= self.threshold).astype(int))
-
     def lesion_probabilities(self, patch_set: PatchSet, index: np.ndarray, device: torch.device) -> np.ndarray:
         """Lesion scores of lesion-table rows `index`: each of their sessions is segmented whole, once."""
         rows = patch_set.lesions.loc[index]

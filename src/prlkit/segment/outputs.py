@@ -25,6 +25,7 @@ from prlkit.errors import InputFileError, PrlkitError
 from prlkit.predict import session_outputs, write_dataset_description
 from prlkit.segment.model import METHOD, SegmentationModel, load_segmentation_model
 from prlkit.segment.readout import confusion_matrix, detection_f1, dice_per_class
+from prlkit.segment.stage import scored_lesions
 from prlkit.segment.volumes import CLASS_NAMES, NON_PRL, PRL, SegmentVolume, load_segment_volume
 
 LESION_COLUMNS = [
@@ -52,7 +53,8 @@ def segmentation_paths(root: Path, files: SessionFiles) -> dict[str, Path]:
     return {
         "dseg": folder / f"{name}_desc-{METHOD}_dseg.nii.gz",
         "dseg_table": folder / f"{name}_desc-{METHOD}_dseg.tsv",
-        **{label: folder / f"{name}_label-{CLASS_NAMES[label]}_desc-{METHOD}_probseg.nii.gz" for label in (NON_PRL, PRL)},
+        **{f"probseg_{CLASS_NAMES[label]}": folder / f"{name}_label-{CLASS_NAMES[label]}_desc-{METHOD}_probseg.nii.gz"
+           for label in (NON_PRL, PRL)},
         "lesions": folder / f"{name}_desc-{METHOD}_lesions.tsv",
     }
 
@@ -63,7 +65,7 @@ def write_segmentation(root: Path, volume: SegmentVolume, probabilities: np.ndar
     write_nifti(paths["dseg"], probabilities.argmax(0).astype(np.uint8), affine)
     write_text_atomic(paths["dseg_table"], "index\tname\n" + "".join(f"{i}\t{CLASS_NAMES[i]}\n" for i in (NON_PRL, PRL)))
     for label in (NON_PRL, PRL):
-        write_nifti(paths[label], probabilities[label].astype(np.float32), affine)
+        write_nifti(paths[f"probseg_{CLASS_NAMES[label]}"], probabilities[label].astype(np.float32), affine)
     with atomic_path(paths["lesions"]) as tmp:
         table[LESION_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
@@ -95,12 +97,12 @@ def predict_segmentation(sessions: list[SessionFiles], models: list[Segmentation
     for files in tqdm(sessions, desc="check", unit="session", disable=not progress):
         load_session(files, config.lesions)
     write_dataset_description(out)
-    reference = SegmentationModel(models[0].module, config, float(np.mean([m.threshold for m in models])), {})
+    threshold = float(np.mean([m.threshold for m in models]))
     rows, decisions = [], []
     for files in tqdm(sessions, desc="segment", unit="session", disable=not progress):
         volume = load_segment_volume(files, config)
         probabilities = np.mean([m.probabilities(volume, device) for m in models], axis=0)
-        table = reference.lesion_table(volume, probabilities)
+        table = scored_lesions(volume, probabilities, config.segment, threshold)
         write_segmentation(out, volume, probabilities, table)
         if table["rim"].notna().any():
             rows.append(session_metrics(volume, probabilities, table))

@@ -16,11 +16,16 @@ from prlkit.segment.sampling import PatchSampler
 from prlkit.segment.volumes import PRL, SegmentVolume
 
 
-def scored_lesions(volume: SegmentVolume, probabilities: np.ndarray, config: SegmentConfig) -> pd.DataFrame:
-    """The volume's lesion table with prl_mean, prl_max and `probability` (the configured lesion score)."""
+def scored_lesions(volume: SegmentVolume, probabilities: np.ndarray, config: SegmentConfig,
+                   threshold: float | None = None) -> pd.DataFrame:  # fmt: skip
+    """The volume's lesion table with prl_mean, prl_max and `probability` (the configured lesion score);
+    with a `threshold`, also `rim_pred` (1 where probability >= threshold)."""
     scores = lesion_scores(probabilities[PRL], volume.instances, volume.lesions["index"].to_numpy())
     table = volume.lesions.merge(scores, on="index", how="left")
-    return table.assign(probability=table[f"prl_{config.lesion_score}"])
+    table = table.assign(probability=table[f"prl_{config.lesion_score}"])
+    if threshold is not None:
+        table["rim_pred"] = (table["probability"].fillna(0.0) >= threshold).astype(int)
+    return table
 
 
 def validation_outputs(net: nn.Module, volumes: list[SegmentVolume], config: SegmentConfig,
