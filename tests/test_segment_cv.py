@@ -1,8 +1,10 @@
 """`prlkit cv --methods frodo,prlseg`: the segmentation mode on the same folds, in the same tables."""
 
+import numpy as np
 import pandas as pd
 import yaml
 from conftest import tiny_config, write_toy_rim_cohort
+from test_segment_train import run_segment
 
 from prlkit.cli import main
 
@@ -30,3 +32,13 @@ def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
     subsets = pd.read_csv(out / "confluent_metrics.tsv", sep="\t")  # the toy lesions never touch
     assert set(subsets["subset"]) == {"isolated"} and subsets.set_index("method")["n_lesions"].to_dict() == {
         "frodo": 24, "prlseg": 24}
+
+    # segment predict with the cv folder: every participant by its held-out fold's model = the cv scores
+    assert run_segment(["predict", str(dataset), "--model", str(out), "--out", str(tmp_path / "pred"),
+                        "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    tables = [pd.read_csv(path, sep="\t").assign(participant_id=path.name.split("_")[0])
+              for path in sorted((tmp_path / "pred").glob("derivatives/prlkit/sub-*/anat/*_desc-prlseg_lesions.tsv"))]
+    predicted = pd.concat(tables).merge(prlseg.reset_index(), on=["participant_id", "index"], suffixes=("", "_cv"))
+    assert len(predicted) == 24
+    np.testing.assert_allclose(predicted["probability"], predicted["probability_cv"], rtol=1e-5)
+    assert (predicted["rim_pred"] == predicted["decision"]).all()

@@ -36,11 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, help="seed of the split and of training")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     add_config_options(train, default_profile="quick")
-    predict = actions.add_parser("predict", help="segment new sessions", description="Segment every session with "
-                                 "a `segment train` model or the prlseg fold models of a `prlkit cv` run (mean "
-                                 "probabilities). Writes per session <out>/derivatives/prlkit/.../*_desc-prlseg_dseg, "
-                                 "*_label-{nonPRL,PRL}_desc-prlseg_probseg and *_desc-prlseg_lesions.tsv; with rim "
-                                 "labels also prlseg_metrics.tsv/.json (Dice per class, global F1).")  # fmt: skip
+    predict = actions.add_parser(
+        "predict", help="segment new sessions",
+        description="Segment every session with a `segment train` model, or with the prlseg fold models of a "
+        "`prlkit cv` run (a participant of that run by its held-out fold's model, others by the mean of all folds). "
+        "Writes per session <out>/derivatives/prlkit/.../*_desc-prlseg_dseg, *_label-{nonPRL,PRL}_desc-prlseg_probseg "
+        "and *_desc-prlseg_lesions.tsv; with rim labels also prlseg_metrics.tsv/.json (Dice per class, global F1).",
+    )  # fmt: skip
     predict.add_argument("dataset", help="BIDS folder or manifest .csv")
     predict.add_argument("--model", required=True, type=Path, help="prlkit segment train folder or prlkit cv folder")
     predict.add_argument("--out", required=True, type=Path, help="output root (derivatives/prlkit is created in it)")

@@ -5,12 +5,14 @@ files, told apart by `desc-prlseg`): `_desc-prlseg_dseg.nii.gz` (0 background, 1
 with its `.tsv` look-up table, `_label-nonPRL_desc-prlseg_probseg.nii.gz` and
 `_label-PRL_desc-prlseg_probseg.nii.gz`, and `_desc-prlseg_lesions.tsv` (every annotated lesion:
 prl_mean, prl_max, probability = the model's lesion score, rim_pred at its threshold).
-With expert rim labels, `prlseg_metrics.tsv` gives the paper's metrics per session and pooled.
+With expert rim labels, `prlseg_metrics.tsv` gives the paper's metrics per session and pooled; with
+the fold models of a cv run, each participant of that run is segmented by its held-out fold's model.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from prlkit.data.bids import SessionFiles
 from prlkit.data.images import write_nifti
 from prlkit.data.session import load_session
 from prlkit.errors import InputFileError, PrlkitError
+from prlkit.eval.folds import load_folds
 from prlkit.predict import session_outputs, write_dataset_description
 from prlkit.segment.model import METHOD, SegmentationModel, load_segmentation_model
 from prlkit.segment.readout import confusion_matrix, detection_f1, dice_per_class
@@ -34,17 +37,33 @@ LESION_COLUMNS = [
 ]  # fmt: skip
 
 
-def load_segmentation_models(folder: Path) -> list[SegmentationModel]:
+@dataclass
+class SegmentationModels:
+    """One trained model, or the fold models of a cv run; `held_out` maps each participant of that
+    run to the model of the fold that never saw it, so labelled sessions get out-of-fold metrics."""
+
+    models: list[SegmentationModel]
+    held_out: dict[str, SegmentationModel] = field(default_factory=dict)
+
+    def for_participant(self, participant_id: str) -> list[SegmentationModel]:
+        """The participant's out-of-fold model, or else every model (their mean is used)."""
+        return [self.held_out[participant_id]] if participant_id in self.held_out else self.models
+
+
+def load_segmentation_models(folder: Path) -> SegmentationModels:
     """A `prlkit segment train` folder (one model), or a `prlkit cv` folder (its prlseg fold models)."""
     if (folder / "model.json").is_file():
-        return [load_segmentation_model(folder)]
-    fold_dirs = sorted((folder / METHOD).glob("fold-*/model.json"))
-    if not fold_dirs:
+        return SegmentationModels([load_segmentation_model(folder)])
+    fold_dirs = sorted(path.parent for path in (folder / METHOD).glob("fold-*/model.json"))
+    if not fold_dirs or not (folder / "folds.tsv").is_file():
         raise InputFileError(folder, f"neither a segment train folder (model.json) nor a cv folder with {METHOD} models")
-    models = [load_segmentation_model(path.parent) for path in fold_dirs]
-    if any((m.config.segment, m.config.patches) != (models[0].config.segment, models[0].config.patches) for m in models):
+    models = {int(path.name.removeprefix("fold-")): load_segmentation_model(path) for path in fold_dirs}
+    first = next(iter(models.values())).config
+    if any((m.config.segment, m.config.patches) != (first.segment, first.patches) for m in models.values()):
         raise InputFileError(folder, "fold models disagree on segmentation or normalisation settings")
-    return models
+    folds = load_folds(folder / "folds.tsv")
+    held_out = {pid: models[fold] for pid, fold in zip(folds["participant_id"], folds["fold"]) if fold in models}
+    return SegmentationModels(list(models.values()), held_out)
 
 
 def segmentation_paths(root: Path, files: SessionFiles) -> dict[str, Path]:
@@ -85,23 +104,24 @@ def session_metrics(volume: SegmentVolume, probabilities: np.ndarray, table: pd.
             "f1": detection_f1(y, decision)}  # fmt: skip
 
 
-def predict_segmentation(sessions: list[SessionFiles], models: list[SegmentationModel], out: Path,
+def predict_segmentation(sessions: list[SessionFiles], models: SegmentationModels, out: Path,
                          device: torch.device, progress: bool = True) -> pd.DataFrame | None:  # fmt: skip
-    """Check every session, then segment each one (mean class probabilities of `models`, mean threshold)
+    """Check every session, then segment each one (mean class probabilities of its models, mean threshold)
     and write its outputs; with rim labels, also the paper's metrics (returned, and written)."""
     from tqdm.auto import tqdm
 
     if not sessions:
         raise PrlkitError("no sessions to segment")
-    config = models[0].config
+    config = models.models[0].config
     for files in tqdm(sessions, desc="check", unit="session", disable=not progress):
         load_session(files, config.lesions)
     write_dataset_description(out)
-    threshold = float(np.mean([m.threshold for m in models]))
     rows, decisions = [], []
     for files in tqdm(sessions, desc="segment", unit="session", disable=not progress):
         volume = load_segment_volume(files, config)
-        probabilities = np.mean([m.probabilities(volume, device) for m in models], axis=0)
+        chosen = models.for_participant(files.participant_id)
+        probabilities = np.mean([m.probabilities(volume, device) for m in chosen], axis=0)
+        threshold = float(np.mean([m.threshold for m in chosen]))
         table = scored_lesions(volume, probabilities, config.segment, threshold)
         write_segmentation(out, volume, probabilities, table)
         if table["rim"].notna().any():
