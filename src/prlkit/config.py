@@ -182,9 +182,10 @@ class SegmentConfig:
     Per loop epoch, `rounds_per_epoch` times: `lesion_patches` cubes per training session centred
     on random lesion voxels (3 in the paper) and `background_patches` on random brain voxels. The
     paper trains 3000 such rounds at learning rate 1e-4; `paper` = 300 loop epochs x 10 rounds.
-    Validation (early stopping): `val_score` pr_auc (lesion-level PR-AUC of the PRL score) or dice
-    (mean of the non-PRL and PRL Dice). A lesion's PRL score is the `lesion_score` (mean or max) of
-    the voxel PRL probabilities over its voxels; it is not calibrated.
+    Validation (early stopping) on whole held-out-participant volumes: `val_score` dice (default; mean
+    of the non-PRL and PRL Dice, pooled voxels) or pr_auc (lesion level; saturates early on easy data).
+    A lesion's PRL score is the `lesion_score` (mean or max) of the voxel PRL probabilities over its
+    voxels; it is not calibrated. `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch.
     """
 
     patch_size: int = 32
@@ -202,7 +203,7 @@ class SegmentConfig:
     blend: str = "gaussian"  # gaussian | constant
     sw_batch_size: int = 4
     lesion_score: str = "mean"  # mean | max PRL probability over the lesion's voxels
-    val_score: str = "dice"  # dice (mean of non-PRL and PRL Dice) | pr_auc (lesion level; saturates on easy data)
+    val_score: str = "dice"  # dice | pr_auc
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(max_epochs=300, batch_size=8, learning_rate=1e-4, patience=30)
     )
