@@ -11,7 +11,8 @@ from prlkit.config import SegmentConfig, config_from_dict, get_profile
 from prlkit.errors import PrlkitError
 from prlkit.segment.inference import class_probabilities, lesion_region
 from prlkit.segment.network import build_segmentation_network
-from prlkit.segment.readout import confusion_matrix, detection_f1, dice_per_class, lesion_scores
+from prlkit.segment.readout import (confusion_matrix, detection_f1, dice_per_class, lesion_scores, soft_dice,
+                                    soft_dice_terms)
 from prlkit.segment.sampling import PatchSampler
 from prlkit.segment.volumes import SegmentVolume, class_targets
 
@@ -129,3 +130,15 @@ def test_segment_config_profiles_round_trip_and_checks():
     for bad in ({"network": "unetr"}, {"channels": [8, 16], "strides": [2, 2]}, {"blend": "max"}, {"patch_size": 12}):
         with pytest.raises(PrlkitError, match="segment"):
             config_from_dict({"segment": bad})
+
+
+def test_soft_dice_equals_hard_dice_for_one_hot_probabilities_and_pools_volumes():
+    rng = np.random.default_rng(1)
+    target = rng.integers(0, 3, (2, 9, 8, 7))
+    predicted = np.where(rng.random(target.shape) < 0.6, target, rng.integers(0, 3, target.shape))
+    one_hot = [np.eye(3, dtype=np.float32)[p].transpose(3, 0, 1, 2) for p in predicted]
+    pooled = soft_dice_terms(target[0], one_hot[0]) + soft_dice_terms(target[1], one_hot[1])
+    hard = dice_per_class(confusion_matrix(target, predicted))
+    assert soft_dice(pooled) == pytest.approx(np.mean(list(hard.values())))
+    uniform = np.full((3, 9, 8, 7), 1 / 3, np.float32)
+    assert 0 < soft_dice(soft_dice_terms(target[0], uniform)) < 1

@@ -182,8 +182,9 @@ class SegmentConfig:
     Per loop epoch, `rounds_per_epoch` times: `lesion_patches` cubes per training session centred
     on random lesion voxels (3 in the paper) and `background_patches` on random brain voxels. The
     paper trains 3000 such rounds at learning rate 1e-4; `paper` = 300 loop epochs x 10 rounds.
-    Validation (early stopping) on whole held-out-participant volumes: `val_score` dice (default; mean
-    of the non-PRL and PRL Dice, pooled voxels) or pr_auc (lesion level; saturates early on easy data).
+    Validation (early stopping) on whole held-out-participant volumes: `val_score` soft_dice (default;
+    mean soft Dice of the non-PRL and PRL classes, pooled voxels: above 0 before the rare PRL class wins
+    any argmax) or pr_auc (lesion level; few validation Rim+ lesions, saturates early on easy data).
     A lesion's PRL score is the `lesion_score` (mean or max) of the voxel PRL probabilities over its
     voxels; it is not calibrated. `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch.
     """
@@ -203,7 +204,7 @@ class SegmentConfig:
     blend: str = "gaussian"  # gaussian | constant
     sw_batch_size: int = 4
     lesion_score: str = "mean"  # mean | max PRL probability over the lesion's voxels
-    val_score: str = "dice"  # dice | pr_auc
+    val_score: str = "soft_dice"  # soft_dice | pr_auc
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(max_epochs=300, batch_size=8, learning_rate=1e-4, patience=30)
     )
@@ -224,7 +225,7 @@ class SegmentConfig:
         if not 0 <= self.overlap < 1 or not 0 <= self.dropout < 1:
             raise PrlkitError("segment.overlap and segment.dropout must be in [0, 1)")
         for name, allowed in (("blend", ("gaussian", "constant")), ("lesion_score", ("mean", "max")),
-                              ("val_score", ("pr_auc", "dice"))):  # fmt: skip
+                              ("val_score", ("soft_dice", "pr_auc"))):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise PrlkitError(f"segment.{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
 

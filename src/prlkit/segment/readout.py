@@ -37,6 +37,19 @@ def dice_per_class(confusion: np.ndarray) -> dict[str, float]:
     return result
 
 
+def soft_dice_terms(target: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Per lesion class (non-PRL, PRL): [sum of its probability over its voxels, sum of its probability,
+    its voxel count]; terms of several volumes pool by addition."""
+    return np.array([[probabilities[c][target == c].sum(), probabilities[c].sum(), np.count_nonzero(target == c)]
+                     for c in (NON_PRL, PRL)], dtype=float)  # fmt: skip
+
+
+def soft_dice(terms: np.ndarray) -> float:
+    """Mean over the lesion classes of the soft Dice 2·Σ(p·t) / (Σp + Σt): smooth, and above 0 for a rare
+    class long before it wins any argmax (the early-stopping score)."""
+    return float(np.mean(2 * terms[:, 0] / np.maximum(terms[:, 1] + terms[:, 2], 1e-12)))
+
+
 def detection_f1(labels: np.ndarray, decisions: np.ndarray) -> float:
     """Global F1 of PRL lesion detection: all lesions pooled, a lesion detected when its score passes the threshold."""
     return decision_metrics(np.asarray(labels, dtype=int), np.asarray(decisions, dtype=int))["f1"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 from prlkit.config import SegmentConfig
 from prlkit.eval.metrics import pr_auc
 from prlkit.segment.inference import class_probabilities, lesion_region
-from prlkit.segment.readout import confusion_matrix, dice_per_class, lesion_scores
+from prlkit.segment.readout import confusion_matrix, lesion_scores, soft_dice, soft_dice_terms
 from prlkit.segment.sampling import PatchSampler
 from prlkit.segment.volumes import PRL, SegmentVolume
 
@@ -28,25 +30,35 @@ def scored_lesions(volume: SegmentVolume, probabilities: np.ndarray, config: Seg
     return table
 
 
+@dataclass(frozen=True)
+class ValidationOutputs:
+    """Scored labelled, included lesions of the validation volumes; pooled voxel confusion and soft-Dice terms."""
+
+    lesions: pd.DataFrame
+    confusion: np.ndarray
+    soft_terms: np.ndarray
+
+
 def validation_outputs(net: nn.Module, volumes: list[SegmentVolume], config: SegmentConfig,
-                       device: torch.device) -> tuple[pd.DataFrame, np.ndarray]:  # fmt: skip
-    """Scored labelled, included lesions of all volumes and the pooled 3x3 voxel confusion matrix
-    (inference restricted to each volume's lesion box plus one patch of margin)."""
-    tables, confusion = [], 0
+                       device: torch.device) -> ValidationOutputs:  # fmt: skip
+    """Everything validation needs, from one inference per volume restricted to its lesion box plus
+    one patch of margin."""
+    tables, confusion, soft = [], 0, 0
     for volume in volumes:
         probabilities = class_probabilities(net, volume.image, config, device,
                                             lesion_region(volume.instances, config.patch_size))  # fmt: skip
         confusion = confusion + confusion_matrix(volume.target, probabilities.argmax(0))
+        soft = soft + soft_dice_terms(volume.target, probabilities)
         table = scored_lesions(volume, probabilities, config)
         tables.append(table[(table["excluded"] == "") & table["rim"].notna()])
-    return pd.concat(tables, ignore_index=True), np.asarray(confusion)
+    return ValidationOutputs(pd.concat(tables, ignore_index=True), np.asarray(confusion), np.asarray(soft))
 
 
 class SegmentationTraining:
     """Dice + cross-entropy (MONAI DiceCELoss, softmax, Dice over the whole batch) on sampled patches.
 
     Validation is whole-volume: `score` receives the indices of the validation volumes it holds and
-    returns the lesion-level PR-AUC of the PRL score, or the mean of the non-PRL and PRL Dice.
+    returns the mean soft Dice of the non-PRL and PRL classes, or the lesion-level PR-AUC of the PRL score.
     """
 
     monitor = "max"
@@ -65,7 +77,7 @@ class SegmentationTraining:
 
     def score(self, x: torch.Tensor, y: torch.Tensor) -> float:
         device = next(self.net.parameters()).device
-        lesions, confusion = validation_outputs(self.net, [self.val_volumes[i] for i in y.tolist()], self.config, device)
-        if self.config.val_score == "dice":
-            return float(np.nanmean(list(dice_per_class(confusion).values())))
-        return pr_auc(lesions["rim"].astype(int).to_numpy(), lesions["probability"].to_numpy())
+        outputs = validation_outputs(self.net, [self.val_volumes[i] for i in y.tolist()], self.config, device)
+        if self.config.val_score == "soft_dice":
+            return soft_dice(outputs.soft_terms)
+        return pr_auc(outputs.lesions["rim"].astype(int).to_numpy(), outputs.lesions["probability"].to_numpy())

@@ -15,7 +15,7 @@ from prlkit.eval.folds import split_development
 from prlkit.eval.metrics import pr_auc, roc_auc, select_threshold_f1
 from prlkit.segment.model import SegmentationModel
 from prlkit.segment.network import build_segmentation_network
-from prlkit.segment.readout import dice_per_class
+from prlkit.segment.readout import dice_per_class, soft_dice
 from prlkit.segment.sampling import PatchSampler
 from prlkit.segment.stage import SegmentationTraining, validation_outputs
 from prlkit.segment.volumes import SegmentVolume, load_segment_volume
@@ -41,8 +41,8 @@ def train_segmentation(train_volumes: list[SegmentVolume], val_volumes: list[Seg
     volume_ids = torch.arange(len(val_volumes))  # the stage holds the validation volumes themselves
     result = fit(stage, Split(sampler.x, sampler.y), Split(volume_ids, volume_ids), seg.train, run_dir, device,
                  resume=resume, progress=progress, description="prlseg")  # fmt: skip
-    lesions, confusion = validation_outputs(net, val_volumes, seg, device)
-    y, score = lesions["rim"].astype(int).to_numpy(), lesions["probability"].to_numpy()
+    outputs = validation_outputs(net, val_volumes, seg, device)
+    y, score = outputs.lesions["rim"].astype(int).to_numpy(), outputs.lesions["probability"].to_numpy()
     training = {
         "n_train_sessions": len(train_volumes),
         "n_val_sessions": len(val_volumes),
@@ -50,7 +50,8 @@ def train_segmentation(train_volumes: list[SegmentVolume], val_volumes: list[Seg
         "n_val_rim_pos": int(y.sum()),
         "val_pr_auc": pr_auc(y, score),
         "val_roc_auc": roc_auc(y, score),
-        **{f"val_{name}": value for name, value in dice_per_class(confusion).items()},
+        **{f"val_{name}": value for name, value in dice_per_class(outputs.confusion).items()},
+        "val_soft_dice": soft_dice(outputs.soft_terms),
         "stages": {"train": {"best_epoch": result.best_epoch, "best_score": result.best_score,
                              "epochs_run": result.epochs_run}},
     }  # fmt: skip
