@@ -8,7 +8,7 @@ from test_segment_train import run_segment
 
 from prlkit.cli import main
 
-TINY = tiny_config(finetune={"max_epochs": 1}, split={"n_folds": 3},
+TINY = tiny_config(finetune={"max_epochs": 1}, split={"n_folds": 2},
                    segment={"patch_size": 16, "channels": [4, 8], "strides": [2], "rounds_per_epoch": 2,
                             "train": {"max_epochs": 2, "learning_rate": 0.01}})  # fmt: skip
 
