@@ -53,6 +53,12 @@ def _train_frodo(*args, **kwargs):
     return train_frodo(*args, **kwargs)
 
 
+def _train_prlseg(*args, **kwargs):
+    from prlkit.segment.train import train_prlseg
+
+    return train_prlseg(*args, **kwargs)
+
+
 def _supervised(network: str, recipe_kwargs: dict[str, Any]) -> Callable:
     def train(*args, **kwargs):
         from prlkit.methods.supervised import Recipe, train_supervised
@@ -82,6 +88,10 @@ METHODS: dict[str, MethodSpec] = {
     "deepprl": MethodSpec(
         "deepprl", _supervised("deepprl", {"loss": "focal", "balanced": True}),
         "Deep-PRL: lesion-mask attention branch into FLAIR and QSM branches, focal loss (gamma 2, alpha 0.2)",
+    ),  # fmt: skip
+    "prlseg": MethodSpec(
+        "prlseg", _train_prlseg, "PRLseg: whole-brain 3-class 3D UNet on lesion-centred 32^3 patches, Dice+CE; "
+        "lesion score = mean voxel PRL probability (the `segment` config section)",
     ),  # fmt: skip
 }
 

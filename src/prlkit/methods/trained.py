@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from prlkit.config import Config, config_from_dict, config_to_dict
+from prlkit.data.cache import PatchSet
 from prlkit.eval.calibration import CALIBRATION_METHODS, Calibrator
+from prlkit.methods.splits import lesion_split
 from prlkit.modelfile import load_weights, read_model, save_model
 from prlkit.train.stages import predict_probabilities
 
@@ -38,6 +40,10 @@ class TrainedModel:
         # an own float32 copy: inputs may be read-only memory maps
         x = patches if torch.is_tensor(patches) else torch.from_numpy(np.array(patches, dtype=np.float32))
         return self.calibrator.apply(predict_probabilities(self.module, x, device))
+
+    def lesion_probabilities(self, patch_set: PatchSet, index: np.ndarray, device: torch.device) -> np.ndarray:
+        """Calibrated P(Rim+) of lesion-table rows `index` (the harness's call; whole-volume methods differ)."""
+        return self.probabilities(lesion_split(patch_set, index).x, device)
 
     def save(self, folder: Path) -> None:
         """model.safetensors + model.json (see prlkit.modelfile)."""
