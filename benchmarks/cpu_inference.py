@@ -7,7 +7,7 @@ shapes; the network's efficiency is (sum of the bare convolutions' time) / (netw
 Part 2 (with ``--model``, a `prlkit cv` or `prlkit train` folder): `predict_sessions` on freshly
 simulated participants, timed per patient, split into the network (the ensemble on the
 session's patches, timed separately) and everything else (reading and checking NIfTI,
-lesions, patches, writing outputs).
+lesions, patches, writing outputs; timed with the network replaced by zeros).
 
 Run: ``PYTHONPATH=src python benchmarks/cpu_inference.py [--model prlkit-demo/cv] [--json out.json]``.
 Best of ``--repeats`` timings; the machine's other load shows as noise (the report says the load).
@@ -87,25 +87,34 @@ def end_to_end(model: Path, subjects: int, repeats: int) -> dict:
     from prlkit.data.bids import discover_cohort
     from prlkit.data.patches import session_patches
     from prlkit.data.session import load_session
-    from prlkit.predict import load_ensemble, predict_sessions
+    from prlkit.predict import Ensemble, load_ensemble, predict_sessions
     from prlkit.synth.cohort import write_cohort
     from prlkit.synth.profiles import get_profile as synth_profile
 
+    class WithoutNetwork(Ensemble):
+        """The same ensemble with a free network: times everything but the network."""
+
+        def probabilities(self, patches: np.ndarray, device: torch.device) -> np.ndarray:
+            return np.zeros(len(patches))
+
     device = torch.device("cpu")
     ensemble = load_ensemble(model)
+    no_network = WithoutNetwork(ensemble.models)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         write_cohort(data, subjects, 4242, synth_profile("default"), jobs=1, preview=False, progress=False)
         sessions = discover_cohort(data).sessions
         rows = []
         for files in sessions:
-            total = best_time(lambda: predict_sessions([files], ensemble, Path(tmp) / "out", device, progress=False),
-                              repeats)
+            def run(which: Ensemble) -> None:
+                predict_sessions([files], which, Path(tmp) / "out", device, progress=False)
+
+            total, other = best_time(lambda: run(ensemble), repeats), best_time(lambda: run(no_network), repeats)
             session = load_session(files, ensemble.config.lesions)
             included = session.lesions[session.lesions["excluded"] == ""]
             patches = session_patches(session, included, ensemble.config.patches)
             network = best_time(lambda: ensemble.probabilities(patches, device), repeats)
-            rows.append({"lesions": len(included), "total_s": total, "network_s": network, "other_s": total - network})
+            rows.append({"lesions": len(included), "total_s": total, "network_s": network, "other_s": other})
     return {"models": len(ensemble.models), "sessions": rows,
             "mean_total_s": float(np.mean([r["total_s"] for r in rows])),
             "mean_other_s": float(np.mean([r["other_s"] for r in rows])),
