@@ -1,17 +1,21 @@
-"""Every registered CNN method trains through the one harness and round-trips through its model files."""
+"""Every registered method trains through the one harness and round-trips through its model files."""
 
 import numpy as np
 import pytest
 import torch
+from imblearn.over_sampling import SMOTE
+from sklearn.preprocessing import StandardScaler
 from conftest import tiny_config, write_toy_rim_cohort
 
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.eval.folds import labelled_lesions, split_development
+import prlkit.methods.aprl as aprl_method
 from prlkit.methods.registry import METHODS, get_method
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
+from prlkit.models.baselines.aprl import APRLConfig
 
 TINY = tiny_config()
 
@@ -26,22 +30,67 @@ def data(tmp_path_factory):
     return patch_set, train, val, config
 
 
-@pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive"])
-def test_method_trains_saves_and_loads(data, method, tmp_path):
+@pytest.fixture
+def small_forest(monkeypatch):
+    """APRL with 20 trees: the test is about the harness, not the forest."""
+    monkeypatch.setattr(aprl_method, "APRLConfig", lambda: APRLConfig(n_estimators=20))
+
+
+def train_method(data, method, tmp_path):
     patch_set, train, val, config = data
     spec = get_method(method)
-    model, fits = spec.train(patch_set, train, val, spec.config_for(config), tmp_path / "runs", torch.device("cpu"),
-                             progress=False)  # fmt: skip
+    return spec.train(patch_set, train, val, spec.config_for(config), tmp_path / "runs", torch.device("cpu"),
+                      progress=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive", "qsmrimnet", "aprl"])
+def test_method_trains_saves_and_loads(data, method, tmp_path, small_forest):
+    patch_set, train, val, config = data
+    model, fits = train_method(data, method, tmp_path)
     assert all(fit.epochs_run == 1 for fit in fits.values())
     model.save(tmp_path / "model")
     loaded = load_trained_model(tmp_path / "model")
-    assert loaded.method == spec.network and loaded.threshold == model.threshold
-    x = lesion_split(patch_set, val).x
-    probabilities = model.probabilities(x, torch.device("cpu"))
-    np.testing.assert_array_equal(loaded.probabilities(x, torch.device("cpu")), probabilities)
+    assert loaded.method == get_method(method).network and loaded.threshold == model.threshold
+    assert loaded.needs_features == (method in ("qsmrimnet", "aprl"))
+    split = lesion_split(patch_set, val)
+    probabilities = model.probabilities(split.x, torch.device("cpu"), split.features)
+    np.testing.assert_array_equal(loaded.probabilities(split.x, torch.device("cpu"), split.features), probabilities)
     assert probabilities.shape == (len(val),) and ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
+def test_qsmrimnet_standardises_with_training_rows_only(data, tmp_path):
+    patch_set, train, val, _ = data
+    model, _ = train_method(data, "qsmrimnet", tmp_path)
+    features = patch_set.features
+    np.testing.assert_allclose(model.module.feature_mean.numpy(), features[train].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(model.module.feature_scale.numpy(), features[train].std(axis=0), rtol=1e-12)
+    with_val = features[np.r_[train, val]].mean(axis=0)
+    assert not np.allclose(model.module.feature_mean.numpy(), with_val)
+
+
+def test_aprl_fits_scaler_and_smote_on_training_rows_only(data, tmp_path, small_forest, monkeypatch):
+    patch_set, train, val, _ = data
+    scaled, resampled = [], []
+    scaler_fit, smote_fit = StandardScaler.fit, SMOTE.fit_resample
+    monkeypatch.setattr(StandardScaler, "fit", lambda self, X, *a, **k: scaled.append(np.array(X)) or scaler_fit(self, X, *a, **k))
+    monkeypatch.setattr(SMOTE, "fit_resample", lambda self, X, y, **k: resampled.append(len(X)) or smote_fit(self, X, y, **k))
+    model, _ = train_method(data, "aprl", tmp_path)
+    model.save(tmp_path / "model")
+    load_trained_model(tmp_path / "model").probabilities(*_val_inputs(patch_set, val))  # refits on load
+    training_rows = {row.tobytes() for row in patch_set.features[train]}
+    held_out = {row.tobytes() for row in patch_set.features[val]}
+    assert len(scaled) == len(resampled) >= 2
+    for X, n in zip(scaled, resampled):
+        rows = {row.tobytes() for row in X}
+        assert rows <= training_rows and not rows & held_out and n == len(X)
+    assert len(scaled[-1]) == len(train)  # the refit on load: all training rows
+
+
+def _val_inputs(patch_set, val):
+    split = lesion_split(patch_set, val)
+    return split.x, torch.device("cpu"), split.features
 
 
 def test_every_method_is_described():
     assert all(spec.description for spec in METHODS.values())
-    assert {"frodo", "resnet18", "rimnet", "deepprl"} <= set(METHODS)
+    assert {"frodo", "resnet18", "qsmrimnet", "rimnet", "deepprl", "aprl"} <= set(METHODS)

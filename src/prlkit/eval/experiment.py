@@ -54,7 +54,7 @@ def fold_predictions(
                           resume=True, progress=progress)  # fmt: skip
     model.save(fold_dir)
     test = lesion_split(patch_set, split.test)
-    probability = model.probabilities(test.x, device)
+    probability = model.probabilities(test.x, device, features=test.features)
     rows = patch_set.lesions.loc[split.test]
     predictions = pd.DataFrame(
         {

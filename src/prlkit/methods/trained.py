@@ -13,7 +13,7 @@ import torch
 from prlkit.config import Config, config_from_dict, config_to_dict
 from prlkit.eval.calibration import CALIBRATION_METHODS, Calibrator
 from prlkit.modelfile import load_weights, read_model, save_model
-from prlkit.train.stages import predict_probabilities
+from prlkit.train.stages import predict_probabilities, takes_features
 
 CALIBRATOR_NAMES = {cls: name for name, cls in CALIBRATION_METHODS.items()}
 
@@ -33,11 +33,24 @@ class TrainedModel:
     calibrator: Calibrator
     training: dict[str, Any]
 
-    def probabilities(self, patches: np.ndarray | torch.Tensor, device: torch.device) -> np.ndarray:
-        """Calibrated P(Rim+) per patch ((N, C, S, S, S) arrays in the patch-cache channel order)."""
-        # an own float32 copy: inputs may be read-only memory maps
+    def probabilities(
+        self, patches: np.ndarray | torch.Tensor, device: torch.device, features: np.ndarray | torch.Tensor | None = None
+    ) -> np.ndarray:
+        """Calibrated P(Rim+) per patch ((N, C, S, S, S) arrays in the patch-cache channel order).
+
+        `features` (N, F): the lesions' features (`prlkit.data.features`), needed by methods that
+        take them (QSMRim-Net, APRL: see `needs_features`) and ignored by the others.
+        """
+        # own copies: inputs may be read-only memory maps
         x = patches if torch.is_tensor(patches) else torch.from_numpy(np.array(patches, dtype=np.float32))
-        return self.calibrator.apply(predict_probabilities(self.module, x, device))
+        if features is not None and not torch.is_tensor(features):
+            features = torch.from_numpy(np.array(features, dtype=np.float64))
+        return self.calibrator.apply(predict_probabilities(self.module, x, device, features=features))
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether `probabilities` needs the lesion features next to the patches."""
+        return takes_features(self.module)
 
     def save(self, folder: Path) -> None:
         """model.safetensors + model.json (see prlkit.modelfile)."""

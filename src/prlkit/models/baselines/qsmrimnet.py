@@ -141,6 +141,45 @@ class QSMRimNet(nn.Module):
         return self.head(latent).squeeze(1), labels
 
 
+class QSMRimNetClassifier(nn.Module):
+    """QSMRim-Net plus the standardisation of its radiomics input, so a saved model carries both.
+
+    The mean and scale (float64 buffers) are set from the training rows only (`standardise_from`);
+    `forward(x, features)` takes raw features and returns logits without oversampling (prediction),
+    `training_logits` applies DeepSMOTE and returns the labels the loss must use.
+    """
+
+    takes_features = True
+
+    def __init__(self, config: QSMRimNetConfig = QSMRimNetConfig()):
+        super().__init__()
+        self.net = QSMRimNet(config)
+        width = config.radiomics_features
+        self.register_buffer("feature_mean", torch.zeros(width, dtype=torch.float64))
+        self.register_buffer("feature_scale", torch.ones(width, dtype=torch.float64))
+
+    def standardise_from(self, train_features: np.ndarray) -> None:
+        """Mean and population SD per feature of the training rows; constant features get scale 1."""
+        features = np.asarray(train_features, dtype=np.float64)
+        scale = features.std(axis=0)
+        self.feature_mean.copy_(torch.from_numpy(features.mean(axis=0)))
+        self.feature_scale.copy_(torch.from_numpy(np.where(scale > 0, scale, 1.0)))
+
+    def standardise(self, features: torch.Tensor) -> torch.Tensor:
+        """(features - training mean) / training SD, as float32."""
+        return ((features.to(self.feature_mean) - self.feature_mean) / self.feature_scale).float()
+
+    def forward(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """x (B, C, S, S, S), raw features (B, R) -> logits (B,)."""
+        return self.net(x, self.standardise(features))[0]
+
+    def training_logits(
+        self, x: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels with DeepSMOTE's synthetic positives appended (in training mode)."""
+        return self.net(x, self.standardise(features), labels, generator)
+
+
 def majority_vote(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Fraction of models (rows: seeds) calling each lesion rim+; the paper's 3-seed decision is > 0.5."""
     return (np.asarray(probabilities) > threshold).mean(axis=0)
