@@ -1,12 +1,14 @@
 """Every registered method trains through the one harness and round-trips through its model files."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from imblearn.over_sampling import SMOTE
 from sklearn.preprocessing import StandardScaler
 from conftest import tiny_config, write_toy_rim_cohort
 
+from prlkit.cli import main
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
@@ -94,3 +96,20 @@ def _val_inputs(patch_set, val):
 def test_every_method_is_described():
     assert all(spec.description for spec in METHODS.values())
     assert {"frodo", "resnet18", "qsmrimnet", "rimnet", "deepprl", "aprl"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("method", ["qsmrimnet", "aprl"])
+def test_predict_command_gives_feature_methods_their_features(data, method, tmp_path, small_forest):
+    patch_set, _, _, _ = data
+    model, _ = train_method(data, method, tmp_path)
+    model.save(tmp_path / "model")
+    dataset = patch_set.folder.parent.parent / "bids"
+    assert main(["predict", str(dataset), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "out"),
+                 "--participant-label", "sub-01", "--no-progress"]) == 0  # fmt: skip
+    table = pd.read_csv(tmp_path / "out/derivatives/prlkit/sub-01/anat/sub-01_lesions.tsv", sep="\t")
+    rows = np.flatnonzero(patch_set.lesions["participant_id"] == "sub-01")
+    split = lesion_split(patch_set, rows)
+    expected = model.probabilities(split.x, torch.device("cpu"), split.features)
+    # the cache holds float16 patches, predict computes float32 ones (APRL ignores them: features are
+    # float64 in both); the table is written with 6 significant digits
+    np.testing.assert_allclose(table["probability"].to_numpy(), expected, atol=1e-3 if method == "qsmrimnet" else 1e-6)
