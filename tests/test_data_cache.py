@@ -96,7 +96,8 @@ def test_cached_features_do_not_move_with_the_lesions(tmp_path):
     for path in (shifted / "sub-01").rglob("*.nii.gz"), (shifted / "derivatives").rglob("*.nii.gz"):
         for file in path:
             image = nib.load(file)
-            nib.save(nib.Nifti1Image(np.roll(np.asarray(image.dataobj), (3, -2, 1), axis=(0, 1, 2)), image.affine), file)
+            rolled = np.roll(np.asarray(image.dataobj), (3, -2, 1), axis=(0, 1, 2))
+            nib.save(nib.Nifti1Image(rolled, image.affine), file)
     features = [
         build_patch_set(discover_cohort(root), SMALL, cache_dir=tmp_path / "cache", progress=False).features
         for root in (tmp_path / "base", shifted)

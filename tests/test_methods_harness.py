@@ -74,8 +74,17 @@ def test_aprl_fits_scaler_and_smote_on_training_rows_only(data, tmp_path, small_
     patch_set, train, val, _ = data
     scaled, resampled = [], []
     scaler_fit, smote_fit = StandardScaler.fit, SMOTE.fit_resample
-    monkeypatch.setattr(StandardScaler, "fit", lambda self, X, *a, **k: scaled.append(np.array(X)) or scaler_fit(self, X, *a, **k))
-    monkeypatch.setattr(SMOTE, "fit_resample", lambda self, X, y, **k: resampled.append(len(X)) or smote_fit(self, X, y, **k))
+
+    def spy_scaler(self, X, *args, **kwargs):
+        scaled.append(np.array(X))
+        return scaler_fit(self, X, *args, **kwargs)
+
+    def spy_smote(self, X, y, **kwargs):
+        resampled.append(len(X))
+        return smote_fit(self, X, y, **kwargs)
+
+    monkeypatch.setattr(StandardScaler, "fit", spy_scaler)
+    monkeypatch.setattr(SMOTE, "fit_resample", spy_smote)
     model, _ = train_method(data, "aprl", tmp_path)
     model.save(tmp_path / "model")
     load_trained_model(tmp_path / "model").probabilities(*_val_inputs(patch_set, val))  # refits on load

@@ -51,7 +51,9 @@ class Ensemble:
     def needs_features(self) -> bool:
         return any(m.needs_features for m in self.models)
 
-    def probabilities(self, patches: np.ndarray, device: torch.device, features: np.ndarray | None = None) -> np.ndarray:
+    def probabilities(
+        self, patches: np.ndarray, device: torch.device, features: np.ndarray | None = None
+    ) -> np.ndarray:
         return np.mean([m.probabilities(patches, device, features) for m in self.models], axis=0)
 
 

@@ -42,6 +42,7 @@ def train_aprl(
     model = APRLModel.trained(features, labels, APRLConfig(), seed=config.finetune.seed)
     fits = {"forest": FitResult(best_epoch=0, best_score=model.classifier.inner_auc, epochs_run=1)}
     val = lesion_split(patch_set, val_index)
-    trained = finalize("aprl", model, model.config, config, val, patch_set.lesions, train_index, val_index, fits, device)
+    trained = finalize("aprl", model, model.config, config, val, patch_set.lesions, train_index, val_index, fits,
+                       device)  # fmt: skip
     trained.training["features"] = list(patch_set.feature_names)
     return trained, fits

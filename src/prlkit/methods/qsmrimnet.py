@@ -13,7 +13,6 @@ the harness trains one seed). Features: the built-in first-order set, not pyradi
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np

@@ -34,7 +34,10 @@ class TrainedModel:
     training: dict[str, Any]
 
     def probabilities(
-        self, patches: np.ndarray | torch.Tensor, device: torch.device, features: np.ndarray | torch.Tensor | None = None
+        self,
+        patches: np.ndarray | torch.Tensor,
+        device: torch.device,
+        features: np.ndarray | torch.Tensor | None = None,
     ) -> np.ndarray:
         """Calibrated P(Rim+) per patch ((N, C, S, S, S) arrays in the patch-cache channel order).
 

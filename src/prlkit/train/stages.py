@@ -38,8 +38,8 @@ def predict_logits(
     elif features is None:
         raise ValueError(f"{type(net).__name__} needs lesion features next to the patches")
     else:
-        outputs = [net(chunk.to(device, torch.float32), rows.to(device)).float()
-                   for chunk, rows in zip(x.split(batch_size), torch.as_tensor(features).split(batch_size))]  # fmt: skip
+        chunks = zip(x.split(batch_size), torch.as_tensor(features).split(batch_size))
+        outputs = [net(chunk.to(device, torch.float32), rows.to(device)).float() for chunk, rows in chunks]
     return torch.cat(outputs) if outputs else torch.zeros(0, device=device)
 
 

@@ -10,6 +10,10 @@ reciprocal of the minority percentage"); the scaler only changes which neighbour
 forest is scale-invariant). mtry (`max_features`) is tuned by stratified inner CV on ROC-AUC over
 round(sqrt(p) * factor) for the configured factors.
 
+Storage: `APRLModel` is the trained model as a tensor-only module (training rows as buffers, seed
+and mtry in its config) that refits the forest on first use after loading, because a scikit-learn
+forest cannot be saved without pickle. The refit is exact: same rows, same seed, same mtry.
+
 Paper vs code: APRL itself was described on phase images (its R implementation was not consulted
 here); the QSMRim-Net paper, whose adaptation this follows, gives only "first-order features, SMOTE,
 random forest". The feature list, the scaler before SMOTE and the mtry grid are this toolkit's

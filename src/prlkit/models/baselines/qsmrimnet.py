@@ -5,7 +5,9 @@ bias) on the 2-channel QSM + FLAIR patch, global average pool -> 512. Radiomics 
 R -> 1024 (BatchNorm, SiLU = Swish, dropout 0.3) -> 512 (BatchNorm, SiLU), R = 527 with the
 pyradiomics set, fewer with the built-in first-order set (`radiomics_features`). Fusion, then the
 DeepSMOTE MLP (Linear-BN-SiLU x 2 -> 512), oversampling of positives in the latent space during
-training (`DeepSMOTE`), head 512 -> 128 (SiLU, dropout 0.5) -> 1.
+training (`DeepSMOTE`), head 512 -> 128 (SiLU, dropout 0.5) -> 1. `QSMRimNetClassifier` adds the
+standardisation of the raw lesion features (training-fold statistics, saved with the weights); it is
+what the harness trains (`prlkit.methods.qsmrimnet`) and saves.
 
 Paper vs released code (github.com/tinymilky/QSMRim-Net, `res18L4TwoRadsPlusSMOTENew`); the
 released code is the default, `QSMRimNetConfig.paper()` gives the paper's variant:
