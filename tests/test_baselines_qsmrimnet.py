@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from prlkit.methods.qsmrimnet import smote_prior
 from prlkit.models.baselines.qsmrimnet import (
     DeepSMOTE,
     QSMRimNet,
@@ -167,3 +168,10 @@ def test_classifier_standardises_with_the_rows_it_is_given_and_saves_the_statist
     copy.load_state_dict(state)
     with torch.no_grad():
         assert torch.equal(copy(x, torch.from_numpy(train[:3])), logits)
+
+
+def test_calibration_prior_counts_deepsmote_rows():
+    # 6 positives of 40, 3 synthetic rows each: (6 + 18) / (40 + 18) of the rows the loss sees are rim+
+    labels = np.r_[np.ones(6), np.zeros(34)]
+    assert smote_prior(labels, 3) == pytest.approx(24 / 58)
+    assert smote_prior(labels, 0) == pytest.approx(6 / 40)

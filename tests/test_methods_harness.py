@@ -1,19 +1,22 @@
 """Every registered method trains through the one harness and round-trips through its model files."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_config, write_toy_rim_cohort
 from imblearn.over_sampling import SMOTE
 from sklearn.preprocessing import StandardScaler
-from conftest import tiny_config, write_toy_rim_cohort
 
+import prlkit.methods.aprl as aprl_method
 from prlkit.cli import main
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
+from prlkit.errors import InputFileError
 from prlkit.eval.folds import labelled_lesions, split_development
-import prlkit.methods.aprl as aprl_method
 from prlkit.methods.registry import METHODS, get_method
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
@@ -58,6 +61,12 @@ def test_method_trains_saves_and_loads(data, method, tmp_path, small_forest):
     probabilities = model.probabilities(split.x, torch.device("cpu"), split.features)
     np.testing.assert_array_equal(loaded.probabilities(split.x, torch.device("cpu"), split.features), probabilities)
     assert probabilities.shape == (len(val),) and ((probabilities >= 0) & (probabilities <= 1)).all()
+    if loaded.needs_features:  # a model from another feature set must not be fed this one's
+        meta = json.loads((tmp_path / "model/model.json").read_text())
+        meta["training"]["features"] = meta["training"]["features"][::-1]
+        (tmp_path / "model/model.json").write_text(json.dumps(meta))
+        with pytest.raises(InputFileError, match="other lesion features"):
+            load_trained_model(tmp_path / "model")
 
 
 def test_qsmrimnet_standardises_with_training_rows_only(data, tmp_path):

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from prlkit.config import Config, config_from_dict, config_to_dict
+from prlkit.data.features import FEATURE_NAMES
 from prlkit.eval.calibration import CALIBRATION_METHODS, Calibrator
+from prlkit.errors import InputFileError
 from prlkit.modelfile import load_weights, read_model, save_model
 from prlkit.train.stages import predict_probabilities, takes_features
 
@@ -78,6 +80,8 @@ def load_trained_model(folder: Path) -> TrainedModel:
     meta, tensors = read_model(folder)
     module = build_network(meta["method"], meta["model_config"], folder / "model.json")
     load_weights(module, tensors, folder / "model.safetensors")
+    if takes_features(module) and meta["training"].get("features") != list(FEATURE_NAMES):
+        raise InputFileError(folder / "model.json", "trained on other lesion features than this prlkit version computes")
     calibration = dict(meta.get("calibration") or {"method": "prior", "train_prior": 0.5, "target_prior": 0.5})
     calibrator = CALIBRATION_METHODS[calibration.pop("method")](**calibration)
     return TrainedModel(
