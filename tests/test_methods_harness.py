@@ -1,6 +1,7 @@
 """Every registered method trains through the one harness and round-trips through its model files."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -48,12 +49,30 @@ def train_method(data, method, tmp_path):
                       progress=False)  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """method -> (model, fits, saved folder), each trained and saved once per module (APRL: 20 trees)."""
+    models = {}
+
+    def get(method):
+        if method not in models:
+            folder = tmp_path_factory.mktemp(method)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(aprl_method, "APRLConfig", lambda: APRLConfig(n_estimators=20))
+                model, fits = train_method(data, method, folder)
+            model.save(folder / "model")
+            models[method] = model, fits, folder / "model"
+        return models[method]
+
+    return get
+
+
 @pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive", "qsmrimnet", "aprl"])
-def test_method_trains_saves_and_loads(data, method, tmp_path, small_forest):
+def test_method_trains_saves_and_loads(data, trained, method, tmp_path):
     patch_set, train, val, config = data
-    model, fits = train_method(data, method, tmp_path)
+    model, fits, folder = trained(method)
     assert all(fit.epochs_run == 1 for fit in fits.values())
-    model.save(tmp_path / "model")
+    shutil.copytree(folder, tmp_path / "model")
     loaded = load_trained_model(tmp_path / "model")
     assert loaded.method == get_method(method).network and loaded.threshold == model.threshold
     assert loaded.needs_features == (method in ("qsmrimnet", "aprl"))
@@ -69,9 +88,9 @@ def test_method_trains_saves_and_loads(data, method, tmp_path, small_forest):
             load_trained_model(tmp_path / "model")
 
 
-def test_qsmrimnet_standardises_with_training_rows_only(data, tmp_path):
+def test_qsmrimnet_standardises_with_training_rows_only(data, trained):
     patch_set, train, val, _ = data
-    model, _ = train_method(data, "qsmrimnet", tmp_path)
+    model, _, _ = trained("qsmrimnet")
     features = patch_set.features
     np.testing.assert_allclose(model.module.feature_mean.numpy(), features[train].mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(model.module.feature_scale.numpy(), features[train].std(axis=0), rtol=1e-12)
@@ -117,12 +136,11 @@ def test_every_method_is_described():
 
 
 @pytest.mark.parametrize("method", ["qsmrimnet", "aprl"])
-def test_predict_command_gives_feature_methods_their_features(data, method, tmp_path, small_forest):
+def test_predict_command_gives_feature_methods_their_features(data, trained, method, tmp_path):
     patch_set, _, _, _ = data
-    model, _ = train_method(data, method, tmp_path)
-    model.save(tmp_path / "model")
+    model, _, folder = trained(method)
     dataset = patch_set.folder.parent.parent / "bids"
-    assert main(["predict", str(dataset), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "out"),
+    assert main(["predict", str(dataset), "--model", str(folder), "--out", str(tmp_path / "out"),
                  "--participant-label", "sub-01", "--no-progress"]) == 0  # fmt: skip
     table = pd.read_csv(tmp_path / "out/derivatives/prlkit/sub-01/anat/sub-01_lesions.tsv", sep="\t")
     rows = np.flatnonzero(patch_set.lesions["participant_id"] == "sub-01")
