@@ -12,7 +12,7 @@ from prlkit.errors import PrlkitError
 
 # Sub-command modules, in the order `prlkit --help` lists them. Each module defines
 # `register(subparsers)` (adds its parser, sets `func`) and its own `run(args) -> int`.
-COMMANDS = ["simulate", "prepare", "validate", "train", "cv", "compare", "predict", "report", "demo"]
+COMMANDS = ["simulate", "prepare", "validate", "train", "cv", "compare", "predict", "segment", "report", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

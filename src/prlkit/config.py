@@ -176,6 +176,61 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class SegmentConfig:
+    """Whole-brain PRL segmentation (El Yamani et al., MIDL 2025): a 3-class 3D UNet on patches.
+
+    Per loop epoch, `rounds_per_epoch` times: `lesion_patches` cubes per training session centred
+    on random lesion voxels (3 in the paper) and `background_patches` on random brain voxels. The
+    paper trains 3000 such rounds at learning rate 1e-4; `paper` = 300 loop epochs x 10 rounds.
+    Validation (early stopping) on whole held-out-participant volumes: `val_score` soft_dice (default;
+    mean soft Dice of the non-PRL and PRL classes, pooled voxels: above 0 before the rare PRL class wins
+    any argmax) or pr_auc (lesion level; few validation Rim+ lesions, saturates early on easy data).
+    A lesion's PRL score is the `lesion_score` (mean or max) of the voxel PRL probabilities over its
+    voxels; it is not calibrated. `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch.
+    """
+
+    patch_size: int = 32
+    lesion_patches: int = 3
+    background_patches: int = 1
+    rounds_per_epoch: int = 10
+    lesion_channel: bool = False  # add the binary lesion mask as an input channel (the paper's UNet_lesion)
+    network: str = "unet"  # unet (MONAI UNet: channels, strides, res_units) | basicunet (6 channels)
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2)
+    res_units: int = 2
+    dropout: float = 0.0
+    flips: bool = True  # random axis flips, identical for image and target
+    overlap: float = 0.5  # sliding-window overlap at inference
+    blend: str = "gaussian"  # gaussian | constant
+    sw_batch_size: int = 4
+    lesion_score: str = "mean"  # mean | max PRL probability over the lesion's voxels
+    val_score: str = "soft_dice"  # soft_dice | pr_auc
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(max_epochs=300, batch_size=8, learning_rate=1e-4, patience=30)
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+        if self.patch_size < 8 or self.patch_size % 8:
+            raise PrlkitError(f"segment.patch_size must be a multiple of 8, not {self.patch_size}")
+        if self.lesion_patches < 1 or self.background_patches < 0 or self.rounds_per_epoch < 1:
+            raise PrlkitError("segment: lesion_patches and rounds_per_epoch must be >= 1, background_patches >= 0")
+        if self.network not in ("unet", "basicunet"):
+            raise PrlkitError(f"segment.network must be unet or basicunet, not {self.network!r}")
+        if self.network == "unet" and (len(self.strides) != len(self.channels) - 1 or min(self.channels) < 1):
+            raise PrlkitError(f"segment: unet needs len(strides) = len(channels) - 1, not {self.channels}, {self.strides}")
+        if self.network == "basicunet" and len(self.channels) != 6:
+            raise PrlkitError(f"segment: basicunet needs 6 channels (features), got {self.channels}")
+        if not 0 <= self.overlap < 1 or not 0 <= self.dropout < 1:
+            raise PrlkitError("segment.overlap and segment.dropout must be in [0, 1)")
+        for name, allowed in (("blend", ("gaussian", "constant")), ("lesion_score", ("mean", "max")),
+                              ("val_score", ("soft_dice", "pr_auc"))):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                raise PrlkitError(f"segment.{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run decided; written next to its outputs."""
 
@@ -186,6 +241,7 @@ class Config:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
 
 
 # The paper gives AdamW, batch 10 and patience 20 but lost its learning rate in extraction: 1e-4.
@@ -198,6 +254,9 @@ PROFILES: dict[str, Config] = {
         frodo=FrodoConfig(widths=(12, 24, 48), head_hidden=32, stem_stride=2),
         pretrain=PretrainConfig(max_epochs=8, patience=3, batch_size=16, learning_rate=1e-3),
         finetune=FinetuneConfig(max_epochs=30, patience=8, batch_size=16, learning_rate=1e-3),
+        segment=SegmentConfig(patch_size=24, channels=(8, 16, 32), strides=(2, 2), res_units=1, rounds_per_epoch=2,
+                              overlap=0.25, sw_batch_size=8,
+                              train=TrainConfig(max_epochs=20, batch_size=8, learning_rate=3e-3, patience=6)),
     ),
 }
 

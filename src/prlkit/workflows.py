@@ -12,6 +12,7 @@ from prlkit.data.cache import PatchSet
 from prlkit.eval.experiment import cross_validate
 from prlkit.eval.folds import make_folds, save_folds
 from prlkit.eval.results import summarise, write_results
+from prlkit.eval.subsets import write_confluence_results
 from prlkit.report.plots import plot_count_scatter, plot_cv_curves
 
 
@@ -35,6 +36,7 @@ def run_cross_validation(
     oof.to_csv(out / "oof_predictions.tsv", sep="\t", index=False)
     results = summarise(oof, reference)
     write_results(results, out)
+    write_confluence_results(oof, patch_set.sessions, config.lesions, out)
     plot_cv_curves(oof, out / "cv_curves.png")
     plot_count_scatter(oof, out / "counts.png")
     return results

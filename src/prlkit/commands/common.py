@@ -29,6 +29,7 @@ def with_split_overrides(config: Config, **overrides) -> Config:
         split=split,
         pretrain=dataclasses.replace(config.pretrain, seed=split.seed),
         finetune=dataclasses.replace(config.finetune, seed=split.seed),
+        segment=dataclasses.replace(config.segment, train=dataclasses.replace(config.segment.train, seed=split.seed)),
     )
 
 

@@ -24,10 +24,11 @@ from tqdm.auto import tqdm
 
 from prlkit.atomic import atomic_directory, write_text_atomic
 from prlkit.config import Config
-from prlkit.data.bids import Cohort
+from prlkit.data.bids import Cohort, SessionFiles
 from prlkit.data.features import FEATURE_DTYPE, FEATURE_NAMES, session_features
 from prlkit.data.patches import CHANNELS, session_patches
 from prlkit.data.session import load_session
+from prlkit.errors import PrlkitError
 
 CACHE_FORMAT = 2  # bump when the layout or the patch computation changes
 CACHE_DTYPE = np.float16  # halves disk and memory; 5e-4 relative precision is far below MRI noise
@@ -43,10 +44,18 @@ class PatchSet:
     folder: Path
     features: np.ndarray
     feature_names: tuple[str, ...]
+    sessions: tuple[SessionFiles, ...] = ()  # the cohort's files, for methods that need whole volumes
 
     def labelled(self) -> pd.DataFrame:
         """Rows with a patch and an expert rim label (the training material)."""
         return self.lesions[(self.lesions["patch"] >= 0) & self.lesions["rim"].notna()]
+
+    def session_files(self, participant_id: str, session_id: str) -> SessionFiles:
+        """The files of one session of the lesion table (`session_id` "" for none)."""
+        for files in self.sessions:
+            if (files.participant_id, files.session_id or "") == (participant_id, session_id):
+                return files
+        raise PrlkitError(f"patch set {self.folder}: no files of session {participant_id} {session_id}".rstrip())
 
 
 def default_cache_dir() -> Path:
@@ -75,7 +84,7 @@ def build_patch_set(cohort: Cohort, config: Config, cache_dir: Path | None = Non
     """Load the cached patch set for this cohort and config, or compute and cache it."""
     folder = (cache_dir or default_cache_dir()) / f"patches-{cache_key(cohort, config)}"
     if (folder / "patches.npy").is_file():
-        return _load(folder)
+        return dataclasses.replace(_load(folder), sessions=tuple(cohort.sessions))
     tables, arrays, features = [], [], []
     for session in tqdm(cohort.sessions, desc="patches", unit="session", disable=not progress):
         data = load_session(session, config.lesions)
@@ -102,7 +111,7 @@ def build_patch_set(cohort: Cohort, config: Config, cache_dir: Path | None = Non
             write_text_atomic(tmp / "config.json", json.dumps(dataclasses.asdict(config), indent=2))
     except FileExistsError:  # another process cached the same key meanwhile
         pass
-    return _load(folder)
+    return dataclasses.replace(_load(folder), sessions=tuple(cohort.sessions))
 
 
 def _load(folder: Path) -> PatchSet:

@@ -18,7 +18,6 @@ from prlkit.atomic import atomic_path
 from prlkit.config import Config
 from prlkit.data.cache import PatchSet
 from prlkit.eval.folds import split_fold
-from prlkit.methods.splits import lesion_split
 from prlkit.methods.registry import get_method
 
 log = logging.getLogger("prlkit")
@@ -53,8 +52,7 @@ def fold_predictions(
     model, _ = spec.train(patch_set, split.train, split.val, method_config, fold_dir / "runs", device,
                           resume=True, progress=progress)  # fmt: skip
     model.save(fold_dir)
-    test = lesion_split(patch_set, split.test)
-    probability = model.probabilities(test.x, device, features=test.features)
+    probability = model.lesion_probabilities(patch_set, split.test, device)
     rows = patch_set.lesions.loc[split.test]
     predictions = pd.DataFrame(
         {
@@ -65,7 +63,7 @@ def fold_predictions(
             "fold": fold,
             "method": method,
             "probability": probability,
-            "label": test.y.numpy(),
+            "label": rows["rim"].astype(int).to_numpy(),
             "threshold": model.threshold,
             "decision": (probability >= model.threshold).astype(int),
         }

@@ -11,6 +11,7 @@ A method is a network plus its training recipe. Ablations of the main method are
 | deepprl           | deepprl   | methods.supervised                 | patch (mask, FLAIR, QSM)       |
 | qsmrimnet         | qsmrimnet | methods.qsmrimnet (DeepSMOTE)      | patch + lesion features        |
 | aprl              | aprl      | methods.aprl (SMOTE + forest)      | lesion features only           |
+| prlseg            | (segment) | segment.train (3D UNet)            | whole volumes (PatchSet.sessions) |
 
 Lesion features are the cached first-order QSM statistics (`prlkit.data.features`); networks
 that take them declare `takes_features = True` and are called as net(patches, features).
@@ -74,6 +75,7 @@ def _deferred(module: str, function: str) -> Callable:
 
 
 _train_frodo = _deferred("prlkit.methods.frodo", "train_frodo")
+_train_prlseg = _deferred("prlkit.segment.train", "train_prlseg")
 
 
 def _supervised(network: str, recipe_kwargs: dict[str, Any]) -> Callable:
@@ -114,6 +116,10 @@ METHODS: dict[str, MethodSpec] = {
     "aprl": MethodSpec(
         "aprl", _deferred("prlkit.methods.aprl", "train_aprl"),
         "APRL: first-order QSM lesion features, SMOTE + random forest (500 trees, mtry by inner CV)",
+    ),  # fmt: skip
+    "prlseg": MethodSpec(
+        "prlseg", _train_prlseg, "PRLseg: whole-brain 3-class 3D UNet on lesion-centred 32^3 patches, Dice+CE; "
+        "lesion score = mean voxel PRL probability (the `segment` config section)",
     ),  # fmt: skip
 }
 

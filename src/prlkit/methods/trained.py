@@ -11,9 +11,11 @@ import numpy as np
 import torch
 
 from prlkit.config import Config, config_from_dict, config_to_dict
+from prlkit.data.cache import PatchSet
 from prlkit.data.features import FEATURE_NAMES
 from prlkit.eval.calibration import CALIBRATION_METHODS, Calibrator
 from prlkit.errors import InputFileError
+from prlkit.methods.splits import lesion_split
 from prlkit.modelfile import load_weights, read_model, save_model
 from prlkit.train.stages import predict_probabilities, takes_features
 
@@ -56,6 +58,11 @@ class TrainedModel:
     def needs_features(self) -> bool:
         """Whether `probabilities` needs the lesion features next to the patches."""
         return takes_features(self.module)
+
+    def lesion_probabilities(self, patch_set: PatchSet, index: np.ndarray, device: torch.device) -> np.ndarray:
+        """Calibrated P(Rim+) of lesion-table rows `index` (the harness's call; whole-volume methods differ)."""
+        split = lesion_split(patch_set, index)
+        return self.probabilities(split.x, device, split.features)
 
     def save(self, folder: Path) -> None:
         """model.safetensors + model.json (see prlkit.modelfile)."""

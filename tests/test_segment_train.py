@@ -1,0 +1,82 @@
+"""Segmentation end to end on a toy cohort with obvious rims: training, saving, `prlkit segment train|predict`."""
+
+import argparse
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import write_toy_rim_cohort
+
+from prlkit.commands import segment
+from prlkit.config import config_from_dict
+from prlkit.data.bids import discover_cohort
+from prlkit.errors import PrlkitError
+from prlkit.segment.model import load_segmentation_model
+from prlkit.segment.train import train_segmentation
+from prlkit.segment.volumes import load_segment_volume
+
+TINY = {"profile": "quick", "segment": {"patch_size": 16, "channels": [8, 16], "strides": [2], "rounds_per_epoch": 4,
+                                        "train": {"max_epochs": 6, "patience": 6, "learning_rate": 0.01}}}  # fmt: skip
+
+
+def run_segment(argv: list[str]) -> int:
+    """`prlkit segment ...` through a parser holding only this command (cli.py wires it for users)."""
+    parser = argparse.ArgumentParser()
+    segment.register(parser.add_subparsers())
+    args = parser.parse_args(["segment", *argv])
+    return args.func(args)
+
+
+def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(tmp_path):
+    dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=5)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    model_dir, out = tmp_path / "model", tmp_path / "pred"
+    assert run_segment(["train", str(dataset), "--out", str(model_dir), "--config", str(tmp_path / "tiny.yaml"),
+                        "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    training = json.loads((model_dir / "model.json").read_text())["training"]
+    assert training["n_val_sessions"] == 1 and training["n_train_sessions"] == 4
+    assert training["val_dice_PRL"] > 0.5 and training["val_dice_nonPRL"] > 0.5  # on a held-out participant
+    assert training["val_roc_auc"] == 1.0
+    assert (pd.read_csv(model_dir / "split.tsv", sep="\t")["split"] == "val").sum() == 1
+    for name in ("config.yaml", "training_curves.png", "model.safetensors", "runs/metrics.jsonl"):
+        assert (model_dir / name).is_file(), name
+
+    assert run_segment(["predict", str(dataset), "--model", str(model_dir), "--out", str(out), "--device", "cpu",
+                        "--no-progress"]) == 0  # fmt: skip
+    anat = out / "derivatives" / "prlkit" / "sub-01" / "anat"
+    source = nib.load(dataset / "sub-01" / "anat" / "sub-01_FLAIR.nii.gz")
+    dseg = nib.load(anat / "sub-01_desc-prlseg_dseg.nii.gz")
+    prl = nib.load(anat / "sub-01_label-PRL_desc-prlseg_probseg.nii.gz").get_fdata()
+    non_prl = nib.load(anat / "sub-01_label-nonPRL_desc-prlseg_probseg.nii.gz").get_fdata()
+    assert dseg.shape == source.shape and np.allclose(dseg.affine, source.affine)
+    assert set(np.unique(dseg.get_fdata())) <= {0, 1, 2} and ((prl + non_prl) <= 1 + 1e-5).all()
+    lesions = pd.read_csv(anat / "sub-01_desc-prlseg_lesions.tsv", sep="\t")
+    truth = pd.read_csv(dataset / "derivatives" / "lesions" / "sub-01" / "anat" / "sub-01_desc-lesions_dseg.tsv", sep="\t")
+    assert lesions["index"].tolist() == truth["index"].tolist()
+    assert lesions.loc[truth["rim"] == 1, "probability"].min() > lesions.loc[truth["rim"] == 0, "probability"].max()
+    metrics = pd.read_csv(out / "derivatives" / "prlkit" / "prlseg_metrics.tsv", sep="\t")
+    assert len(metrics) == 5 and (metrics["dice_PRL"] > 0.5).all()
+    assert json.loads((out / "derivatives" / "prlkit" / "prlseg_metrics.json").read_text())["global_f1"] == 1.0
+
+
+def test_saved_model_reproduces_probabilities_and_a_seed_reproduces_training(tmp_path):
+    dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=3)
+    config = config_from_dict(TINY | {"segment": TINY["segment"] | {"rounds_per_epoch": 1, "train": {"max_epochs": 1}}})
+    volumes = [load_segment_volume(files, config) for files in discover_cohort(dataset).sessions]
+    cpu = torch.device("cpu")
+    first, _ = train_segmentation(volumes[:2], volumes[2:], config, tmp_path / "a", cpu, progress=False)
+    again, _ = train_segmentation(volumes[:2], volumes[2:], config, tmp_path / "b", cpu, progress=False)
+    for a, b in zip(first.module.state_dict().values(), again.module.state_dict().values()):
+        assert torch.equal(a, b)
+    first.save(tmp_path / "model")
+    loaded = load_segmentation_model(tmp_path / "model")
+    assert loaded.threshold == first.threshold and loaded.config == first.config
+    np.testing.assert_array_equal(loaded.probabilities(volumes[2], cpu), first.probabilities(volumes[2], cpu))
+    meta = json.loads((tmp_path / "model" / "model.json").read_text()) | {"method": "frodo"}
+    (tmp_path / "model" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(PrlkitError, match="not a prlseg segmentation model"):
+        run_segment(["predict", str(dataset), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "o")])

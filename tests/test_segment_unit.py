@@ -1,0 +1,144 @@
+"""Segmentation building blocks: targets, patch sampling, sliding windows, lesion read-out, metrics, config."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import ball
+from sklearn.metrics import f1_score
+
+from prlkit.config import SegmentConfig, config_from_dict, get_profile
+from prlkit.errors import PrlkitError
+from prlkit.segment.inference import class_probabilities, lesion_region
+from prlkit.segment.network import build_segmentation_network
+from prlkit.segment.readout import (confusion_matrix, detection_f1, dice_per_class, lesion_scores, soft_dice,
+                                    soft_dice_terms)
+from prlkit.segment.sampling import PatchSampler
+from prlkit.segment.volumes import SegmentVolume, class_targets
+
+SMALL = SegmentConfig(patch_size=8, channels=(4, 8), strides=(2,), res_units=0, lesion_patches=3, background_patches=2,
+                      rounds_per_epoch=2, sw_batch_size=2)  # fmt: skip
+
+
+def toy_instances(shape=(20, 18, 16)) -> np.ndarray:
+    instances = np.zeros(shape, np.int32)
+    instances[ball(shape, (5, 5, 5), 3)] = 3
+    instances[ball(shape, (14, 12, 10), 2)] = 7
+    instances[ball(shape, (5, 13, 11), 2)] = 4
+    return instances
+
+
+def toy_volume(instances: np.ndarray, rims=(1, 0, 1)) -> SegmentVolume:
+    lesions = pd.DataFrame({"index": [3, 4, 7], "rim": pd.array(rims, dtype="Int64"), "excluded": ""})
+    rng = np.random.default_rng(0)
+    flair = rng.uniform(0.5, 1.0, instances.shape).astype(np.float32)
+    flair[:2] = 0  # outside the brain
+    session = type("Session", (), {"flair": flair, "instances": instances, "lesions": lesions})()
+    image = np.stack([rng.standard_normal(instances.shape), flair, instances > 0]).astype(np.float32)
+    return SegmentVolume(session=session, image=image, target=class_targets(instances, lesions))
+
+
+def test_class_targets_follow_rim_labels_and_unlabelled_lesions_are_non_prl():
+    instances = toy_instances()
+    lesions = pd.DataFrame({"index": [3, 4, 7], "rim": pd.array([1, pd.NA, 0], dtype="Int64")})
+    target = class_targets(instances, lesions)
+    assert target.dtype == np.uint8
+    assert (target[instances == 3] == 2).all() and (target[instances == 4] == 1).all()
+    assert (target[instances == 7] == 1).all() and (target[instances == 0] == 0).all()
+
+
+def test_sampler_centres_lesion_patches_on_lesion_voxels_and_is_seeded():
+    volume = toy_volume(toy_instances())
+    sampler = PatchSampler([volume, volume], SMALL.__class__(**{**SMALL.__dict__, "flips": False}))
+    rows = sampler.draw(torch.Generator().manual_seed(1))
+    assert len(rows) == 2 * 2 * (3 + 2)  # rounds x volumes x (lesion + background)
+    assert torch.equal(rows, sampler.draw(torch.Generator().manual_seed(1)))
+    assert not torch.equal(rows, sampler.draw(torch.Generator().manual_seed(2)))
+    centre = SMALL.patch_size // 2
+    targets = sampler.y[rows]
+    assert targets.shape == (20, 8, 8, 8) and targets.dtype == torch.long
+    on_lesion = targets[:, centre, centre, centre] > 0
+    assert int(on_lesion.sum()) >= 2 * 2 * 3  # every lesion-centred patch (background ones may hit lesions too)
+    i, j, k = rows[:, 1], rows[:, 2], rows[:, 3]
+    assert (volume.session.flair[i, j, k] > 0).all()  # background centres lie in the brain
+    np.testing.assert_array_equal(on_lesion.numpy(), volume.target[i, j, k] > 0)
+
+
+def test_flips_cut_image_and_target_alike():
+    volume = toy_volume(toy_instances())
+    sampler = PatchSampler([volume], SMALL)
+    rows = sampler.draw(torch.Generator().manual_seed(0))
+    assert rows[:, 4].unique().numel() > 1
+    x, y = sampler.x[rows], sampler.y[rows]
+    assert x.shape == (len(rows), 3, 8, 8, 8) and x.dtype == torch.float32
+    assert torch.equal(x[:, 2], (y > 0).float())  # the mask channel moves with the target
+
+
+def test_sliding_window_output_is_on_the_input_grid():
+    torch.manual_seed(0)
+    net = build_segmentation_network(SMALL)
+    image = np.random.default_rng(0).standard_normal((2, 19, 23, 13)).astype(np.float32)
+    probabilities = class_probabilities(net, image, SMALL, torch.device("cpu"))
+    assert probabilities.shape == (3, 19, 23, 13) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(0), 1.0, rtol=1e-5)
+    region = (slice(2, 12), slice(0, 23), slice(3, 9))
+    cropped = class_probabilities(net, image, SMALL, torch.device("cpu"), region)
+    outside = np.ones(image.shape[1:], bool)
+    outside[region] = False
+    assert (cropped[0][outside] == 1).all() and (cropped[1:, outside] == 0).all()
+    np.testing.assert_allclose(cropped[(slice(None), *region)].sum(0), 1.0, rtol=1e-5)
+
+
+def test_lesion_region_is_the_grown_bounding_box():
+    instances = toy_instances()
+    region = lesion_region(instances, margin=2)
+    assert region == (slice(0, 19), slice(0, 18), slice(0, 16))
+    assert lesion_region(np.zeros((4, 4, 4), int), 2) is None
+
+
+def test_lesion_scores_map_voxels_to_their_lesion_ids():
+    instances = toy_instances()
+    probability = np.random.default_rng(3).random(instances.shape)
+    table = lesion_scores(probability, instances, np.array([7, 3, 4, 9]))
+    assert table["index"].tolist() == [7, 3, 4, 9]
+    for row in table.iloc[:3].itertuples():
+        voxels = probability[instances == row.index]
+        assert row.prl_mean == pytest.approx(voxels.mean()) and row.prl_max == pytest.approx(voxels.max())
+    assert np.isnan(table.iloc[3]["prl_mean"])  # a label without voxels
+
+
+def test_dice_per_class_equals_sklearn_f1_per_class():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 3, (10, 9, 8))
+    predicted = np.where(rng.random(target.shape) < 0.7, target, rng.integers(0, 3, target.shape))
+    dice = dice_per_class(confusion_matrix(target, predicted))
+    reference = f1_score(target.ravel(), predicted.ravel(), labels=[1, 2], average=None)
+    assert dice["dice_nonPRL"] == pytest.approx(reference[0]) and dice["dice_PRL"] == pytest.approx(reference[1])
+    assert np.isnan(dice_per_class(confusion_matrix(np.zeros(5, int), np.zeros(5, int)))["dice_PRL"])
+
+
+def test_detection_f1_equals_sklearn():
+    labels, decisions = np.array([1, 1, 0, 0, 1, 0]), np.array([1, 0, 0, 1, 1, 0])
+    assert detection_f1(labels, decisions) == pytest.approx(f1_score(labels, decisions))
+
+
+def test_segment_config_profiles_round_trip_and_checks():
+    assert get_profile("paper").segment.patch_size == 32 and get_profile("paper").segment.lesion_patches == 3
+    quick = get_profile("quick")
+    assert config_from_dict({"profile": "quick", "segment": {"train": {"max_epochs": 3}}}).segment.train.max_epochs == 3
+    assert config_from_dict({"profile": "quick"}) == quick
+    for bad in ({"network": "unetr"}, {"channels": [8, 16], "strides": [2, 2]}, {"blend": "max"}, {"patch_size": 12}):
+        with pytest.raises(PrlkitError, match="segment"):
+            config_from_dict({"segment": bad})
+
+
+def test_soft_dice_equals_hard_dice_for_one_hot_probabilities_and_pools_volumes():
+    rng = np.random.default_rng(1)
+    target = rng.integers(0, 3, (2, 9, 8, 7))
+    predicted = np.where(rng.random(target.shape) < 0.6, target, rng.integers(0, 3, target.shape))
+    one_hot = [np.eye(3, dtype=np.float32)[p].transpose(3, 0, 1, 2) for p in predicted]
+    pooled = soft_dice_terms(target[0], one_hot[0]) + soft_dice_terms(target[1], one_hot[1])
+    hard = dice_per_class(confusion_matrix(target, predicted))
+    assert soft_dice(pooled) == pytest.approx(np.mean(list(hard.values())))
+    uniform = np.full((3, 9, 8, 7), 1 / 3, np.float32)
+    assert 0 < soft_dice(soft_dice_terms(target[0], uniform)) < 1
