@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import torch
 from imblearn.over_sampling import SMOTE
 from sklearn.metrics import roc_auc_score
 
 from prlkit.errors import PrlkitError
-from prlkit.models.baselines.aprl import APRLClassifier, APRLConfig, mtry_grid
+from prlkit.models.baselines.aprl import APRLClassifier, APRLConfig, APRLModel, FittedAPRLConfig, mtry_grid
 
 FAST = APRLConfig(n_estimators=25)
 
@@ -70,3 +73,19 @@ def test_too_few_positives_and_predict_before_fit_are_errors():
         APRLClassifier(FAST).fit(x, y, seed=0)
     with pytest.raises(PrlkitError, match="before fit"):
         APRLClassifier(FAST).predict_proba(x)
+
+
+def test_aprl_model_refits_the_same_forest_from_its_saved_tensors():
+    x_train, y_train = lesions(90, 12, seed=6)
+    x_test, _ = lesions(30, 4, seed=7)
+    model = APRLModel.trained(x_train, y_train, FAST, seed=3)
+    assert model.config.mtry == model.classifier.best_mtry and model.config.n_train == 90
+    logits = model(torch.zeros(30, 1), torch.from_numpy(x_test))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert set(state) == {"train_features", "train_labels"}  # tensors only: no pickled forest
+    loaded = APRLModel(FittedAPRLConfig(**dataclasses.asdict(model.config)))
+    loaded.load_state_dict(state)
+    assert loaded.classifier is None  # refitted on first use
+    np.testing.assert_array_equal(loaded(torch.zeros(30, 1), torch.from_numpy(x_test)).numpy(), logits.numpy())
+    expected = model.classifier.predict_proba(x_test)
+    np.testing.assert_allclose(torch.sigmoid(logits).numpy(), expected, atol=1e-12)

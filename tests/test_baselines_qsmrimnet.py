@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from prlkit.models.baselines.qsmrimnet import DeepSMOTE, QSMRimNet, QSMRimNetConfig, majority_vote
+from prlkit.methods.qsmrimnet import smote_prior
+from prlkit.models.baselines.qsmrimnet import (
+    DeepSMOTE,
+    QSMRimNet,
+    QSMRimNetClassifier,
+    QSMRimNetConfig,
+    majority_vote,
+)
 
 # Positives on a line t * (1, 2): nearest others of t=0 are 1, 3; of 1: 0, 3; of 3: 1, 0; of 10: 3, 1.
 T = torch.tensor([0.0, 1.0, 3.0, 10.0])
@@ -138,3 +145,33 @@ def test_majority_vote_of_three_seeds():
     p = np.array([[0.9, 0.2, 0.6, 0.4], [0.8, 0.7, 0.4, 0.1], [0.1, 0.3, 0.7, 0.5]])
     np.testing.assert_allclose(majority_vote(p), [2 / 3, 1 / 3, 2 / 3, 0.0])
     np.testing.assert_array_equal(majority_vote(p) > 0.5, [True, False, True, False])
+
+
+def test_classifier_standardises_with_the_rows_it_is_given_and_saves_the_statistics():
+    rng = np.random.default_rng(0)
+    train = rng.normal(5.0, 3.0, size=(20, 4))
+    train[:, 3] = 7.0  # a constant feature: scale 1, not a division by zero
+    torch.manual_seed(0)
+    classifier = QSMRimNetClassifier(QSMRimNetConfig(radiomics_features=4)).eval()
+    classifier.standardise_from(train)
+    expected = (train - train.mean(0)) / np.r_[train[:, :3].std(0), 1.0]
+    standardised = classifier.standardise(torch.from_numpy(train))
+    assert standardised.dtype == torch.float32
+    np.testing.assert_allclose(standardised.numpy(), expected, rtol=1e-6, atol=1e-6)
+    x = torch.randn(3, 3, 16, 16, 16)
+    with torch.no_grad():
+        logits = classifier(x, torch.from_numpy(train[:3]))
+        assert torch.equal(logits, classifier.net(x, standardised[:3])[0])
+    state = classifier.state_dict()
+    assert {"feature_mean", "feature_scale"} <= set(state)
+    copy = QSMRimNetClassifier(QSMRimNetConfig(radiomics_features=4)).eval()
+    copy.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.equal(copy(x, torch.from_numpy(train[:3])), logits)
+
+
+def test_calibration_prior_counts_deepsmote_rows():
+    # 6 positives of 40, 3 synthetic rows each: (6 + 18) / (40 + 18) of the rows the loss sees are rim+
+    labels = np.r_[np.ones(6), np.zeros(34)]
+    assert smote_prior(labels, 3) == pytest.approx(24 / 58)
+    assert smote_prior(labels, 0) == pytest.approx(6 / 40)

@@ -2,16 +2,20 @@
 
 import os
 
+import nibabel as nib
 import numpy as np
 import pytest
+from conftest import write_bids
 
 import prlkit.data.cache as cache_module
 from prlkit.config import LesionConfig, PatchConfig, get_profile
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
+from prlkit.data.features import FEATURE_NAMES
 from prlkit.data.patches import session_patches
 from prlkit.data.session import load_session
 from prlkit.errors import InputFileError
+from prlkit.features.radiomics import lesion_feature_table
 
 QUICK = get_profile("quick")
 SMALL = QUICK.__class__(profile="quick", lesions=LesionConfig(min_voxels=20), patches=PatchConfig(size=12))
@@ -67,3 +71,36 @@ def test_a_bad_session_leaves_no_cache(bids, tmp_path):
     with pytest.raises(InputFileError, match="missing flair file for sub-02"):
         build_patch_set(discover_cohort(bids), SMALL, cache_dir=tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_features_are_cached_per_lesion_row_from_raw_qsm(bids, tmp_path):
+    cohort = discover_cohort(bids)
+    patch_set = build_patch_set(cohort, QUICK, cache_dir=tmp_path, progress=False)
+    assert patch_set.feature_names == FEATURE_NAMES
+    assert patch_set.features.shape == (len(patch_set.lesions), len(FEATURE_NAMES))  # excluded rows too
+    assert patch_set.features.dtype == np.float64
+    session = load_session(cohort.sessions[1], QUICK.lesions)
+    expected = lesion_feature_table(session.qsm, session.instances, np.array([1, 2]), 1.0)
+    np.testing.assert_array_equal(patch_set.features[2:4], expected.to_numpy())
+    # raw ppm, not the normalised patch: the mean is the mean QSM inside the lesion
+    inside = session.qsm[session.instances == 1]
+    assert patch_set.features[2, FEATURE_NAMES.index("mean")] == pytest.approx(float(inside.astype(np.float64).mean()))
+    reread = build_patch_set(cohort, QUICK, cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(reread.features, patch_set.features)
+
+
+def test_cached_features_do_not_move_with_the_lesions(tmp_path):
+    shifted = tmp_path / "shifted"
+    write_bids(tmp_path / "base", participants=("sub-01",))
+    write_bids(shifted, participants=("sub-01",))
+    for path in (shifted / "sub-01").rglob("*.nii.gz"), (shifted / "derivatives").rglob("*.nii.gz"):
+        for file in path:
+            image = nib.load(file)
+            rolled = np.roll(np.asarray(image.dataobj), (3, -2, 1), axis=(0, 1, 2))
+            nib.save(nib.Nifti1Image(rolled, image.affine), file)
+    features = [
+        build_patch_set(discover_cohort(root), SMALL, cache_dir=tmp_path / "cache", progress=False).features
+        for root in (tmp_path / "base", shifted)
+    ]
+    assert features[0].shape == (2, len(FEATURE_NAMES))
+    np.testing.assert_array_equal(features[0], features[1])

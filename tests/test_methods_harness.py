@@ -1,17 +1,27 @@
-"""Every registered CNN method trains through the one harness and round-trips through its model files."""
+"""Every registered method trains through the one harness and round-trips through its model files."""
+
+import json
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import tiny_config, write_toy_rim_cohort
+from imblearn.over_sampling import SMOTE
+from sklearn.preprocessing import StandardScaler
 
+import prlkit.methods.aprl as aprl_method
+from prlkit.cli import main
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
+from prlkit.errors import InputFileError
 from prlkit.eval.folds import labelled_lesions, split_development
 from prlkit.methods.registry import METHODS, get_method
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
+from prlkit.models.baselines.aprl import APRLConfig
 
 TINY = tiny_config()
 
@@ -26,22 +36,116 @@ def data(tmp_path_factory):
     return patch_set, train, val, config
 
 
-@pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive"])
-def test_method_trains_saves_and_loads(data, method, tmp_path):
+@pytest.fixture
+def small_forest(monkeypatch):
+    """APRL with 20 trees: the test is about the harness, not the forest."""
+    monkeypatch.setattr(aprl_method, "APRLConfig", lambda: APRLConfig(n_estimators=20))
+
+
+def train_method(data, method, tmp_path):
     patch_set, train, val, config = data
     spec = get_method(method)
-    model, fits = spec.train(patch_set, train, val, spec.config_for(config), tmp_path / "runs", torch.device("cpu"),
-                             progress=False)  # fmt: skip
+    return spec.train(patch_set, train, val, spec.config_for(config), tmp_path / "runs", torch.device("cpu"),
+                      progress=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """method -> (model, fits, saved folder), each trained and saved once per module (APRL: 20 trees)."""
+    models = {}
+
+    def get(method):
+        if method not in models:
+            folder = tmp_path_factory.mktemp(method)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(aprl_method, "APRLConfig", lambda: APRLConfig(n_estimators=20))
+                model, fits = train_method(data, method, folder)
+            model.save(folder / "model")
+            models[method] = model, fits, folder / "model"
+        return models[method]
+
+    return get
+
+
+@pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive", "qsmrimnet", "aprl"])
+def test_method_trains_saves_and_loads(data, trained, method, tmp_path):
+    patch_set, train, val, config = data
+    model, fits, folder = trained(method)
     assert all(fit.epochs_run == 1 for fit in fits.values())
-    model.save(tmp_path / "model")
+    shutil.copytree(folder, tmp_path / "model")
     loaded = load_trained_model(tmp_path / "model")
-    assert loaded.method == spec.network and loaded.threshold == model.threshold
-    x = lesion_split(patch_set, val).x
-    probabilities = model.probabilities(x, torch.device("cpu"))
-    np.testing.assert_array_equal(loaded.probabilities(x, torch.device("cpu")), probabilities)
+    assert loaded.method == get_method(method).network and loaded.threshold == model.threshold
+    assert loaded.needs_features == (method in ("qsmrimnet", "aprl"))
+    split = lesion_split(patch_set, val)
+    probabilities = model.probabilities(split.x, torch.device("cpu"), split.features)
+    np.testing.assert_array_equal(loaded.probabilities(split.x, torch.device("cpu"), split.features), probabilities)
     assert probabilities.shape == (len(val),) and ((probabilities >= 0) & (probabilities <= 1)).all()
+    if loaded.needs_features:  # a model from another feature set must not be fed this one's
+        meta = json.loads((tmp_path / "model/model.json").read_text())
+        meta["training"]["features"] = meta["training"]["features"][::-1]
+        (tmp_path / "model/model.json").write_text(json.dumps(meta))
+        with pytest.raises(InputFileError, match="other lesion features"):
+            load_trained_model(tmp_path / "model")
+
+
+def test_qsmrimnet_standardises_with_training_rows_only(data, trained):
+    patch_set, train, val, _ = data
+    model, _, _ = trained("qsmrimnet")
+    features = patch_set.features
+    np.testing.assert_allclose(model.module.feature_mean.numpy(), features[train].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(model.module.feature_scale.numpy(), features[train].std(axis=0), rtol=1e-12)
+    with_val = features[np.r_[train, val]].mean(axis=0)
+    assert not np.allclose(model.module.feature_mean.numpy(), with_val)
+
+
+def test_aprl_fits_scaler_and_smote_on_training_rows_only(data, tmp_path, small_forest, monkeypatch):
+    patch_set, train, val, _ = data
+    scaled, resampled = [], []
+    scaler_fit, smote_fit = StandardScaler.fit, SMOTE.fit_resample
+
+    def spy_scaler(self, X, *args, **kwargs):
+        scaled.append(np.array(X))
+        return scaler_fit(self, X, *args, **kwargs)
+
+    def spy_smote(self, X, y, **kwargs):
+        resampled.append(len(X))
+        return smote_fit(self, X, y, **kwargs)
+
+    monkeypatch.setattr(StandardScaler, "fit", spy_scaler)
+    monkeypatch.setattr(SMOTE, "fit_resample", spy_smote)
+    model, _ = train_method(data, "aprl", tmp_path)
+    model.save(tmp_path / "model")
+    load_trained_model(tmp_path / "model").probabilities(*_val_inputs(patch_set, val))  # refits on load
+    training_rows = {row.tobytes() for row in patch_set.features[train]}
+    held_out = {row.tobytes() for row in patch_set.features[val]}
+    assert len(scaled) == len(resampled) >= 2
+    for X, n in zip(scaled, resampled):
+        rows = {row.tobytes() for row in X}
+        assert rows <= training_rows and not rows & held_out and n == len(X)
+    assert len(scaled[-1]) == len(train)  # the refit on load: all training rows
+
+
+def _val_inputs(patch_set, val):
+    split = lesion_split(patch_set, val)
+    return split.x, torch.device("cpu"), split.features
 
 
 def test_every_method_is_described():
     assert all(spec.description for spec in METHODS.values())
-    assert {"frodo", "resnet18", "rimnet", "deepprl"} <= set(METHODS)
+    assert {"frodo", "resnet18", "qsmrimnet", "rimnet", "deepprl", "aprl"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("method", ["qsmrimnet", "aprl"])
+def test_predict_command_gives_feature_methods_their_features(data, trained, method, tmp_path):
+    patch_set, _, _, _ = data
+    model, _, folder = trained(method)
+    dataset = patch_set.folder.parent.parent / "bids"
+    assert main(["predict", str(dataset), "--model", str(folder), "--out", str(tmp_path / "out"),
+                 "--participant-label", "sub-01", "--no-progress"]) == 0  # fmt: skip
+    table = pd.read_csv(tmp_path / "out/derivatives/prlkit/sub-01/anat/sub-01_lesions.tsv", sep="\t")
+    rows = np.flatnonzero(patch_set.lesions["participant_id"] == "sub-01")
+    split = lesion_split(patch_set, rows)
+    expected = model.probabilities(split.x, torch.device("cpu"), split.features)
+    # the cache holds float16 patches, predict computes float32 ones (APRL ignores them: features are
+    # float64 in both); the table is written with 6 significant digits
+    np.testing.assert_allclose(table["probability"].to_numpy(), expected, atol=1e-3 if method == "qsmrimnet" else 1e-6)

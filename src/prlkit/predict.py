@@ -19,6 +19,7 @@ from prlkit import __version__
 from prlkit.atomic import atomic_path, write_text_atomic
 from prlkit.config import Config
 from prlkit.data.bids import SessionFiles
+from prlkit.data.features import session_features
 from prlkit.data.images import write_nifti
 from prlkit.data.patches import session_patches
 from prlkit.data.session import SessionData, load_session
@@ -46,8 +47,14 @@ class Ensemble:
     def threshold(self) -> float:
         return float(np.mean([m.threshold for m in self.models]))
 
-    def probabilities(self, patches: np.ndarray, device: torch.device) -> np.ndarray:
-        return np.mean([m.probabilities(patches, device) for m in self.models], axis=0)
+    @property
+    def needs_features(self) -> bool:
+        return any(m.needs_features for m in self.models)
+
+    def probabilities(
+        self, patches: np.ndarray, device: torch.device, features: np.ndarray | None = None
+    ) -> np.ndarray:
+        return np.mean([m.probabilities(patches, device, features) for m in self.models], axis=0)
 
 
 def load_ensemble(folder: Path, method: str | None = None) -> Ensemble:
@@ -74,7 +81,8 @@ def predict_session(data: SessionData, ensemble: Ensemble, device: torch.device)
     probability = np.full(len(table), np.nan)
     if included.any():
         patches = session_patches(data, table[included], ensemble.config.patches)
-        probability[included] = ensemble.probabilities(patches, device)
+        features = session_features(data, table[included]) if ensemble.needs_features else None
+        probability[included] = ensemble.probabilities(patches, device, features)
     table["probability"] = probability
     table["rim_pred"] = (np.nan_to_num(probability, nan=0.0) >= ensemble.threshold).astype(int)
     return table

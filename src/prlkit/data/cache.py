@@ -4,7 +4,9 @@ A cache entry is a folder named by a hash of the patch and lesion settings and o
 file's path, size and modification time: any change of settings or inputs gives a new key, so
 stale patches are never reused. It holds `patches.npy` (float16, memory-mappable, shape
 (N, 3, S, S, S)), `lesions.tsv` (every lesion of the cohort, excluded ones too; column `patch`
-is the row in patches.npy or -1) and `config.json`.
+is the row in patches.npy or -1), `features.npy` (float64 (L, F): lesion-level QSM features of
+every lesion-table row, from the raw map in ppm, see `prlkit.data.features`), `features.json`
+(their names, in column order) and `config.json`.
 """
 
 from __future__ import annotations
@@ -23,21 +25,25 @@ from tqdm.auto import tqdm
 from prlkit.atomic import atomic_directory, write_text_atomic
 from prlkit.config import Config
 from prlkit.data.bids import Cohort, SessionFiles
+from prlkit.data.features import FEATURE_DTYPE, FEATURE_NAMES, session_features
 from prlkit.data.patches import CHANNELS, session_patches
 from prlkit.data.session import load_session
 from prlkit.errors import PrlkitError
 
-CACHE_FORMAT = 1  # bump when the layout or the patch computation changes
+CACHE_FORMAT = 2  # bump when the layout or the patch computation changes
 CACHE_DTYPE = np.float16  # halves disk and memory; 5e-4 relative precision is far below MRI noise
 
 
 @dataclass(frozen=True)
 class PatchSet:
-    """Patches of every included lesion of a cohort plus the lesion table that indexes them."""
+    """Patches of every included lesion of a cohort, the lesion table that indexes them and the
+    lesion features (row i of `features` belongs to row i of `lesions`, excluded lesions too)."""
 
     patches: np.ndarray
     lesions: pd.DataFrame
     folder: Path
+    features: np.ndarray
+    feature_names: tuple[str, ...]
     sessions: tuple[SessionFiles, ...] = ()  # the cohort's files, for methods that need whole volumes
 
     def labelled(self) -> pd.DataFrame:
@@ -79,7 +85,7 @@ def build_patch_set(cohort: Cohort, config: Config, cache_dir: Path | None = Non
     folder = (cache_dir or default_cache_dir()) / f"patches-{cache_key(cohort, config)}"
     if (folder / "patches.npy").is_file():
         return dataclasses.replace(_load(folder), sessions=tuple(cohort.sessions))
-    tables, arrays = [], []
+    tables, arrays, features = [], [], []
     for session in tqdm(cohort.sessions, desc="patches", unit="session", disable=not progress):
         data = load_session(session, config.lesions)
         table = data.lesions.copy()
@@ -87,6 +93,7 @@ def build_patch_set(cohort: Cohort, config: Config, cache_dir: Path | None = Non
         table.insert(0, "participant_id", session.participant_id)
         included = table["excluded"] == ""
         arrays.append(session_patches(data, table[included], config.patches).astype(CACHE_DTYPE))
+        features.append(session_features(data, table))
         tables.append(table)
     lesions = pd.concat(tables, ignore_index=True)
     included = (lesions["excluded"] == "").to_numpy()
@@ -97,6 +104,9 @@ def build_patch_set(cohort: Cohort, config: Config, cache_dir: Path | None = Non
     try:
         with atomic_directory(folder) as tmp:
             np.save(tmp / "patches.npy", patches)
+            np.save(tmp / "features.npy", np.concatenate(features) if features else
+                    np.zeros((0, len(FEATURE_NAMES)), FEATURE_DTYPE))  # fmt: skip
+            write_text_atomic(tmp / "features.json", json.dumps({"names": list(FEATURE_NAMES), "units": "ppm"}))
             lesions.to_csv(tmp / "lesions.tsv", sep="\t", index=False)
             write_text_atomic(tmp / "config.json", json.dumps(dataclasses.asdict(config), indent=2))
     except FileExistsError:  # another process cached the same key meanwhile
@@ -110,4 +120,6 @@ def _load(folder: Path) -> PatchSet:
         folder / "lesions.tsv", sep="\t", dtype={"participant_id": str, "session_id": str, "rim": "Int64"},
         keep_default_na=False, na_values={"rim": [""]},
     )
-    return PatchSet(patches=patches, lesions=lesions, folder=folder)
+    names = tuple(json.loads((folder / "features.json").read_text())["names"])
+    return PatchSet(patches=patches, lesions=lesions, folder=folder, features=np.load(folder / "features.npy"),
+                    feature_names=names)  # fmt: skip

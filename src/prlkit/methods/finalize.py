@@ -28,12 +28,14 @@ def finalize(
     val_index: np.ndarray,
     fits: dict[str, FitResult],
     device: torch.device,
+    train_prior: float = 0.5,
 ) -> TrainedModel:
-    """The trained model: calibrated on validation (train prior 0.5: balanced sampling or class
-    weighting), threshold maximising F1 on the calibrated validation probabilities."""
+    """The trained model: calibrated on validation (`train_prior`: the Rim+ prior the model was trained
+    at, 0.5 with balanced sampling, class weighting or SMOTE), threshold maximising F1 on the calibrated
+    validation probabilities."""
     y_val = val.y.numpy()
-    raw = predict_probabilities(net, val.x, device)
-    calibrator = fit_calibrator(config.finetune.calibration, y_val, raw, train_prior=0.5)
+    raw = predict_probabilities(net, val.x, device, features=val.features)
+    calibrator = fit_calibrator(config.finetune.calibration, y_val, raw, train_prior=train_prior)
     calibrated = calibrator.apply(raw)
     train_rows = lesions.loc[train_index]
     training = {

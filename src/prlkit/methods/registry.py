@@ -2,10 +2,24 @@
 
 A method is a network plus its training recipe. Ablations of the main method are methods too
 (same network, another recipe), so `prlkit cv` puts them in the same table.
+
+| method            | network   | trained by                         | input                          |
+|-------------------|-----------|------------------------------------|--------------------------------|
+| frodo (+ablations)| frodo     | methods.frodo (two stages)         | patch (QSM, FLAIR)             |
+| resnet18          | resnet18  | methods.supervised                 | patch (QSM, FLAIR)             |
+| rimnet            | rimnet    | methods.supervised                 | patch (QSM, FLAIR), 28^3 crop  |
+| deepprl           | deepprl   | methods.supervised                 | patch (mask, FLAIR, QSM)       |
+| qsmrimnet         | qsmrimnet | methods.qsmrimnet (DeepSMOTE)      | patch + lesion features        |
+| aprl              | aprl      | methods.aprl (SMOTE + forest)      | lesion features only           |
+| prlseg            | (segment) | segment.train (3D UNet)            | whole volumes (PatchSet.sessions) |
+
+Lesion features are the cached first-order QSM statistics (`prlkit.data.features`); networks
+that take them declare `takes_features = True` and are called as net(patches, features).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +29,9 @@ import torch
 
 from prlkit.config import Config, FrodoConfig, config_from_dict, config_to_dict
 from prlkit.errors import InputFileError, PrlkitError
+from prlkit.models.baselines.aprl import APRLModel, FittedAPRLConfig
 from prlkit.models.baselines.deepprl import DeepPRL, DeepPRLConfig
+from prlkit.models.baselines.qsmrimnet import QSMRimNetClassifier, QSMRimNetConfig
 from prlkit.models.baselines.resnet import ResNet18Baseline, ResNet18Config
 from prlkit.models.baselines.rimnet import RimNet, RimNetConfig
 from prlkit.models.frodo import FrodoNet
@@ -44,19 +60,22 @@ NETWORKS: dict[str, tuple[type, Callable[[Any], torch.nn.Module]]] = {
     "resnet18": (ResNet18Config, ResNet18Baseline),
     "rimnet": (RimNetConfig, RimNet),
     "deepprl": (DeepPRLConfig, DeepPRL),
+    "qsmrimnet": (QSMRimNetConfig, QSMRimNetClassifier),
+    "aprl": (FittedAPRLConfig, APRLModel),
 }
 
 
-def _train_frodo(*args, **kwargs):
-    from prlkit.methods.frodo import train_frodo
+def _deferred(module: str, function: str) -> Callable:
+    """A trainer imported on first call (the method modules import the registry's networks)."""
 
-    return train_frodo(*args, **kwargs)
+    def train(*args, **kwargs):
+        return getattr(importlib.import_module(module), function)(*args, **kwargs)
+
+    return train
 
 
-def _train_prlseg(*args, **kwargs):
-    from prlkit.segment.train import train_prlseg
-
-    return train_prlseg(*args, **kwargs)
+_train_frodo = _deferred("prlkit.methods.frodo", "train_frodo")
+_train_prlseg = _deferred("prlkit.segment.train", "train_prlseg")
 
 
 def _supervised(network: str, recipe_kwargs: dict[str, Any]) -> Callable:
@@ -88,6 +107,15 @@ METHODS: dict[str, MethodSpec] = {
     "deepprl": MethodSpec(
         "deepprl", _supervised("deepprl", {"loss": "focal", "balanced": True}),
         "Deep-PRL: lesion-mask attention branch into FLAIR and QSM branches, focal loss (gamma 2, alpha 0.2)",
+    ),  # fmt: skip
+    "qsmrimnet": MethodSpec(
+        "qsmrimnet", _deferred("prlkit.methods.qsmrimnet", "train_qsmrimnet"),
+        "QSMRim-Net: ResNet-18 on QSM+FLAIR + MLP on lesion QSM features, DeepSMOTE, Adam 1e-4, batch 64",
+        {"finetune": {"learning_rate": 1e-4, "batch_size": 64, "weight_decay": 0.0}},
+    ),  # fmt: skip
+    "aprl": MethodSpec(
+        "aprl", _deferred("prlkit.methods.aprl", "train_aprl"),
+        "APRL: first-order QSM lesion features, SMOTE + random forest (500 trees, mtry by inner CV)",
     ),  # fmt: skip
     "prlseg": MethodSpec(
         "prlseg", _train_prlseg, "PRLseg: whole-brain 3-class 3D UNet on lesion-centred 32^3 patches, Dice+CE; "

@@ -12,10 +12,12 @@ import torch
 
 from prlkit.config import Config, config_from_dict, config_to_dict
 from prlkit.data.cache import PatchSet
+from prlkit.data.features import FEATURE_NAMES
 from prlkit.eval.calibration import CALIBRATION_METHODS, Calibrator
+from prlkit.errors import InputFileError
 from prlkit.methods.splits import lesion_split
 from prlkit.modelfile import load_weights, read_model, save_model
-from prlkit.train.stages import predict_probabilities
+from prlkit.train.stages import predict_probabilities, takes_features
 
 CALIBRATOR_NAMES = {cls: name for name, cls in CALIBRATION_METHODS.items()}
 
@@ -35,15 +37,32 @@ class TrainedModel:
     calibrator: Calibrator
     training: dict[str, Any]
 
-    def probabilities(self, patches: np.ndarray | torch.Tensor, device: torch.device) -> np.ndarray:
-        """Calibrated P(Rim+) per patch ((N, C, S, S, S) arrays in the patch-cache channel order)."""
-        # an own float32 copy: inputs may be read-only memory maps
+    def probabilities(
+        self,
+        patches: np.ndarray | torch.Tensor,
+        device: torch.device,
+        features: np.ndarray | torch.Tensor | None = None,
+    ) -> np.ndarray:
+        """Calibrated P(Rim+) per patch ((N, C, S, S, S) arrays in the patch-cache channel order).
+
+        `features` (N, F): the lesions' features (`prlkit.data.features`), needed by methods that
+        take them (QSMRim-Net, APRL: see `needs_features`) and ignored by the others.
+        """
+        # own copies: inputs may be read-only memory maps
         x = patches if torch.is_tensor(patches) else torch.from_numpy(np.array(patches, dtype=np.float32))
-        return self.calibrator.apply(predict_probabilities(self.module, x, device))
+        if features is not None and not torch.is_tensor(features):
+            features = torch.from_numpy(np.array(features, dtype=np.float64))
+        return self.calibrator.apply(predict_probabilities(self.module, x, device, features=features))
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether `probabilities` needs the lesion features next to the patches."""
+        return takes_features(self.module)
 
     def lesion_probabilities(self, patch_set: PatchSet, index: np.ndarray, device: torch.device) -> np.ndarray:
         """Calibrated P(Rim+) of lesion-table rows `index` (the harness's call; whole-volume methods differ)."""
-        return self.probabilities(lesion_split(patch_set, index).x, device)
+        split = lesion_split(patch_set, index)
+        return self.probabilities(split.x, device, split.features)
 
     def save(self, folder: Path) -> None:
         """model.safetensors + model.json (see prlkit.modelfile)."""
@@ -68,6 +87,8 @@ def load_trained_model(folder: Path) -> TrainedModel:
     meta, tensors = read_model(folder)
     module = build_network(meta["method"], meta["model_config"], folder / "model.json")
     load_weights(module, tensors, folder / "model.safetensors")
+    if takes_features(module) and meta["training"].get("features") != list(FEATURE_NAMES):
+        raise InputFileError(folder / "model.json", "trained on other lesion features than this prlkit version computes")
     calibration = dict(meta.get("calibration") or {"method": "prior", "train_prior": 0.5, "target_prior": 0.5})
     calibrator = CALIBRATION_METHODS[calibration.pop("method")](**calibration)
     return TrainedModel(

@@ -24,7 +24,11 @@ from prlkit.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 class Stage(Protocol):
-    """What the loop trains: a module, its loss on a batch and its validation score."""
+    """What the loop trains: a module, its loss on a batch and its validation score.
+
+    A stage with `takes_features = True` also gets the batch's lesion features: loss(x, y, features=f)
+    and score(x, y, features=f).
+    """
 
     module: torch.nn.Module  # every trainable parameter (network, heads, learnable loss weights)
     monitor: str  # "max" or "min": direction in which the validation score improves
@@ -42,10 +46,11 @@ class Stage(Protocol):
 
 @dataclass(frozen=True)
 class Split:
-    """Patches (float16 or float32, any device) and labels of one split."""
+    """Patches (float16 or float32, any device), labels and lesion features (float64) of one split."""
 
     x: torch.Tensor
     y: torch.Tensor
+    features: torch.Tensor | None = None
 
 
 @dataclass
@@ -107,6 +112,7 @@ def fit(
     if resume and (run_dir / "checkpoint.json").is_file():
         state = load_checkpoint(run_dir, module, optimizer)
     use_bf16 = device.type == "cuda"
+    with_features = getattr(stage, "takes_features", False)
     bar = tqdm(total=config.max_epochs, initial=state["epoch"], desc=description, unit="epoch", disable=not progress)
     while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
         epoch = state["epoch"]
@@ -119,8 +125,9 @@ def fit(
             y = train.y[index.to(train.y.device)].to(device, non_blocking=True)
             if augment is not None:
                 x = augment(x, generator)
+            extra = {"features": train.features[index.to(train.features.device)].to(device)} if with_features else {}
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = stage.loss(x, y)
+                loss = stage.loss(x, y, **extra)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip_norm)
@@ -128,7 +135,8 @@ def fit(
             losses.append(loss.detach())
         module.eval()
         with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            score = float(stage.score(val.x.to(device, torch.float32), val.y.to(device)))
+            extra = {"features": val.features.to(device)} if with_features else {}
+            score = float(stage.score(val.x.to(device, torch.float32), val.y.to(device), **extra))
         train_loss = float(torch.stack(losses).mean()) if losses else float("nan")
         if _improved(score, state["best_score"], stage.monitor):
             state |= {"best_score": score, "best_epoch": epoch, "bad_epochs": 0}

@@ -8,6 +8,8 @@ lesion embedding with a class-balanced sampler; early stopping on validation PR-
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch import nn
@@ -20,23 +22,39 @@ from prlkit.train.sampling import balanced_batches, shuffled_batches
 EVAL_BATCH = 8  # inference batch on CPU: larger batches thrash memory (COMPUTE.md)
 
 
-def predict_logits(net: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """Logits of a module over `x` in batches (caller sets eval mode and no_grad)."""
-    device = next(net.parameters()).device
-    outputs = [net(chunk.to(device, torch.float32)).float() for chunk in x.split(batch_size)]
+def takes_features(net: nn.Module) -> bool:
+    """Whether `net(x, features)` also takes lesion features (QSMRim-Net, APRL); else `net(x)`."""
+    return bool(getattr(net, "takes_features", False))
+
+
+def predict_logits(
+    net: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH, features: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Logits of a module over `x` in batches (caller sets eval mode and no_grad); `features` (N, F)
+    are passed on to modules that take them and ignored by the others."""
+    device = next(itertools.chain(net.parameters(), net.buffers())).device  # APRL holds buffers only
+    if not takes_features(net):
+        outputs = [net(chunk.to(device, torch.float32)).float() for chunk in x.split(batch_size)]
+    elif features is None:
+        raise ValueError(f"{type(net).__name__} needs lesion features next to the patches")
+    else:
+        chunks = zip(x.split(batch_size), torch.as_tensor(features).split(batch_size))
+        outputs = [net(chunk.to(device, torch.float32), rows.to(device)).float() for chunk, rows in chunks]
     return torch.cat(outputs) if outputs else torch.zeros(0, device=device)
 
 
-def predict_probabilities(net: nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarray:
-    """Uncalibrated sigmoid probabilities (float64) of `net` over patches `x`, in eval mode."""
+def predict_probabilities(
+    net: nn.Module, x: torch.Tensor, device: torch.device, features: torch.Tensor | None = None
+) -> np.ndarray:
+    """Uncalibrated sigmoid probabilities (float64) of `net` over patches `x` (and lesion features), in eval mode."""
     net.to(device).eval()
     with torch.no_grad():
-        return torch.sigmoid(predict_logits(net, x).double()).cpu().numpy()
+        return torch.sigmoid(predict_logits(net, x, features=features).double()).cpu().numpy()
 
 
-def validation_pr_auc(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def validation_pr_auc(net: nn.Module, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> float:
     """PR-AUC (average precision) of `net` on validation patches: the fine-tuning early-stopping score."""
-    return pr_auc(y.cpu().numpy(), torch.sigmoid(predict_logits(net, x)).cpu().numpy())
+    return pr_auc(y.cpu().numpy(), torch.sigmoid(predict_logits(net, x, features=features)).cpu().numpy())
 
 
 class CrossModalPretraining:

@@ -5,7 +5,9 @@ bias) on the 2-channel QSM + FLAIR patch, global average pool -> 512. Radiomics 
 R -> 1024 (BatchNorm, SiLU = Swish, dropout 0.3) -> 512 (BatchNorm, SiLU), R = 527 with the
 pyradiomics set, fewer with the built-in first-order set (`radiomics_features`). Fusion, then the
 DeepSMOTE MLP (Linear-BN-SiLU x 2 -> 512), oversampling of positives in the latent space during
-training (`DeepSMOTE`), head 512 -> 128 (SiLU, dropout 0.5) -> 1.
+training (`DeepSMOTE`), head 512 -> 128 (SiLU, dropout 0.5) -> 1. `QSMRimNetClassifier` adds the
+standardisation of the raw lesion features (training-fold statistics, saved with the weights); it is
+what the harness trains (`prlkit.methods.qsmrimnet`) and saves.
 
 Paper vs released code (github.com/tinymilky/QSMRim-Net, `res18L4TwoRadsPlusSMOTENew`); the
 released code is the default, `QSMRimNetConfig.paper()` gives the paper's variant:
@@ -139,6 +141,45 @@ class QSMRimNet(nn.Module):
         fused = image + rad if self.config.fusion == "sum" else torch.cat([image, rad], dim=1)
         latent, labels = self.smote(self.smote_mlp(fused), labels, generator)
         return self.head(latent).squeeze(1), labels
+
+
+class QSMRimNetClassifier(nn.Module):
+    """QSMRim-Net plus the standardisation of its radiomics input, so a saved model carries both.
+
+    The mean and scale (float64 buffers) are set from the training rows only (`standardise_from`);
+    `forward(x, features)` takes raw features and returns logits without oversampling (prediction),
+    `training_logits` applies DeepSMOTE and returns the labels the loss must use.
+    """
+
+    takes_features = True
+
+    def __init__(self, config: QSMRimNetConfig = QSMRimNetConfig()):
+        super().__init__()
+        self.net = QSMRimNet(config)
+        width = config.radiomics_features
+        self.register_buffer("feature_mean", torch.zeros(width, dtype=torch.float64))
+        self.register_buffer("feature_scale", torch.ones(width, dtype=torch.float64))
+
+    def standardise_from(self, train_features: np.ndarray) -> None:
+        """Mean and population SD per feature of the training rows; constant features get scale 1."""
+        features = np.asarray(train_features, dtype=np.float64)
+        scale = features.std(axis=0)
+        self.feature_mean.copy_(torch.from_numpy(features.mean(axis=0)))
+        self.feature_scale.copy_(torch.from_numpy(np.where(scale > 0, scale, 1.0)))
+
+    def standardise(self, features: torch.Tensor) -> torch.Tensor:
+        """(features - training mean) / training SD, as float32."""
+        return ((features.to(self.feature_mean) - self.feature_mean) / self.feature_scale).float()
+
+    def forward(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """x (B, C, S, S, S), raw features (B, R) -> logits (B,)."""
+        return self.net(x, self.standardise(features))[0]
+
+    def training_logits(
+        self, x: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels with DeepSMOTE's synthetic positives appended (in training mode)."""
+        return self.net(x, self.standardise(features), labels, generator)
 
 
 def majority_vote(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
