@@ -113,3 +113,13 @@ def test_a_fold_without_positives_reports_undefined_aucs_with_a_warning():
         table = per_fold_metrics(oof).set_index("fold")
     assert pd.isna(table.loc[0, "roc_auc"]) and table.loc[0, "specificity"] == pytest.approx(2 / 3)
     assert table.loc[1, "roc_auc"] == 1.0
+
+
+def test_list_methods_prints_every_registered_method_without_a_dataset(capsys):
+    from prlkit.methods.registry import METHODS
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["cv", "--list-methods"])
+    assert exit_info.value.code == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == list(METHODS)

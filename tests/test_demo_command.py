@@ -1,11 +1,13 @@
-"""`prlkit demo` wiring: cv of the main method, fold-ensemble prediction of a new subject, both reports."""
+"""`prlkit demo` wiring: cv of the main method and APRL, fold-ensemble prediction of a new subject, both reports."""
 
 import pandas as pd
 from conftest import tiny_config, write_toy_rim_cohort
 
 import prlkit.demo as demo
+import prlkit.methods.aprl as aprl_method
 from prlkit.cli import main
 from prlkit.config import config_from_dict
+from prlkit.models.baselines.aprl import APRLConfig
 
 TINY = tiny_config(finetune={"max_epochs": 2}, split={"n_folds": 3})
 
@@ -15,11 +17,12 @@ def test_demo_cross_validates_predicts_and_reports(tmp_path, monkeypatch, capsys
     write_toy_rim_cohort(out / "data", n_participants=9)  # present data is reused, not simulated again
     write_toy_rim_cohort(out / "new_subject", n_participants=1, seed=5)
     monkeypatch.setattr(demo, "demo_config", lambda: config_from_dict(TINY))
+    monkeypatch.setattr(aprl_method, "APRLConfig", lambda: APRLConfig(n_estimators=20))  # the wiring, not the forest
     assert main(["demo", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "| frodo |" in printed and "New subject (fold ensemble)" in printed
+    assert "| frodo |" in printed and "| aprl |" in printed and "New subject (fold ensemble)" in printed
     oof = pd.read_csv(out / "cv" / "oof_predictions.tsv", sep="\t")
-    assert len(oof) == 36 and oof["fold"].nunique() == 3
+    assert len(oof) == 2 * 36 and oof["fold"].nunique() == 3 and set(oof["method"]) == {"frodo", "aprl"}
     assert len(list((out / "cv" / "frodo").glob("fold-*/model.json"))) == 3
     subjects = pd.read_csv(out / "predictions/derivatives/prlkit/subjects.tsv", sep="\t")
     assert list(subjects["participant_id"]) == ["sub-00"]

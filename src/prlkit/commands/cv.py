@@ -16,6 +16,19 @@ from prlkit.config import load_config
 from prlkit.errors import PrlkitError
 
 
+class ListMethods(argparse.Action):
+    """`--list-methods`: print every registered method with its description, then exit (like --help)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace, values, option_string=None) -> None:
+        from prlkit.methods.registry import METHODS
+
+        print("".join(f"{name:18} {spec.description}\n" for name, spec in METHODS.items()), end="")
+        parser.exit()
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "cv",
@@ -27,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dataset", help="BIDS folder or manifest .csv")
     parser.add_argument("--out", required=True, type=Path, help="output folder (reused on rerun)")
-    parser.add_argument("--methods", default="frodo", help="comma-separated methods, or 'all' (see --list-methods)")
+    parser.add_argument("--methods", default="frodo", help="comma-separated methods, or 'all' (every registered "
+                        "method: slow); --list-methods shows them")  # fmt: skip
+    parser.add_argument("--list-methods", action=ListMethods, help="print the registered methods and exit")
     parser.add_argument("--reference", help="method the others are tested against (default: the first)")
     parser.add_argument("--folds", type=Path, help="folds.tsv of an earlier run, to reuse its split")
     parser.add_argument("--n-folds", type=int, help="number of outer folds (default from the profile: 5)")
