@@ -7,7 +7,7 @@ training part and a held-out part; the network is the configured profile's, trai
 shared loop with the method's fine-tuning stage (BCE + SupCon, class-balanced batches, cube
 symmetries), without pretraining and without early stopping.
 
-Run: ``PYTHONPATH=src python benchmarks/learning_curve.py COHORT [--epochs 15] [--profile quick]``
+Run: ``PYTHONPATH=src python benchmarks/learning_curve.py COHORT [--epochs 15] [--profile quick] [--norm group|batch]``
 (make a cohort with ``prlkit simulate COHORT --subjects 90 --seed 11``).
 """
 
@@ -42,17 +42,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--held-out-folds", type=int, default=3, help="1/N of the participants are held out")
+    parser.add_argument("--norm", choices=("group", "batch"), help="override the profile's normalisation layers")
     parser.add_argument("--json", type=Path, help="write the curve here")
     args = parser.parse_args()
     torch.set_num_threads(2)
     config = get_profile(args.profile)
+    if args.norm:
+        config = dataclasses.replace(config, frodo=dataclasses.replace(config.frodo, norm=args.norm))
     patch_set = build_patch_set(discover_cohort(args.cohort), config, progress=False)
     labelled = labelled_lesions(patch_set.lesions)
     folds = make_folds(labelled, n_folds=args.held_out_folds, seed=args.seed)
     held_out = labelled["participant_id"].isin(folds.loc[folds["fold"] == 0, "participant_id"]).to_numpy()
     train, test = lesion_split(patch_set, labelled.index[~held_out], 2), lesion_split(patch_set, labelled.index[held_out], 2)
     print(f"{args.cohort}: train {len(train.y)} lesions ({int(train.y.sum())} Rim+), "
-          f"held out {len(test.y)} ({int(test.y.sum())} Rim+), profile {args.profile}")
+          f"held out {len(test.y)} ({int(test.y.sum())} Rim+), profile {args.profile}, norm {config.frodo.norm}")
     finetune = dataclasses.replace(config.finetune, max_epochs=args.epochs, patience=args.epochs, seed=args.seed)
     net = FrodoNet(config.frodo, seed=args.seed)
     stage = SupervisedFinetuning(net, train.y.numpy(), finetune.batch_size, finetune.supcon_temperature)
@@ -67,7 +70,7 @@ def main() -> None:
     for row in curve:
         print(f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.3f}  held-out PR-AUC {row['held_out_pr_auc']:.3f}")
     labels = test.y.numpy()
-    summary = {"cohort": str(args.cohort), "train_lesions": len(train.y), "train_rim": int(train.y.sum()),
+    summary = {"cohort": str(args.cohort), "norm": config.frodo.norm, "train_lesions": len(train.y), "train_rim": int(train.y.sum()),
                "held_out_lesions": len(labels), "held_out_prevalence": float(labels.mean()),
                "best_epoch": result.best_epoch, "best_epoch_roc_auc": roc_auc(labels, probabilities),
                "best_epoch_pr_auc": pr_auc(labels, probabilities), "seconds": round(seconds, 1), "curve": curve}

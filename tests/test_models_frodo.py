@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -160,7 +162,7 @@ def test_paper_profile_flops_match_compute_notes():
 
 
 def test_config_validation():
-    for bad in ({"widths": (4, 8)}, {"stem_stride": 3}, {"dropout": 1.0}, {"groups": 0}):
+    for bad in ({"widths": (4, 8)}, {"stem_stride": 3}, {"dropout": 1.0}, {"groups": 0}, {"norm": "layer"}):
         with pytest.raises(PrlkitError):
             FrodoConfig(**bad)
 
@@ -186,3 +188,16 @@ def test_tiny_net_fits_a_fixed_batch_with_the_composite_loss():
         optimiser.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize(("norm", "layer", "other"), [("group", torch.nn.GroupNorm, torch.nn.BatchNorm3d),
+                                                      ("batch", torch.nn.BatchNorm3d, torch.nn.GroupNorm)])
+def test_norm_switch_sets_every_normalisation_layer(norm, layer, other):
+    model = FrodoNet(dataclasses.replace(TINY, norm=norm), seed=0)
+    kinds = [type(m) for m in model.modules() if isinstance(m, (torch.nn.GroupNorm, torch.nn.BatchNorm3d))]
+    assert len(kinds) == 2 * 4 * 2 + 2 * 2 and set(kinds) == {layer} and other not in kinds
+
+
+def test_profiles_normalisation():
+    """`paper` keeps the paper's GroupNorm; `quick` uses BatchNorm (learns from few Rim+ lesions)."""
+    assert get_profile("paper").frodo.norm == "group" and get_profile("quick").frodo.norm == "batch"

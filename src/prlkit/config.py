@@ -64,6 +64,11 @@ class FrodoConfig:
     """Hyper-parameters of :class:`FrodoNet` (the paper gives no widths; these are documented choices).
 
     widths: (encoder stage-1 width, encoder stage-2 / FiLM width, deep SE-stage width).
+    norm: ``group`` (GroupNorm, the paper) or ``batch`` (BatchNorm3d). GroupNorm normalises each
+      patch by its own statistics and so removes the absolute susceptibility level; measured on
+      synthetic cohorts, the network then sits at chance for hundreds of steps and needs ~80+
+      Rim+ training lesions, while with BatchNorm it learns within a few epochs from ~25
+      (``benchmarks/learning_curve.py``, ``--norm``). ``quick`` uses ``batch``; ``paper`` keeps ``group``.
     groups: GroupNorm groups (``gcd(groups, width)`` is used, see ``blocks.group_norm``).
     se_reduction: SE bottleneck reduction r (16 as in Hu et al. 2018 and the authors' code).
     head_hidden: units of the head's first fully connected layer.
@@ -85,6 +90,7 @@ class FrodoConfig:
     """
 
     widths: tuple[int, int, int] = (24, 48, 96)
+    norm: str = "group"
     groups: int = 8
     se_reduction: int = 16
     head_hidden: int = 64
@@ -104,6 +110,8 @@ class FrodoConfig:
                 raise PrlkitError(f"frodo {name} must be 1 or 2, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise PrlkitError(f"frodo dropout must be in [0, 1), got {self.dropout}")
+        if self.norm not in ("group", "batch"):
+            raise PrlkitError(f"frodo norm must be group or batch, got {self.norm!r}")
 
 
 @dataclass(frozen=True)
@@ -251,7 +259,7 @@ PROFILES: dict[str, Config] = {
     "quick": Config(
         profile="quick",
         patches=PatchConfig(size=24),
-        frodo=FrodoConfig(widths=(12, 24, 48), head_hidden=32, stem_stride=2),
+        frodo=FrodoConfig(widths=(12, 24, 48), head_hidden=32, stem_stride=2, norm="batch"),
         pretrain=PretrainConfig(max_epochs=8, patience=3, batch_size=16, learning_rate=1e-3),
         finetune=FinetuneConfig(max_epochs=30, patience=8, batch_size=16, learning_rate=1e-3),
         segment=SegmentConfig(patch_size=24, channels=(8, 16, 32), strides=(2, 2), res_units=1, rounds_per_epoch=2,

@@ -14,23 +14,40 @@ from monai.networks.blocks import ChannelSELayer
 from torch import nn
 
 
+NORMS = ("group", "batch")
+
+
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     """GroupNorm with ``gcd(groups, channels)`` groups, so any channel width is accepted."""
     return nn.GroupNorm(math.gcd(groups, channels), channels)
 
 
+def norm_layer(kind: str, channels: int, groups: int) -> nn.Module:
+    """``group`` (:func:`group_norm`, per-sample statistics) or ``batch`` (BatchNorm3d, batch statistics).
+
+    Per-sample normalisation rescales every patch by its own statistics, which removes the
+    absolute susceptibility level that makes QSM quantitative; batch statistics keep it.
+    """
+    if kind == "group":
+        return group_norm(channels, groups)
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    raise ValueError(f"norm must be one of {NORMS}, not {kind!r}")
+
+
 class ResidualBlock3D(nn.Module):
-    """Pre-activation residual block (He et al. 2016): GN -> ReLU -> conv3 -> GN -> ReLU -> conv3, plus skip.
+    """Pre-activation residual block (He et al. 2016): norm -> ReLU -> conv3 -> norm -> ReLU -> conv3, plus skip.
 
     The skip is a 1x1x1 convolution (same stride) when the stride or the width changes,
-    the identity otherwise. ``groups`` is the GroupNorm group count (see :func:`group_norm`).
+    the identity otherwise. ``norm`` is ``group`` (GroupNorm with ``groups`` groups, see
+    :func:`group_norm`) or ``batch`` (see :func:`norm_layer`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 8):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 8, norm: str = "group"):
         super().__init__()
-        self.norm1 = group_norm(in_channels, groups)
+        self.norm1 = norm_layer(norm, in_channels, groups)
         self.conv1 = nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.norm2 = group_norm(out_channels, groups)
+        self.norm2 = norm_layer(norm, out_channels, groups)
         self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False)
         if stride != 1 or in_channels != out_channels:
             self.skip: nn.Module = nn.Conv3d(in_channels, out_channels, 1, stride=stride, bias=False)
@@ -54,9 +71,10 @@ class SEResidualBlock3D(ResidualBlock3D):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 8, se_reduction: int = 16
+        self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 8, se_reduction: int = 16,
+        norm: str = "group",
     ):
-        super().__init__(in_channels, out_channels, stride=stride, groups=groups)
+        super().__init__(in_channels, out_channels, stride=stride, groups=groups, norm=norm)
         self.recalibrate = ChannelSELayer(spatial_dims=3, in_channels=out_channels, r=min(se_reduction, out_channels))
 
 

@@ -38,13 +38,13 @@ def seeded_construction(seed: int | None) -> Iterator[None]:
 class Encoder(nn.Sequential):
     """One modality's encoder: 3x3x3 stem conv, two residual blocks, a stride-2 residual block, one more."""
 
-    def __init__(self, width1: int, width2: int, groups: int = 8, stem_stride: int = 1):
+    def __init__(self, width1: int, width2: int, groups: int = 8, stem_stride: int = 1, norm: str = "group"):
         super().__init__(
             nn.Conv3d(1, width1, 3, stride=stem_stride, padding=1, bias=False),
-            ResidualBlock3D(width1, width1, groups=groups),
-            ResidualBlock3D(width1, width1, groups=groups),
-            ResidualBlock3D(width1, width2, stride=2, groups=groups),
-            ResidualBlock3D(width2, width2, groups=groups),
+            ResidualBlock3D(width1, width1, groups=groups, norm=norm),
+            ResidualBlock3D(width1, width1, groups=groups, norm=norm),
+            ResidualBlock3D(width1, width2, stride=2, groups=groups, norm=norm),
+            ResidualBlock3D(width2, width2, groups=groups, norm=norm),
         )
 
 
@@ -68,14 +68,14 @@ class FrodoNet(nn.Module):
         super().__init__()
         self.config = config or FrodoConfig()
         w1, w2, w3 = self.config.widths
-        g = self.config.groups
+        g, norm = self.config.groups, self.config.norm
         with seeded_construction(seed):
-            self.qsm_encoder = Encoder(w1, w2, g, self.config.stem_stride)
-            self.flair_encoder = Encoder(w1, w2, g, self.config.stem_stride)
+            self.qsm_encoder = Encoder(w1, w2, g, self.config.stem_stride, norm)
+            self.flair_encoder = Encoder(w1, w2, g, self.config.stem_stride, norm)
             self.film = SpatialFiLM(w2)
             self.deep = nn.Sequential(
-                SEResidualBlock3D(w2, w3, self.config.deep_stride, g, self.config.se_reduction),
-                SEResidualBlock3D(w3, w3, 1, g, self.config.se_reduction),
+                SEResidualBlock3D(w2, w3, self.config.deep_stride, g, self.config.se_reduction, norm),
+                SEResidualBlock3D(w3, w3, 1, g, self.config.se_reduction, norm),
             )
             self.pool = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten())
             self.head = nn.Sequential(
