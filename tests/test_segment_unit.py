@@ -127,7 +127,8 @@ def test_segment_config_profiles_round_trip_and_checks():
     quick = get_profile("quick")
     assert config_from_dict({"profile": "quick", "segment": {"train": {"max_epochs": 3}}}).segment.train.max_epochs == 3
     assert config_from_dict({"profile": "quick"}) == quick
-    for bad in ({"network": "unetr"}, {"channels": [8, 16], "strides": [2, 2]}, {"blend": "max"}, {"patch_size": 12}):
+    for bad in ({"network": "unetr"}, {"channels": [8, 16], "strides": [2, 2]}, {"blend": "max"}, {"patch_size": 12},
+                {"norm": "group"}):
         with pytest.raises(PrlkitError, match="segment"):
             config_from_dict({"segment": bad})
 
@@ -142,3 +143,13 @@ def test_soft_dice_equals_hard_dice_for_one_hot_probabilities_and_pools_volumes(
     assert soft_dice(pooled) == pytest.approx(np.mean(list(hard.values())))
     uniform = np.full((3, 9, 8, 7), 1 / 3, np.float32)
     assert 0 < soft_dice(soft_dice_terms(target[0], uniform)) < 1
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+@pytest.mark.parametrize(("network", "channels"), [("unet", (4, 8)), ("basicunet", (4, 4, 8, 8, 8, 4))])
+def test_segment_norm_switch_reaches_every_normalisation_layer(norm, network, channels):
+    config = config_from_dict({"profile": "quick", "segment": {"norm": norm, "network": network, "channels": channels,
+                                                               "strides": [2]}}).segment  # fmt: skip
+    expected = {"instance": torch.nn.InstanceNorm3d, "batch": torch.nn.BatchNorm3d}[norm]
+    norms = [type(m) for m in build_segmentation_network(config).modules() if "Norm" in type(m).__name__]
+    assert norms and set(norms) == {expected}

@@ -206,6 +206,7 @@ class SegmentConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     strides: tuple[int, ...] = (2, 2, 2)
     res_units: int = 2
+    norm: str = "instance"  # instance (MONAI's default, per-patch statistics) | batch (keeps QSM's absolute level)
     dropout: float = 0.0
     flips: bool = True  # random axis flips, identical for image and target
     overlap: float = 0.5  # sliding-window overlap at inference
@@ -233,6 +234,7 @@ class SegmentConfig:
         if not 0 <= self.overlap < 1 or not 0 <= self.dropout < 1:
             raise PrlkitError("segment.overlap and segment.dropout must be in [0, 1)")
         for name, allowed in (("blend", ("gaussian", "constant")), ("lesion_score", ("mean", "max")),
+                              ("norm", ("instance", "batch")),
                               ("val_score", ("soft_dice", "pr_auc"))):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise PrlkitError(f"segment.{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")

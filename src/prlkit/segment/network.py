@@ -18,7 +18,8 @@ def build_segmentation_network(config: SegmentConfig) -> nn.Module:
     """An untrained 3D network mapping (B, C, X, Y, Z) to (B, 3, X, Y, Z) class logits."""
     if config.network == "basicunet":
         return BasicUNet(spatial_dims=3, in_channels=input_channels(config), out_channels=len(CLASS_NAMES),
-                         features=config.channels, dropout=config.dropout)  # fmt: skip
+                         features=config.channels, dropout=config.dropout,
+                         norm=(config.norm, {"affine": True}) if config.norm == "instance" else config.norm)  # fmt: skip
     return UNet(spatial_dims=3, in_channels=input_channels(config), out_channels=len(CLASS_NAMES),
                 channels=config.channels, strides=config.strides, num_res_units=config.res_units,
-                dropout=config.dropout)  # fmt: skip
+                norm=config.norm, dropout=config.dropout)  # fmt: skip
