@@ -94,7 +94,7 @@ def end_to_end(model: Path, subjects: int, repeats: int) -> dict:
     class WithoutNetwork(Ensemble):
         """The same ensemble with a free network: times everything but the network."""
 
-        def probabilities(self, patches: np.ndarray, device: torch.device) -> np.ndarray:
+        def probabilities(self, patches: np.ndarray, device: torch.device, features=None) -> np.ndarray:
             return np.zeros(len(patches))
 
     device = torch.device("cpu")
