@@ -78,3 +78,28 @@ def test_train_without_labels_is_an_error(toy, tmp_path, capsys):
                  "--cache-dir", str(tmp_path / "cache"), "--no-progress"])  # fmt: skip
     assert code == 1 and "no labelled lesions" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_train_command_trains_any_registered_method_for_predict(toy, tmp_path, capsys, monkeypatch):
+    import prlkit.methods.aprl as aprl_method
+    from prlkit.models.baselines.aprl import APRLConfig
+
+    monkeypatch.setattr(aprl_method, "APRLConfig", lambda: APRLConfig(n_estimators=20))  # the wiring, not the forest
+    dataset, config_path, root = toy
+    out = tmp_path / "aprl"
+    assert main(["train", str(dataset), "--method", "aprl", "--out", str(out), "--config", str(config_path),
+                 "--cache-dir", str(root / "cache"), "--no-progress"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["method"] == "aprl"
+    assert json.loads((out / "model.json").read_text())["method"] == "aprl"
+    predictions = tmp_path / "predictions"
+    assert main(["predict", str(dataset), "--model", str(out), "--out", str(predictions), "--participant-label", "00",
+                 "--no-progress"]) == 0  # fmt: skip
+    assert (predictions / "derivatives" / "prlkit" / "subjects.tsv").is_file()
+
+
+@pytest.mark.parametrize(("method", "message"), [("prlseg", "prlkit segment train"), ("svm", "unknown method")])
+def test_train_command_refuses_methods_it_cannot_train(toy, tmp_path, capsys, method, message):
+    dataset, config_path, _ = toy
+    code = main(["train", str(dataset), "--method", method, "--out", str(tmp_path / "m"), "--config", str(config_path),
+                 "--no-progress"])  # fmt: skip
+    assert code == 1 and message in capsys.readouterr().err and not (tmp_path / "m").exists()

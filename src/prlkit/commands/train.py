@@ -1,4 +1,4 @@
-"""`prlkit train DATASET --out DIR`: train the main method on every labelled lesion of a cohort."""
+"""`prlkit train DATASET --out DIR [--method NAME]`: train a method on every labelled lesion of a cohort."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ log = logging.getLogger("prlkit")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train the two-stream QSM-FLAIR network on a labelled cohort",
+        help="train the two-stream QSM-FLAIR network (or another --method) on a labelled cohort",
         description="Train on all labelled lesions of a cohort: a seeded validation split (--val-fraction) "
         "drives early stopping, the F1-optimal threshold and probability calibration. Writes model.safetensors, "
         "model.json, config.yaml, lesions.tsv (with the split), training_curves.png and per-stage logs to --out.",
     )
     parser.add_argument("dataset", help="BIDS folder or manifest .csv")
+    parser.add_argument("--method", default="frodo", help="registered method (prlkit cv --list-methods; default frodo, "
+                        "the main method); prlseg trains with `prlkit segment train`")  # fmt: skip
     parser.add_argument("--out", required=True, type=Path, help="output folder for the model")
     parser.add_argument("--val-fraction", type=float, help="validation fraction (default from the profile: 0.2)")
     parser.add_argument("--val-split", choices=("lesion", "participant"), help="split validation by lesion "
@@ -42,12 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from prlkit.eval.folds import labelled_lesions, split_development
-    from prlkit.methods.frodo import train_frodo
+    from prlkit.methods.registry import get_method
     from prlkit.report.plots import plot_training_curves
     from prlkit.train.loop import resolve_device
 
-    config = with_split_overrides(config_from_args(args), val_fraction=args.val_fraction, by=args.val_split,
-                                  seed=args.seed)  # fmt: skip
+    if args.method == "prlseg":
+        raise PrlkitError("prlseg segments whole volumes: train it with `prlkit segment train`")
+    spec = get_method(args.method)
+    config = spec.config_for(with_split_overrides(config_from_args(args), val_fraction=args.val_fraction,
+                                                  by=args.val_split, seed=args.seed))  # fmt: skip
     split = config.split
     out: Path = args.out
     if out.exists() and any(out.iterdir()) and not args.resume:
@@ -58,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
         raise PrlkitError(f"{args.dataset}: no labelled lesions to train on (rim labels are needed)")
     train_index, val_index = split_development(labelled, val_fraction=split.val_fraction, by=split.by, seed=split.seed)
     device = resolve_device(args.device)
-    log.info("training on %d lesions (%d Rim+), validating on %d (%d Rim+), device %s", len(train_index),
-             int((labelled.loc[train_index, "rim"] == 1).sum()), len(val_index),
+    log.info("training %s on %d lesions (%d Rim+), validating on %d (%d Rim+), device %s", args.method,
+             len(train_index), int((labelled.loc[train_index, "rim"] == 1).sum()), len(val_index),
              int((labelled.loc[val_index, "rim"] == 1).sum()), device)  # fmt: skip
-    model, fits = train_frodo(patch_set, train_index, val_index, config, out / "runs", device, resume=args.resume,
-                              progress=not args.no_progress)
+    model, fits = spec.train(patch_set, train_index, val_index, config, out / "runs", device, resume=args.resume,
+                             progress=not args.no_progress)
     save_config(config, out / "config.yaml")
     lesions = patch_set.lesions.assign(split="")
     lesions.loc[train_index, "split"] = "train"
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     plot_training_curves({name: (fit.history, fit.best_epoch) for name, fit in fits.items()}, out / "training_curves.png")
     model.save(out)
     summary = model.training
-    print(json.dumps({k: summary[k] for k in ("n_train", "n_val", "val_pr_auc", "val_roc_auc", "val_brier")}
+    print(json.dumps({"method": args.method}
+                     | {k: summary[k] for k in ("n_train", "n_val", "val_pr_auc", "val_roc_auc", "val_brier")}
                      | {"threshold": model.threshold, "out": str(out)}))  # fmt: skip
     return 0
