@@ -15,6 +15,7 @@ from prlkit.commands import segment
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.errors import PrlkitError
+from prlkit.methods.trained import load_trained_model
 from prlkit.segment.model import load_segmentation_model
 from prlkit.segment.train import train_segmentation
 from prlkit.segment.volumes import load_segment_volume
@@ -76,6 +77,8 @@ def test_saved_model_reproduces_probabilities_and_a_seed_reproduces_training(tmp
     loaded = load_segmentation_model(tmp_path / "model")
     assert loaded.threshold == first.threshold and loaded.config == first.config
     np.testing.assert_array_equal(loaded.probabilities(volumes[2], cpu), first.probabilities(volumes[2], cpu))
+    with pytest.raises(PrlkitError, match="run it with `prlkit segment predict`"):
+        load_trained_model(tmp_path / "model")  # the patch-model loader of `prlkit predict`
     meta = json.loads((tmp_path / "model" / "model.json").read_text()) | {"method": "frodo"}
     (tmp_path / "model" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(PrlkitError, match="not a prlseg segmentation model"):

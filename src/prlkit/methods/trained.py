@@ -84,7 +84,12 @@ def load_trained_model(folder: Path) -> TrainedModel:
     """Rebuild a saved model from its JSON and weights (never executes code from the folder)."""
     from prlkit.methods.registry import build_network  # the registry imports every method
 
+    from prlkit.segment.model import METHOD as SEGMENTATION_METHOD
+
     meta, tensors = read_model(folder)
+    if meta["method"] == SEGMENTATION_METHOD:
+        raise InputFileError(folder / "model.json", f"a {SEGMENTATION_METHOD} segmentation model: run it with "
+                             "`prlkit segment predict`")  # fmt: skip
     module = build_network(meta["method"], meta["model_config"], folder / "model.json")
     load_weights(module, tensors, folder / "model.safetensors")
     if takes_features(module) and meta["training"].get("features") != list(FEATURE_NAMES):
