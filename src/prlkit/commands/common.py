@@ -40,15 +40,30 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def load_patch_set(args: argparse.Namespace, config: Config):
-    """The cohort's patch set (from the cache when its settings and files are unchanged)."""
+def checked_cohort(dataset: str | Path):
+    """The cohort of a BIDS folder or manifest; its first cohort-level problem is the error."""
     from prlkit.data.bids import discover_cohort
-    from prlkit.data.cache import build_patch_set
 
-    cohort = discover_cohort(args.dataset)
+    cohort = discover_cohort(dataset)
     if cohort.problems:
         raise cohort_error(cohort.problems)
-    return build_patch_set(cohort, config, cache_dir=args.cache_dir, progress=not args.no_progress)
+    return cohort
+
+
+def require_empty_output(out: Path, resume: bool) -> None:
+    """Refuse to train into a folder that already holds something, unless the run is resumed there."""
+    from prlkit.errors import PrlkitError
+
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise PrlkitError(f"{out}: output folder is not empty; use --resume to continue a run or choose another --out")
+
+
+def load_patch_set(args: argparse.Namespace, config: Config):
+    """The cohort's patch set (from the cache when its settings and files are unchanged)."""
+    from prlkit.data.cache import build_patch_set
+
+    return build_patch_set(checked_cohort(args.dataset), config, cache_dir=args.cache_dir,
+                           progress=not args.no_progress)  # fmt: skip
 
 
 def cohort_error(problems: list[str]) -> Exception:

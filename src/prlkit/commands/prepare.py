@@ -6,8 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from prlkit.commands.common import cohort_error
-from prlkit.data.bids import discover_cohort
+from prlkit.commands.common import checked_cohort
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from prlkit.prep.pipeline import DERIVATIVE, PrepareSettings, prepare_cohort
 
-    cohort = discover_cohort(args.dataset)
-    if cohort.problems:
-        raise cohort_error(cohort.problems)
+    cohort = checked_cohort(args.dataset)
     prepare_cohort(cohort, args.out, PrepareSettings(reference=args.reference, n4=args.n4),
                             progress=not args.no_progress)
     log.info("prepared %d session(s) into %s; report, transforms and QC figures in %s", len(cohort.sessions),

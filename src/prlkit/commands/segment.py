@@ -10,7 +10,13 @@ from pathlib import Path
 import pandas as pd
 
 from prlkit.atomic import write_text_atomic
-from prlkit.commands.common import add_config_options, cohort_error, config_from_args, with_split_overrides
+from prlkit.commands.common import (
+    add_config_options,
+    checked_cohort,
+    config_from_args,
+    require_empty_output,
+    with_split_overrides,
+)
 from prlkit.config import save_config
 from prlkit.errors import PrlkitError
 
@@ -53,11 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prlkit.data.bids import discover_cohort
-
-    cohort = discover_cohort(args.dataset)
-    if cohort.problems:
-        raise cohort_error(cohort.problems)
+    cohort = checked_cohort(args.dataset)
     return _train(args, cohort) if args.action == "train" else _predict(args, cohort)
 
 
@@ -70,8 +72,7 @@ def _train(args: argparse.Namespace, cohort) -> int:
 
     config = with_split_overrides(config_from_args(args), val_fraction=args.val_fraction, seed=args.seed)
     out: Path = args.out
-    if out.exists() and any(out.iterdir()) and not args.resume:
-        raise PrlkitError(f"{out}: output folder is not empty; use --resume to continue a run or choose another --out")
+    require_empty_output(out, args.resume)
     volumes = [load_segment_volume(files, config) for files in cohort.sessions]
     lesions = pd.concat([v.lesions.assign(participant_id=v.session.files.participant_id) for v in volumes],
                         ignore_index=True)  # fmt: skip

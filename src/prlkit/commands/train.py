@@ -12,6 +12,7 @@ from prlkit.commands.common import (
     add_data_options,
     config_from_args,
     load_patch_set,
+    require_empty_output,
     with_split_overrides,
 )
 from prlkit.config import save_config
@@ -55,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
                                                   by=args.val_split, seed=args.seed))  # fmt: skip
     split = config.split
     out: Path = args.out
-    if out.exists() and any(out.iterdir()) and not args.resume:
-        raise PrlkitError(f"{out}: output folder is not empty; use --resume to continue a run or choose another --out")
+    require_empty_output(out, args.resume)
     patch_set = load_patch_set(args, config)
     labelled = labelled_lesions(patch_set.lesions)
     if labelled.empty:
