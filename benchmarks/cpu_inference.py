@@ -28,7 +28,13 @@ import torch
 import torch.nn.functional as F
 
 from prlkit.config import get_profile
+from prlkit.data.bids import discover_cohort
+from prlkit.data.patches import session_patches
+from prlkit.data.session import load_session
 from prlkit.models.frodo import FrodoNet, count_flops
+from prlkit.predict import Ensemble, load_ensemble, predict_sessions
+from prlkit.synth.cohort import write_cohort
+from prlkit.synth.profiles import get_profile as synth_profile
 
 BATCH = 8
 
@@ -82,21 +88,15 @@ def network_row(profile: str, repeats: int) -> dict:
             "efficiency": bound / seconds}
 
 
+class WithoutNetwork(Ensemble):
+    """The same ensemble with a free network: times everything but the network."""
+
+    def probabilities(self, patches: np.ndarray, device: torch.device, features=None) -> np.ndarray:
+        return np.zeros(len(patches))
+
+
 def end_to_end(model: Path, subjects: int, repeats: int) -> dict:
     """Per-patient wall time of predict_sessions with the model's ensemble, and its network share."""
-    from prlkit.data.bids import discover_cohort
-    from prlkit.data.patches import session_patches
-    from prlkit.data.session import load_session
-    from prlkit.predict import Ensemble, load_ensemble, predict_sessions
-    from prlkit.synth.cohort import write_cohort
-    from prlkit.synth.profiles import get_profile as synth_profile
-
-    class WithoutNetwork(Ensemble):
-        """The same ensemble with a free network: times everything but the network."""
-
-        def probabilities(self, patches: np.ndarray, device: torch.device, features=None) -> np.ndarray:
-            return np.zeros(len(patches))
-
     device = torch.device("cpu")
     ensemble = load_ensemble(model)
     no_network = WithoutNetwork(ensemble.models)

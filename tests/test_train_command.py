@@ -91,6 +91,7 @@ def test_train_command_trains_any_registered_method_for_predict(toy, tmp_path, c
                  "--cache-dir", str(root / "cache"), "--no-progress"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["method"] == "aprl"
     assert json.loads((out / "model.json").read_text())["method"] == "aprl"
+    assert not (out / "training_curves.png").exists()  # no epochs to plot
     predictions = tmp_path / "predictions"
     assert main(["predict", str(dataset), "--model", str(out), "--out", str(predictions), "--participant-label", "00",
                  "--no-progress"]) == 0  # fmt: skip

@@ -59,6 +59,9 @@ class PatchConfig:
             raise PrlkitError(f"patches.gate_k must be > 0, not {self.gate_k}")
 
 
+FRODO_NORMS = ("group", "batch")
+
+
 @dataclass(frozen=True)
 class FrodoConfig:
     """Hyper-parameters of :class:`FrodoNet` (the paper gives no widths; these are documented choices).
@@ -110,7 +113,7 @@ class FrodoConfig:
                 raise PrlkitError(f"frodo {name} must be 1 or 2, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise PrlkitError(f"frodo dropout must be in [0, 1), got {self.dropout}")
-        if self.norm not in ("group", "batch"):
+        if self.norm not in FRODO_NORMS:
             raise PrlkitError(f"frodo norm must be group or batch, got {self.norm!r}")
 
 

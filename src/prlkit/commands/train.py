@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train the two-stream QSM-FLAIR network (or another --method) on a labelled cohort",
         description="Train on all labelled lesions of a cohort: a seeded validation split (--val-fraction) "
         "drives early stopping, the F1-optimal threshold and probability calibration. Writes model.safetensors, "
-        "model.json, config.yaml, lesions.tsv (with the split), training_curves.png and per-stage logs to --out.",
+        "model.json, config.yaml, lesions.tsv (with the split), training_curves.png (epoch-trained methods) and "
+        "per-stage logs to --out.",
     )
     parser.add_argument("dataset", help="BIDS folder or manifest .csv")
     parser.add_argument("--method", default="frodo", help="registered method (prlkit cv --list-methods; default frodo, "
@@ -73,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     lesions.loc[train_index, "split"] = "train"
     lesions.loc[val_index, "split"] = "val"
     lesions.to_csv(out / "lesions.tsv", sep="\t", index=False)
-    plot_training_curves({name: (fit.history, fit.best_epoch) for name, fit in fits.items()}, out / "training_curves.png")
+    if any(fit.history for fit in fits.values()):  # APRL fits a forest: no epochs to plot
+        plot_training_curves({name: (fit.history, fit.best_epoch) for name, fit in fits.items()},
+                             out / "training_curves.png")  # fmt: skip
     model.save(out)
     summary = model.training
     print(json.dumps({"method": args.method}

@@ -13,8 +13,7 @@ import torch
 from monai.networks.blocks import ChannelSELayer
 from torch import nn
 
-
-NORMS = ("group", "batch")
+from prlkit.config import FRODO_NORMS
 
 
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -32,7 +31,7 @@ def norm_layer(kind: str, channels: int, groups: int) -> nn.Module:
         return group_norm(channels, groups)
     if kind == "batch":
         return nn.BatchNorm3d(channels)
-    raise ValueError(f"norm must be one of {NORMS}, not {kind!r}")
+    raise ValueError(f"norm must be one of {FRODO_NORMS}, not {kind!r}")
 
 
 class ResidualBlock3D(nn.Module):
