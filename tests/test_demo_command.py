@@ -28,4 +28,5 @@ def test_demo_cross_validates_predicts_and_reports(tmp_path, monkeypatch, capsys
     assert list(subjects["participant_id"]) == ["sub-00"]
     for report in (out / "cv" / "report.html", out / "predictions" / "report.html"):
         assert report.is_file() and "https://" not in report.read_text()
-    assert (out / "demo_results.md").is_file()
+    labelled = pd.read_csv(out / "cv" / "oof_predictions.tsv", sep="\t").query("method == 'frodo'")
+    assert f"The cohort holds {int(labelled['label'].sum())} Rim+ lesions" in (out / "demo_results.md").read_text()

@@ -65,8 +65,8 @@ def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: s
         f"{subjects} simulated participants, five-fold cross-validation of the main method (`quick` profile, "
         f"{DEMO_EPOCHS['pretrain']} + {DEMO_EPOCHS['finetune']} epochs at most) and of APRL (radiomics + random "
         f"forest), then the main method's five fold models predict a new simulated subject; {seconds:.0f} s in all.",
-        "", "A 24-participant cohort holds only a few dozen Rim+ lesions: expect the network well above chance but "
-        "below APRL's hand-crafted features here (README: how much data the main method needs).", "",
+        "", f"The cohort holds {int(patch_set.labelled()['rim'].sum())} Rim+ lesions; what the network can learn "
+        "from that many, against hand-crafted features: README, \"How much data the main method needs\".", "",
         (out / "cv" / "results.md").read_text(), "## New subject (fold ensemble)", "", "```",
         subjects_table.to_string(index=False), "```", "",
         f"Reports: {cv_report} and {predict_report}",
