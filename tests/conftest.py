@@ -86,6 +86,7 @@ def tiny_config(**sections) -> dict:
         "frodo": {"widths": [4, 8, 8], "groups": 2, "se_reduction": 4, "head_hidden": 8},
         "pretrain": {"max_epochs": 1, "batch_size": 8},
         "finetune": {"max_epochs": 1, "batch_size": 8},
+        "methods": {"aprl": {"network": {"n_estimators": 20}}},  # the tests check wiring, not the forest
     }
     for name, values in sections.items():
         config[name] = config.get(name, {}) | values

@@ -4,10 +4,8 @@ import pandas as pd
 from conftest import tiny_config, write_toy_rim_cohort
 
 import prlkit.demo as demo
-import prlkit.methods.aprl as aprl_method
 from prlkit.cli import main
 from prlkit.config import config_from_dict
-from prlkit.models.baselines.aprl import APRLConfig
 
 TINY = tiny_config(finetune={"max_epochs": 2}, split={"n_folds": 3})
 
@@ -17,7 +15,6 @@ def test_demo_cross_validates_predicts_and_reports(tmp_path, monkeypatch, capsys
     write_toy_rim_cohort(out / "data", n_participants=9)  # present data is reused, not simulated again
     write_toy_rim_cohort(out / "new_subject", n_participants=1, seed=5)
     monkeypatch.setattr(demo, "demo_config", lambda: config_from_dict(TINY))
-    monkeypatch.setattr(aprl_method, "APRLConfig", lambda: APRLConfig(n_estimators=20))  # the wiring, not the forest
     assert main(["demo", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| frodo |" in printed and "| aprl |" in printed and "New subject (fold ensemble)" in printed

@@ -11,17 +11,15 @@ from conftest import tiny_config, write_toy_rim_cohort
 from imblearn.over_sampling import SMOTE
 from sklearn.preprocessing import StandardScaler
 
-import prlkit.methods.aprl as aprl_method
 from prlkit.cli import main
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
-from prlkit.errors import InputFileError
+from prlkit.errors import InputFileError, PrlkitError
 from prlkit.eval.folds import labelled_lesions, split_development
-from prlkit.methods.registry import METHODS, get_method
+from prlkit.methods.registry import METHODS, get_method, method_config, network_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
-from prlkit.models.baselines.aprl import APRLConfig
 
 TINY = tiny_config()
 
@@ -36,16 +34,10 @@ def data(tmp_path_factory):
     return patch_set, train, val, config
 
 
-@pytest.fixture
-def small_forest(monkeypatch):
-    """APRL with 20 trees: the test is about the harness, not the forest."""
-    monkeypatch.setattr(aprl_method, "APRLConfig", lambda: APRLConfig(n_estimators=20))
-
-
 def train_method(data, method, tmp_path):
     patch_set, train, val, config = data
     spec = get_method(method)
-    return spec.train(patch_set, train, val, spec.config_for(config), tmp_path / "runs", torch.device("cpu"),
+    return spec.train(patch_set, train, val, method_config(method, config), tmp_path / "runs", torch.device("cpu"),
                       progress=False)  # fmt: skip
 
 
@@ -57,9 +49,7 @@ def trained(data, tmp_path_factory):
     def get(method):
         if method not in models:
             folder = tmp_path_factory.mktemp(method)
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(aprl_method, "APRLConfig", lambda: APRLConfig(n_estimators=20))
-                model, fits = train_method(data, method, folder)
+            model, fits = train_method(data, method, folder)  # APRL: 20 trees (tiny config)
             model.save(folder / "model")
             models[method] = model, fits, folder / "model"
         return models[method]
@@ -98,7 +88,7 @@ def test_qsmrimnet_standardises_with_training_rows_only(data, trained):
     assert not np.allclose(model.module.feature_mean.numpy(), with_val)
 
 
-def test_aprl_fits_scaler_and_smote_on_training_rows_only(data, tmp_path, small_forest, monkeypatch):
+def test_aprl_fits_scaler_and_smote_on_training_rows_only(data, tmp_path, monkeypatch):
     patch_set, train, val, _ = data
     scaled, resampled = [], []
     scaler_fit, smote_fit = StandardScaler.fit, SMOTE.fit_resample
@@ -149,3 +139,34 @@ def test_predict_command_gives_feature_methods_their_features(data, trained, met
     # the cache holds float16 patches, predict computes float32 ones (APRL ignores them: features are
     # float64 in both); the table is written with 6 significant digits
     np.testing.assert_allclose(table["probability"].to_numpy(), expected, atol=1e-3 if method == "qsmrimnet" else 1e-6)
+
+
+def test_a_config_file_overrides_the_registry_recipe_per_method():
+    config = config_from_dict(tiny_config(methods={"rimnet": {"finetune": {"learning_rate": 3e-4}},
+                                                   "qsmrimnet": {"network": {"fusion": "concat"}}}))  # fmt: skip
+    rimnet = method_config("rimnet", config)
+    assert rimnet.finetune.learning_rate == 3e-4  # the user's value wins ...
+    assert (rimnet.finetune.optimizer, rimnet.finetune.schedule) == ("adam", "plateau")  # ... over the paper's rest
+    qsmrimnet = method_config("qsmrimnet", config)
+    assert qsmrimnet.network == {"fusion": "concat"} and qsmrimnet.finetune.schedule == "multistep"
+    assert method_config("resnet18", config).network == {} and method_config("resnet18", config).methods == {}
+    assert method_config("deepprl", config).finetune.weight_decay == 3e-5
+
+
+@pytest.mark.parametrize(("methods", "message"), [
+    ({"svm": {"finetune": {"learning_rate": 1e-3}}}, "methods.svm: unknown method"),
+    ({"frodo": {"network": {"fusion": "sum"}}}, "`frodo` section"),
+])  # fmt: skip
+def test_method_overrides_that_cannot_apply_are_errors(methods, message):
+    with pytest.raises(PrlkitError, match=message):
+        method_config("frodo", config_from_dict(tiny_config(methods=methods)))
+
+
+def test_network_settings_reach_the_trained_model(data, tmp_path):
+    patch_set, train, val, config = data
+    config = config_from_dict(tiny_config(methods={"qsmrimnet": {"network": {"fusion": "concat"}}}))
+    model, _ = get_method("qsmrimnet").train(patch_set, train, val, method_config("qsmrimnet", config),
+                                             tmp_path / "runs", torch.device("cpu"), progress=False)  # fmt: skip
+    assert model.model_config["fusion"] == "concat" and model.config.finetune.schedule == "multistep"
+    with pytest.raises(PrlkitError, match="network.fusoin: not a resnet18 setting"):
+        network_config("resnet18", {"fusoin": "sum"})

@@ -70,19 +70,28 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     assert result.best_score == max(scores) == scores[result.best_epoch]
 
 
-def test_resume_after_interruption_gives_identical_weights(tmp_path):
+@pytest.mark.parametrize("recipe", [{}, {"optimizer": "adam", "schedule": "plateau", "lr_plateau_patience": 0}])
+def test_resume_after_interruption_gives_identical_weights(tmp_path, recipe):
     train, val = toy_data(120, 3), toy_data(60, 4)
     whole = ToyStage(train.y)
-    fit(whole, train, val, config(), tmp_path / "whole", torch.device("cpu"), progress=False)
+    fit(whole, train, val, config(**recipe), tmp_path / "whole", torch.device("cpu"), progress=False)
     interrupted = ToyStage(train.y, fail_at_call=15 * 3 + 4)  # 15 batches per epoch: dies inside epoch 3
     with pytest.raises(KeyboardInterrupt):
-        fit(interrupted, train, val, config(), tmp_path / "resumed", torch.device("cpu"), progress=False)
+        fit(interrupted, train, val, config(**recipe), tmp_path / "resumed", torch.device("cpu"), progress=False)
     assert len((tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()) == 3
     resumed = ToyStage(train.y)  # a fresh process: new module, state from the checkpoint
-    result = fit(resumed, train, val, config(), tmp_path / "resumed", torch.device("cpu"), resume=True, progress=False)
+    result = fit(resumed, train, val, config(**recipe), tmp_path / "resumed", torch.device("cpu"), resume=True,
+                 progress=False)
     assert result.epochs_run == 6
     for a, b in zip(whole.module.state_dict().values(), resumed.module.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_schedule_sets_and_records_the_rate(tmp_path):
+    train, val = toy_data(60, 5), toy_data(30, 6)
+    recipe = config(max_epochs=4, schedule="multistep", lr_milestones=(0.5,), lr_factor=0.5)
+    result = fit(ToyStage(train.y), train, val, recipe, tmp_path, torch.device("cpu"), progress=False)
+    assert [row["learning_rate"] for row in result.history] == [0.05, 0.05, 0.025, 0.025]
 
 
 def test_same_seed_same_result_other_seed_differs(tmp_path):

@@ -60,6 +60,8 @@ class PatchConfig:
 
 
 FRODO_NORMS = ("group", "batch")
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("constant", "multistep", "poly", "plateau")
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ class FrodoConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training stage: AdamW, gradient clipping, early stopping on the validation score."""
+    """One training stage: AdamW (or Adam), a learning-rate schedule, gradient clipping, early stopping."""
 
     max_epochs: int = 200
     batch_size: int = 10
@@ -128,11 +130,26 @@ class TrainConfig:
     grad_clip_norm: float = 1.0
     patience: int = 20  # epochs without improvement of the validation score before stopping
     seed: int = 0
+    optimizer: str = "adamw"  # adamw (decoupled weight decay) | adam (weight decay as L2, as the baselines' papers)
+    schedule: str = "constant"  # constant | multistep | poly | plateau (see prlkit.train.schedule)
+    lr_milestones: tuple[float, ...] = (0.5, 0.7, 0.9)  # multistep: fractions of max_epochs
+    lr_factor: float = 0.1  # multistep and plateau: the rate is multiplied by this at each step
+    lr_power: float = 0.9  # poly: rate x (1 - epoch / max_epochs) ** power
+    lr_plateau_patience: int = 3  # plateau: epochs without improvement before a step down
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lr_milestones", tuple(float(m) for m in self.lr_milestones))
         for name in ("max_epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise PrlkitError(f"train.{name} must be >= 1, not {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise PrlkitError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise PrlkitError(f"train.schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if not all(0 < m < 1 for m in self.lr_milestones) or not 0 < self.lr_factor <= 1:
+            raise PrlkitError("train.lr_milestones must lie in (0, 1) and train.lr_factor in (0, 1]")
+        if self.lr_power <= 0 or self.lr_plateau_patience < 0:
+            raise PrlkitError("train.lr_power must be > 0 and train.lr_plateau_patience >= 0")
 
 
 @dataclass(frozen=True)
@@ -255,6 +272,25 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    # settings of a comparison method's network (e.g. {"fusion": "concat"} for QSMRim-Net; see its
+    # config dataclass in prlkit.models.baselines); the main method's are `frodo`
+    network: dict[str, Any] = field(default_factory=dict)
+    # per method name, a partial config applied to that method only, on top of the registry's recipe,
+    # e.g. {"qsmrimnet": {"finetune": {"learning_rate": 3e-4}, "network": {"fusion": "concat"}}}
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, overrides in self.methods.items():
+            if not isinstance(overrides, dict):
+                raise PrlkitError(f"config methods.{name} must be a mapping of config sections")
+            shared = sorted(set(overrides) & set(SHARED_SECTIONS))
+            if shared:
+                raise PrlkitError(f"config methods.{name}.{shared[0]}: every method of a run shares "
+                                  f"{', '.join(SHARED_SECTIONS)}; set it for the whole run")  # fmt: skip
+            _merge(dataclasses.replace(self, methods={}), overrides, prefix=f"methods.{name}.")  # key check
+
+
+SHARED_SECTIONS = ("profile", "lesions", "patches", "split", "methods")  # one patch set and one fold plan per run
 
 
 # The paper gives AdamW, batch 10 and patience 20 but lost its learning rate in extraction: 1e-4.
@@ -303,6 +339,8 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str) -> Any:
         if key not in fields:
             raise PrlkitError(f"unknown config key {prefix}{key}; known: {', '.join(fields)}")
         current = getattr(obj, key)
+        if isinstance(current, dict) and not isinstance(value, dict):
+            raise PrlkitError(f"config {prefix}{key} must be a mapping")
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value, prefix=f"{prefix}{key}.")
         elif isinstance(current, tuple):

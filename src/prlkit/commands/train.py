@@ -46,14 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from prlkit.eval.folds import labelled_lesions, split_development
-    from prlkit.methods.registry import get_method
+    from prlkit.methods.registry import get_method, method_config
     from prlkit.report.plots import plot_training_curves
     from prlkit.train.loop import resolve_device
 
     if args.method == "prlseg":
         raise PrlkitError("prlseg segments whole volumes: train it with `prlkit segment train`")
     spec = get_method(args.method)
-    config = spec.config_for(with_split_overrides(config_from_args(args), val_fraction=args.val_fraction,
+    config = method_config(args.method, with_split_overrides(config_from_args(args), val_fraction=args.val_fraction,
                                                   by=args.val_split, seed=args.seed))  # fmt: skip
     split = config.split
     out: Path = args.out

@@ -18,7 +18,7 @@ from prlkit.atomic import atomic_path
 from prlkit.config import Config
 from prlkit.data.cache import PatchSet
 from prlkit.eval.folds import split_fold
-from prlkit.methods.registry import get_method
+from prlkit.methods.registry import get_method, method_config
 
 log = logging.getLogger("prlkit")
 
@@ -44,12 +44,12 @@ def fold_predictions(
     if done.is_file():
         return read_predictions(done)
     spec = get_method(method)
-    method_config = spec.config_for(config)
+    run_config = method_config(method, config)
     split = split_fold(patch_set.lesions, folds, fold, val_fraction=config.split.val_fraction, by=config.split.by,
                        seed=config.split.seed)  # fmt: skip
     log.info("%s fold %d: %d train, %d validation, %d test lesions", method, fold, len(split.train), len(split.val),
              len(split.test))  # fmt: skip
-    model, _ = spec.train(patch_set, split.train, split.val, method_config, fold_dir / "runs", device,
+    model, _ = spec.train(patch_set, split.train, split.val, run_config, fold_dir / "runs", device,
                           resume=True, progress=progress)  # fmt: skip
     model.save(fold_dir)
     probability = model.lesion_probabilities(patch_set, split.test, device)

@@ -16,6 +16,7 @@ import torch
 from prlkit.config import Config
 from prlkit.data.cache import PatchSet
 from prlkit.methods.finalize import finalize
+from prlkit.methods.registry import network_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
 from prlkit.models.baselines.aprl import APRLConfig, APRLModel
@@ -39,7 +40,8 @@ def train_aprl(
     rows = patch_set.lesions.loc[train_index]
     features = np.asarray(patch_set.features[rows.index.to_numpy()], dtype=np.float64)
     labels = rows["rim"].astype(int).to_numpy()
-    model = APRLModel.trained(features, labels, APRLConfig(), seed=config.finetune.seed)
+    model = APRLModel.trained(features, labels, network_config("aprl", config.network, APRLConfig),
+                               seed=config.finetune.seed)
     fits = {"forest": FitResult(best_epoch=0, best_score=model.classifier.inner_auc, epochs_run=1)}
     val = lesion_split(patch_set, val_index)
     trained = finalize("aprl", model, model.config, config, val, patch_set.lesions, train_index, val_index, fits,

@@ -19,6 +19,7 @@ that take them declare `takes_features = True` and are called as net(patches, fe
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,19 +40,13 @@ from prlkit.models.frodo import FrodoNet
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """How to build and train one method; `overrides` patch the run's config for this method only."""
+    """How to build and train one method; `overrides` patch the run's config for this method only
+    (the published recipe: optimiser, learning rate, schedule); see `method_config`."""
 
     network: str
     train: Callable
     description: str
     overrides: dict[str, Any] = field(default_factory=dict)
-
-    def config_for(self, config: Config) -> Config:
-        """The run's config with this method's overrides applied."""
-        data = config_to_dict(config)
-        for section, values in self.overrides.items():
-            data[section] = data[section] | values
-        return config_from_dict(data)
 
 
 # network name -> (its config dataclass, the module built from it)
@@ -102,16 +97,22 @@ METHODS: dict[str, MethodSpec] = {
     ),  # fmt: skip
     "rimnet": MethodSpec(
         "rimnet", _supervised("rimnet", {"loss": "weighted_bce", "balanced": False, "shift": 2}),
-        "RimNet: two VGG-like branches (QSM main, FLAIR merged), class-weighted BCE, 28^3 crops shifted ±2",
+        "RimNet: two VGG-like branches (QSM main, FLAIR merged), class-weighted BCE, 28^3 crops shifted ±2, "
+        "Adam 1e-4 stepped down on plateau",
+        {"finetune": {"optimizer": "adam", "learning_rate": 1e-4, "weight_decay": 0.0, "schedule": "plateau"}},
     ),  # fmt: skip
     "deepprl": MethodSpec(
         "deepprl", _supervised("deepprl", {"loss": "focal", "balanced": True}),
-        "Deep-PRL: lesion-mask attention branch into FLAIR and QSM branches, focal loss (gamma 2, alpha 0.2)",
+        "Deep-PRL: lesion-mask attention branch into FLAIR and QSM branches, focal loss (gamma 2, alpha 0.2), "
+        "Adam 1e-4, weight decay 3e-5, polynomial decay",
+        {"finetune": {"optimizer": "adam", "learning_rate": 1e-4, "weight_decay": 3e-5, "schedule": "poly"}},
     ),  # fmt: skip
     "qsmrimnet": MethodSpec(
         "qsmrimnet", _deferred("prlkit.methods.qsmrimnet", "train_qsmrimnet"),
-        "QSMRim-Net: ResNet-18 on QSM+FLAIR + MLP on lesion QSM features, DeepSMOTE, Adam 1e-4, batch 64",
-        {"finetune": {"learning_rate": 1e-4, "batch_size": 64, "weight_decay": 0.0}},
+        "QSMRim-Net: ResNet-18 on QSM+FLAIR + MLP on lesion QSM features, DeepSMOTE, Adam 1e-4, batch 64, "
+        "decay x0.1 at 50/70/90 % of the epochs",
+        {"finetune": {"optimizer": "adam", "learning_rate": 1e-4, "batch_size": 64, "weight_decay": 0.0,
+                      "schedule": "multistep", "lr_milestones": [0.5, 0.7, 0.9]}},
     ),  # fmt: skip
     "aprl": MethodSpec(
         "aprl", _deferred("prlkit.methods.aprl", "train_aprl"),
@@ -132,9 +133,33 @@ def get_method(name: str) -> MethodSpec:
         raise PrlkitError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
 
 
-def network_config(network: str) -> Any:
-    """The default settings of a baseline network (the main method's come from the config's `frodo`)."""
-    return NETWORKS[network][0]()
+def method_config(name: str, config: Config) -> Config:
+    """The run's config for one method: the registry's recipe (the paper's optimiser settings), then
+    the config's own `methods.<name>` section, so a user's file has the last word."""
+    unknown = sorted(set(config.methods) - set(METHODS))
+    if unknown:
+        raise PrlkitError(f"config methods.{unknown[0]}: unknown method; known: {', '.join(METHODS)}")
+    data = config_to_dict(config)
+    for section, values in [*get_method(name).overrides.items(), *config.methods.get(name, {}).items()]:
+        data[section] = data[section] | values
+    data["methods"] = {}  # applied: the method's saved config is self-contained
+    own_section = {"frodo": "frodo", "prlseg": "segment"}.get(get_method(name).network)
+    if data["network"] and own_section:
+        raise PrlkitError(f"config network: {name}'s network settings are the `{own_section}` section")
+    return config_from_dict(data)
+
+
+def network_config(network: str, overrides: dict[str, Any] | None = None, config_class: type | None = None,
+                   **fixed: Any) -> Any:  # fmt: skip
+    """A baseline network's settings: its defaults, then the config's `network` section, then `fixed`
+    (values the trainer derives from the data, e.g. the feature count). `config_class` replaces the
+    registered one where a trainer takes fewer settings than the saved model records (APRL)."""
+    config_class = config_class or NETWORKS[network][0]
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(overrides or {}) - known)
+    if unknown:
+        raise PrlkitError(f"config network.{unknown[0]}: not a {network} setting; known: {', '.join(sorted(known))}")
+    return config_class(**((overrides or {}) | fixed))
 
 
 def build_network(network: str, model_config: dict[str, Any], source: Path | None = None) -> torch.nn.Module:

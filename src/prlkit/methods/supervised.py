@@ -5,9 +5,10 @@ early stopping on validation PR-AUC, augmentation (cube symmetries), calibration
 (the `finetune` section of the config). What stays method-specific is the network, its input
 channels, its loss and its sampling: ResNet-18 — BCE with the class-balanced sampler (main paper's
 baseline); RimNet — class-weighted BCE, random batches, ±2-voxel crop shifts (RimNet §2.4);
-Deep-PRL — focal loss γ=2, α=0.2 with the balanced sampler (released code). The papers' own
-optimiser schedules (Adam 1e-4 with plateau or polynomial decay) are not reproduced: AdamW with
-the profile's learning rate is used for all, so differences come from the methods.
+Deep-PRL — focal loss γ=2, α=0.2 with the balanced sampler (released code). Optimiser, learning
+rate and schedule are each paper's (the registry's recipe: RimNet Adam 1e-4 stepped down on
+plateau, Deep-PRL Adam 1e-4 with weight decay 3e-5 and polynomial decay; ResNet-18 the main
+method's AdamW); a config's `methods.<name>.finetune` changes them, `network` the architecture.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def train_supervised(
     """Train one CNN baseline on `train_index` lesions; validation drives stopping, threshold, calibration."""
     from prlkit.methods.registry import build_network, network_config
 
-    model_config = network_config(network)
+    model_config = network_config(network, config.network)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.finetune.seed)  # reproducible initialisation
         net = build_network(network, dataclasses.asdict(model_config))

@@ -33,7 +33,7 @@ def plot_training_curves(stages: dict[str, tuple[list[dict], int]], path: Path) 
     figure, axes = plt.subplots(1, max(len(stages), 1), figsize=(5 * max(len(stages), 1), 3.6), squeeze=False)
     for axis, (name, (rows, best_epoch)) in zip(axes[0], stages.items()):
         epochs = [row["epoch"] for row in rows]
-        score_name = next(key for key in rows[0] if key not in ("epoch", "train_loss"))
+        score_name = next(key for key in rows[0] if key not in ("epoch", "learning_rate", "train_loss"))
         scores = [row[score_name] for row in rows]
         axis.plot(epochs, [row["train_loss"] for row in rows], color="tab:blue", label="train loss")
         axis.set_xlabel("epoch")

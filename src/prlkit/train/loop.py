@@ -1,4 +1,4 @@
-"""One training loop for every stage and method: early stopping, checkpoints, exact resume.
+"""One training loop for every stage and method: schedules, early stopping, checkpoints, exact resume.
 
 Every epoch draws its randomness (sampling, augmentation, dropout) from a generator seeded by
 (seed, epoch), so a run resumed from the checkpoint of epoch e repeats exactly what an
@@ -21,6 +21,9 @@ from tqdm.auto import tqdm
 from prlkit.atomic import atomic_path, write_text_atomic
 from prlkit.config import TrainConfig
 from prlkit.train.checkpoint import load_checkpoint, save_checkpoint
+from prlkit.train.schedule import learning_rate_at
+
+OPTIMIZER_CLASSES = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}  # Adam: weight decay as L2
 
 
 class Stage(Protocol):
@@ -100,14 +103,14 @@ def fit(
     progress: bool = True,
     description: str = "train",
 ) -> FitResult:
-    """Train `stage.module` with AdamW, clipping and early stopping; leave it at its best epoch.
+    """Train `stage.module` (config's optimiser and schedule, clipping, early stopping); leave it at its best epoch.
 
     Writes `metrics.jsonl` (one line per epoch), `checkpoint.*` (every epoch, for `resume`) and
     `best.safetensors` (weights of the best validation epoch) into `run_dir`.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     module = stage.module.to(device)
-    optimizer = torch.optim.AdamW(parameter_groups(module, config.weight_decay), lr=config.learning_rate)
+    optimizer = OPTIMIZER_CLASSES[config.optimizer](parameter_groups(module, config.weight_decay), lr=config.learning_rate)
     state = {"epoch": 0, "best_score": None, "best_epoch": -1, "bad_epochs": 0, "history": []}
     if resume and (run_dir / "checkpoint.json").is_file():
         state = load_checkpoint(run_dir, module, optimizer)
@@ -118,6 +121,10 @@ def fit(
         epoch = state["epoch"]
         generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
         torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout and other global-RNG users
+        learning_rate = learning_rate_at(config, epoch, [row[stage.score_name] for row in state["history"]],
+                                         stage.monitor)  # fmt: skip
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
         module.train()
         losses = []
         for index in stage.batches(generator):
@@ -144,7 +151,8 @@ def fit(
                 save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
         else:
             state["bad_epochs"] += 1
-        state["history"].append({"epoch": epoch, "train_loss": train_loss, stage.score_name: score})
+        state["history"].append({"epoch": epoch, "learning_rate": learning_rate, "train_loss": train_loss,
+                                 stage.score_name: score})  # fmt: skip
         state["epoch"] = epoch + 1
         write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in state["history"]))
         save_checkpoint(run_dir, module, optimizer, state)
