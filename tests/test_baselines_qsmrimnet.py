@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from prlkit.errors import PrlkitError
 from prlkit.methods.qsmrimnet import smote_prior
 from prlkit.models.baselines.qsmrimnet import (
     DeepSMOTE,
     QSMRimNet,
     QSMRimNetClassifier,
     QSMRimNetConfig,
-    majority_vote,
+    SeedVote,
 )
 
 # Positives on a line t * (1, 2): nearest others of t=0 are 1, 3; of 1: 0, 3; of 3: 1, 0; of 10: 3, 1.
@@ -141,10 +142,27 @@ def test_qsmrimnet_rejects_unknown_fusion():
         QSMRimNet(QSMRimNetConfig(fusion="mean"))
 
 
-def test_majority_vote_of_three_seeds():
-    p = np.array([[0.9, 0.2, 0.6, 0.4], [0.8, 0.7, 0.4, 0.1], [0.1, 0.3, 0.7, 0.5]])
-    np.testing.assert_allclose(majority_vote(p), [2 / 3, 1 / 3, 2 / 3, 0.0])
-    np.testing.assert_array_equal(majority_vote(p) > 0.5, [True, False, True, False])
+class FixedLogits(torch.nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.tensor(logits)
+
+    def forward(self, x, features):
+        return self.logits
+
+
+def test_seed_vote_thresholded_is_the_majority_vote_at_every_threshold():
+    logits = np.array([[2.0, -1.5, 0.4, -0.4], [1.4, 0.8, -0.4, -2.0], [-2.0, -0.8, 0.9, 0.1]])
+    vote = SeedVote([FixedLogits(row) for row in logits])
+    median = vote(torch.zeros(4, 2, 4, 4, 4), torch.zeros(4, 3)).numpy()
+    np.testing.assert_allclose(median, [1.4, -0.8, 0.4, -0.4])
+    for threshold in np.linspace(-2.5, 2.5, 51):
+        majority = (logits >= threshold).sum(axis=0) >= 2
+        np.testing.assert_array_equal(median >= threshold, majority)
+    with pytest.raises(ValueError, match="odd"):
+        SeedVote([FixedLogits(row) for row in logits[:2]])
+    with pytest.raises(PrlkitError, match="odd"):
+        QSMRimNetConfig(seeds=2)
 
 
 def test_classifier_standardises_with_the_rows_it_is_given_and_saves_the_statistics():

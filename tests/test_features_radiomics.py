@@ -115,8 +115,7 @@ def test_lesion_table_rejects_missing_labels_and_mismatched_shapes():
         lesion_feature_table(qsm[:-1], instances, np.array([1]), 1.0)
 
 
-def test_pyradiomics_set_has_527_named_features_and_agrees_with_builtin_first_order():
-    pytest.importorskip("radiomics", reason="pyradiomics not installed (extra [radiomics])")
+def test_pyradiomics_set_has_527_named_features_and_agrees_with_builtin_first_order(pyradiomics_installed):
     from prlkit.features.radiomics import pyradiomics_feature_names, pyradiomics_features
 
     qsm, instances = two_lesion_volume()
@@ -133,3 +132,20 @@ def test_pyradiomics_set_has_527_named_features_and_agrees_with_builtin_first_or
         expected = builtin.loc[1, ours] * 1000.0 ** ppb.get(ours, 1)
         assert table.loc[1, f"original_firstorder_{theirs}"] == pytest.approx(expected, rel=1e-9), ours
     assert table.loc[1, "original_shape_VoxelVolume"] == pytest.approx(60 * np.prod(spacing))
+
+
+def test_pyradiomics_features_are_translation_invariant(pyradiomics_installed):
+    from prlkit.features.radiomics import pyradiomics_features
+
+    def embedded(offset):  # the whole scene moved: wavelet features also see the lesion's surroundings
+        qsm, instances = two_lesion_volume()
+        big_qsm, big_instances = np.zeros((48, 48, 48)), np.zeros((48, 48, 48), dtype=np.int32)
+        box = tuple(slice(o, o + 20) for o in offset)
+        big_qsm[box], big_instances[box] = qsm, instances
+        return big_qsm, big_instances
+
+    labels, spacing = np.array([2, 1]), (1.0, 1.0, 1.0)
+    table = pyradiomics_features(*embedded((10, 10, 10)), labels, spacing)
+    moved = pyradiomics_features(*embedded((17, 9, 14)), labels, spacing)
+    assert list(table.index) == [2, 1]
+    np.testing.assert_allclose(moved.to_numpy(), table.to_numpy(), rtol=1e-9, atol=1e-9)

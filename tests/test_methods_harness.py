@@ -170,3 +170,38 @@ def test_network_settings_reach_the_trained_model(data, tmp_path):
     assert model.model_config["fusion"] == "concat" and model.config.finetune.schedule == "multistep"
     with pytest.raises(PrlkitError, match="network.fusoin: not a resnet18 setting"):
         network_config("resnet18", {"fusoin": "sum"})
+
+
+def test_qsmrimnet_on_pyradiomics_features_trains_saves_and_predicts(data, pyradiomics_installed, tmp_path):
+    patch_set, train, val, _ = data
+    config = config_from_dict(tiny_config(methods={"qsmrimnet": {"network": {"features": "pyradiomics"}}}))
+    model, _ = get_method("qsmrimnet").train(patch_set, train, val, method_config("qsmrimnet", config),
+                                             tmp_path / "runs", torch.device("cpu"), progress=False)  # fmt: skip
+    assert model.model_config["radiomics_features"] == 527 and model.feature_set == "pyradiomics"
+    assert model.training["features"][0] == "original_shape_MeshVolume"
+    cached = np.load(patch_set.folder / "features-pyradiomics.npy")  # next to the patches, for every fold
+    with_patch = (patch_set.lesions["patch"] >= 0).to_numpy()
+    assert cached.shape == (len(patch_set.lesions), 527) and np.isfinite(cached[with_patch]).all()
+    assert np.isnan(cached[~with_patch]).all()
+    model.save(tmp_path / "model")
+    dataset = patch_set.folder.parent.parent / "bids"
+    assert main(["predict", str(dataset), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "out"),
+                 "--participant-label", "sub-01", "--no-progress"]) == 0  # fmt: skip
+    table = pd.read_csv(tmp_path / "out/derivatives/prlkit/sub-01/anat/sub-01_lesions.tsv", sep="\t")
+    rows = np.flatnonzero((patch_set.lesions["participant_id"] == "sub-01") & with_patch)
+    expected = model.lesion_probabilities(patch_set, rows, torch.device("cpu"))  # features from the cache file
+    np.testing.assert_allclose(table["probability"].dropna().to_numpy(), expected, atol=1e-3)  # float16 patches
+
+
+def test_qsmrimnet_three_seed_vote_trains_three_members_and_round_trips(data, tmp_path):
+    patch_set, train, val, _ = data
+    config = method_config("qsmrimnet", config_from_dict(tiny_config(methods={"qsmrimnet": {"network": {"seeds": 3}}})))
+    model, fits = get_method("qsmrimnet").train(patch_set, train, val, config, tmp_path / "runs", torch.device("cpu"),
+                                                progress=False)  # fmt: skip
+    assert sorted(fits) == ["train-seed0", "train-seed1", "train-seed2"] and len(model.module.members) == 3
+    first, second = (member.net.head[-1].weight for member in model.module.members[:2])
+    assert not torch.equal(first, second)  # own seeds: different networks
+    model.save(tmp_path / "model")
+    x, device, features = _val_inputs(patch_set, val)
+    np.testing.assert_array_equal(load_trained_model(tmp_path / "model").probabilities(x, device, features),
+                                  model.probabilities(x, device, features))

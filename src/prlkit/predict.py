@@ -51,6 +51,10 @@ class Ensemble:
     def needs_features(self) -> bool:
         return any(m.needs_features for m in self.models)
 
+    @property
+    def feature_set(self) -> str:
+        return self.models[0].feature_set
+
     def probabilities(
         self, patches: np.ndarray, device: torch.device, features: np.ndarray | None = None
     ) -> np.ndarray:
@@ -69,8 +73,8 @@ def load_ensemble(folder: Path, method: str | None = None) -> Ensemble:
     if not fold_dirs:
         raise InputFileError(folder / method, f"no trained fold models of method {method}")
     models = [load_trained_model(path.parent) for path in fold_dirs]
-    if any(m.config.patches != models[0].config.patches for m in models):
-        raise InputFileError(folder, "fold models disagree on patch settings")
+    if any(m.config.patches != models[0].config.patches or m.feature_set != models[0].feature_set for m in models):
+        raise InputFileError(folder, "fold models disagree on patch settings or lesion features")
     return Ensemble(models)
 
 
@@ -81,7 +85,7 @@ def predict_session(data: SessionData, ensemble: Ensemble, device: torch.device)
     probability = np.full(len(table), np.nan)
     if included.any():
         patches = session_patches(data, table[included], ensemble.config.patches)
-        features = session_features(data, table[included]) if ensemble.needs_features else None
+        features = session_features(data, table[included], ensemble.feature_set) if ensemble.needs_features else None
         probability[included] = ensemble.probabilities(patches, device, features)
     table["probability"] = probability
     table["rim_pred"] = (np.nan_to_num(probability, nan=0.0) >= ensemble.threshold).astype(int)

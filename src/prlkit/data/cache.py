@@ -6,7 +6,8 @@ stale patches are never reused. It holds `patches.npy` (float16, memory-mappable
 (N, 3, S, S, S)), `lesions.tsv` (every lesion of the cohort, excluded ones too; column `patch`
 is the row in patches.npy or -1), `features.npy` (float64 (L, F): lesion-level QSM features of
 every lesion-table row, from the raw map in ppm, see `prlkit.data.features`), `features.json`
-(their names, in column order) and `config.json`.
+(their names, in column order) and `config.json`; `features-<set>.npy` holds an opt-in feature
+set once a method asked for it (`with_feature_set`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from prlkit.atomic import atomic_directory, write_text_atomic
-from prlkit.config import Config
+from prlkit.atomic import atomic_directory, atomic_path, write_text_atomic
+from prlkit.config import Config, LesionConfig
 from prlkit.data.bids import Cohort, SessionFiles
-from prlkit.data.features import FEATURE_DTYPE, FEATURE_NAMES, session_features
+from prlkit.data.features import FEATURE_DTYPE, FEATURE_NAMES, feature_names, session_features
 from prlkit.data.patches import CHANNELS, session_patches
 from prlkit.data.session import load_session
 from prlkit.errors import PrlkitError
@@ -112,6 +113,30 @@ def build_patch_set(cohort: Cohort, config: Config, cache_dir: Path | None = Non
     except FileExistsError:  # another process cached the same key meanwhile
         pass
     return dataclasses.replace(_load(folder), sessions=tuple(cohort.sessions))
+
+
+def with_feature_set(patch_set: PatchSet, feature_set: str, lesion_config: LesionConfig,
+                     progress: bool = True) -> PatchSet:  # fmt: skip
+    """The patch set with lesion features of `feature_set` (rows of lesions without a patch: NaN).
+
+    Sets other than the cached default are computed once from the sessions' files and stored next
+    to the patches as `features-<set>.npy`, so every fold and method of a run reuses them.
+    """
+    names = feature_names(feature_set)
+    if names == patch_set.feature_names:
+        return patch_set
+    path = patch_set.folder / f"features-{feature_set}.npy"
+    if not path.is_file():
+        features = np.full((len(patch_set.lesions), len(names)), np.nan, FEATURE_DTYPE)
+        with_patch = patch_set.lesions[patch_set.lesions["patch"] >= 0]
+        groups = with_patch.groupby(["participant_id", "session_id"], sort=False)
+        for (participant, session), rows in tqdm(groups, desc=f"{feature_set} features", unit="session",
+                                                 disable=not progress):  # fmt: skip
+            data = load_session(patch_set.session_files(participant, session), lesion_config)
+            features[rows.index.to_numpy()] = session_features(data, rows, feature_set)
+        with atomic_path(path) as tmp:
+            np.save(tmp, features)
+    return dataclasses.replace(patch_set, features=np.load(path), feature_names=names)
 
 
 def _load(folder: Path) -> PatchSet:

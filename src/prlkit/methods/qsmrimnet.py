@@ -7,12 +7,14 @@ its radiomics input (the cached first-order features, standardised with the trai
 statistics only), random batches (the paper balances by DeepSMOTE, not by sampling), BCE on the
 labels DeepSMOTE returns, and the paper's optimiser (registry recipe: Adam, lr 1e-4, batch 64,
 no weight decay, x0.1 at 50/70/90 % of the epoch budget). Architecture switches (fusion, DeepSMOTE
-variant) come from the config's `network` section. Features: the built-in first-order set, not
-pyradiomics' 527.
+variant), the paper's 3-seed majority vote (`seeds: 3`, see `SeedVote`) and the lesion feature
+set come from the config's `network` section: `features:
+first_order` (default, built in) or `pyradiomics` (the paper's 527; extra `[radiomics]`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from prlkit.config import Config
-from prlkit.data.cache import PatchSet
+from prlkit.data.cache import PatchSet, with_feature_set
 from prlkit.methods.finalize import finalize
 from prlkit.methods.registry import network_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
-from prlkit.models.baselines.qsmrimnet import QSMRimNetClassifier
+from prlkit.models.baselines.qsmrimnet import QSMRimNetClassifier, SeedVote
 from prlkit.train.augment import random_symmetries
 from prlkit.train.loop import FitResult, fit
 from prlkit.train.sampling import shuffled_batches
@@ -71,17 +73,25 @@ def train_qsmrimnet(
     progress: bool = True,
 ) -> tuple[TrainedModel, dict[str, FitResult]]:
     """Train QSMRim-Net on `train_index` lesions; validation drives stopping, threshold and calibration."""
+    settings = network_config("qsmrimnet", config.network)
+    patch_set = with_feature_set(patch_set, settings.features, config.lesions, progress=progress)
     train, val = lesion_split(patch_set, train_index), lesion_split(patch_set, val_index)
-    model_config = network_config("qsmrimnet", config.network, radiomics_features=train.features.shape[1])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.finetune.seed)  # reproducible initialisation
-        net = QSMRimNetClassifier(model_config)
-    net.standardise_from(train.features.numpy())  # training rows only
-    stage = QSMRimNetTraining(net, len(train.y), config.finetune.batch_size)
-    fits = {"train": fit(stage, train, val, config.finetune, run_dir / "train", device, augment=random_symmetries,
-                         resume=resume, progress=progress, description="qsmrimnet")}  # fmt: skip
+    model_config = dataclasses.replace(settings, radiomics_features=train.features.shape[1])
+    members, fits = [], {}
+    for k in range(model_config.seeds):  # the paper's vote: each member with its own seed
+        recipe = dataclasses.replace(config.finetune, seed=config.finetune.seed + k)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)  # reproducible initialisation
+            net = QSMRimNetClassifier(model_config)
+        net.standardise_from(train.features.numpy())  # training rows only
+        stage = QSMRimNetTraining(net, len(train.y), recipe.batch_size)
+        name = "train" if model_config.seeds == 1 else f"train-seed{k}"
+        fits[name] = fit(stage, train, val, recipe, run_dir / name, device, augment=random_symmetries, resume=resume,
+                         progress=progress, description=f"qsmrimnet {name}")  # fmt: skip
+        members.append(net)
+    module = members[0] if model_config.seeds == 1 else SeedVote(members)
     prior = smote_prior(train.y.numpy(), model_config.smote_neighbours)
-    model = finalize("qsmrimnet", net, model_config, config, val, patch_set.lesions, train_index, val_index, fits,
+    model = finalize("qsmrimnet", module, model_config, config, val, patch_set.lesions, train_index, val_index, fits,
                      device, train_prior=prior)  # fmt: skip
     model.training["features"] = list(patch_set.feature_names)
     return model, fits

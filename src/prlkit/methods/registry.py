@@ -32,7 +32,7 @@ from prlkit.config import Config, FrodoConfig, config_from_dict, config_to_dict
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.models.baselines.aprl import APRLModel, FittedAPRLConfig
 from prlkit.models.baselines.deepprl import DeepPRL, DeepPRLConfig
-from prlkit.models.baselines.qsmrimnet import QSMRimNetClassifier, QSMRimNetConfig
+from prlkit.models.baselines.qsmrimnet import QSMRimNetConfig, build_qsmrimnet
 from prlkit.models.baselines.resnet import ResNet18Baseline, ResNet18Config
 from prlkit.models.baselines.rimnet import RimNet, RimNetConfig
 from prlkit.models.frodo import FrodoNet
@@ -55,7 +55,7 @@ NETWORKS: dict[str, tuple[type, Callable[[Any], torch.nn.Module]]] = {
     "resnet18": (ResNet18Config, ResNet18Baseline),
     "rimnet": (RimNetConfig, RimNet),
     "deepprl": (DeepPRLConfig, DeepPRL),
-    "qsmrimnet": (QSMRimNetConfig, QSMRimNetClassifier),
+    "qsmrimnet": (QSMRimNetConfig, build_qsmrimnet),
     "aprl": (FittedAPRLConfig, APRLModel),
 }
 
@@ -159,7 +159,10 @@ def network_config(network: str, overrides: dict[str, Any] | None = None, config
     unknown = sorted(set(overrides or {}) - known)
     if unknown:
         raise PrlkitError(f"config network.{unknown[0]}: not a {network} setting; known: {', '.join(sorted(known))}")
-    return config_class(**((overrides or {}) | fixed))
+    try:
+        return config_class(**((overrides or {}) | fixed))
+    except (TypeError, ValueError) as error:
+        raise PrlkitError(f"config network: invalid {network} settings: {error}") from None
 
 
 def build_network(network: str, model_config: dict[str, Any], source: Path | None = None) -> torch.nn.Module:

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from prlkit.config import Config, config_from_dict, config_to_dict
-from prlkit.data.cache import PatchSet
-from prlkit.data.features import FEATURE_NAMES
+from prlkit.data.cache import PatchSet, with_feature_set
+from prlkit.data.features import feature_names
 from prlkit.eval.calibration import CALIBRATION_METHODS, Calibrator
 from prlkit.errors import InputFileError
 from prlkit.methods.splits import lesion_split
@@ -59,8 +59,15 @@ class TrainedModel:
         """Whether `probabilities` needs the lesion features next to the patches."""
         return takes_features(self.module)
 
+    @property
+    def feature_set(self) -> str:
+        """The lesion feature set the model was trained on (`prlkit.data.features.FEATURE_SETS`)."""
+        return self.model_config.get("features", "first_order")
+
     def lesion_probabilities(self, patch_set: PatchSet, index: np.ndarray, device: torch.device) -> np.ndarray:
         """Calibrated P(Rim+) of lesion-table rows `index` (the harness's call; whole-volume methods differ)."""
+        if self.needs_features:
+            patch_set = with_feature_set(patch_set, self.feature_set, self.config.lesions, progress=False)
         split = lesion_split(patch_set, index)
         return self.probabilities(split.x, device, split.features)
 
@@ -92,7 +99,8 @@ def load_trained_model(folder: Path) -> TrainedModel:
                              "`prlkit segment predict`")  # fmt: skip
     module = build_network(meta["method"], meta["model_config"], folder / "model.json")
     load_weights(module, tensors, folder / "model.safetensors")
-    if takes_features(module) and meta["training"].get("features") != list(FEATURE_NAMES):
+    feature_set = meta["model_config"].get("features", "first_order")
+    if takes_features(module) and meta["training"].get("features") != list(feature_names(feature_set)):
         raise InputFileError(folder / "model.json", "trained on other lesion features than this prlkit version computes")
     calibration = dict(meta.get("calibration") or {"method": "prior", "train_prior": 0.5, "target_prior": 0.5})
     calibrator = CALIBRATION_METHODS[calibration.pop("method")](**calibration)

@@ -29,6 +29,8 @@ import torch
 from monai.networks.nets import ResNet
 from torch import nn
 
+from prlkit.errors import PrlkitError
+
 
 @dataclass(frozen=True)
 class QSMRimNetConfig:
@@ -42,6 +44,12 @@ class QSMRimNetConfig:
     radiomics_dropout: float = 0.3
     head_hidden: int = 128
     head_dropout: float = 0.5
+    features: str = "first_order"  # lesion feature set (prlkit.data.features): first_order | pyradiomics (the paper's 527)
+    seeds: int = 1  # 3: the paper's majority vote of three seeds (SeedVote); odd
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1 or self.seeds % 2 == 0:
+            raise PrlkitError(f"qsmrimnet seeds must be an odd number >= 1 (a majority vote), not {self.seeds}")
 
     @classmethod
     def paper(cls, **overrides) -> QSMRimNetConfig:
@@ -182,6 +190,29 @@ class QSMRimNetClassifier(nn.Module):
         return self.net(x, self.standardise(features), labels, generator)
 
 
-def majority_vote(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Fraction of models (rows: seeds) calling each lesion rim+; the paper's 3-seed decision is > 0.5."""
-    return (np.asarray(probabilities) > threshold).mean(axis=0)
+class SeedVote(nn.Module):
+    """The paper's majority vote of independently seeded QSMRim-Nets, as one continuous score.
+
+    forward returns the median of the members' logits. For an odd number of members, thresholding
+    the median at t gives exactly the majority vote of the members thresholded at t, for every t,
+    so ROC/PR curves and the F1 threshold apply to the vote itself, not to a proxy.
+    """
+
+    takes_features = True
+
+    def __init__(self, members: list[QSMRimNetClassifier]):
+        super().__init__()
+        if len(members) % 2 == 0:
+            raise ValueError(f"a majority vote needs an odd number of seeds, not {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """x (B, C, S, S, S), raw features (B, R) -> median logit over the members (B,)."""
+        return torch.stack([member(x, features) for member in self.members]).median(dim=0).values
+
+
+def build_qsmrimnet(config: QSMRimNetConfig) -> nn.Module:
+    """One classifier, or the vote of `config.seeds` of them (each initialised and trained with its own seed)."""
+    if config.seeds == 1:
+        return QSMRimNetClassifier(config)
+    return SeedVote([QSMRimNetClassifier(config) for _ in range(config.seeds)])
