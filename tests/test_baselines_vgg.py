@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,3 +100,16 @@ def test_random_shifts_take_minus_zero_plus_step_and_follow_the_generator():
     shifts = random_shifts(500, 2, torch.Generator().manual_seed(3))
     assert set(shifts.unique().tolist()) == {-2, 0, 2}
     assert torch.equal(shifts, random_shifts(500, 2, torch.Generator().manual_seed(3)))
+
+
+def test_deepprl_focal_alpha_switch_reaches_the_loss():
+    from prlkit.errors import PrlkitError
+    from prlkit.methods.supervised import Recipe, SupervisedTraining
+
+    labels = np.array([1] * 2 + [0] * 8)
+    recipe = Recipe(loss="focal", balanced=True)
+    released = SupervisedTraining(DeepPRL(DeepPRLConfig()), labels, 4, recipe)
+    balanced = SupervisedTraining(DeepPRL(DeepPRLConfig(focal_alpha="balanced")), labels, 4, recipe)
+    assert released.focal_alpha == 0.2 and balanced.focal_alpha == pytest.approx(0.8)
+    with pytest.raises(PrlkitError, match="focal_alpha"):
+        DeepPRLConfig(focal_alpha=1.5)

@@ -6,7 +6,7 @@ takes FLAIR or T1 and QSM or phase). The mask goes through one ConvBlock (the re
 which are otherwise RimNet's VGG-like branches (widths 32/64/128, tanh, BatchNorm, 1x1x1
 reduction). The flattened image-branch maps are concatenated and go through Linear layers
 128 -> 32 -> 1 (128 = 2 x 4^3 at the 28^3 input). Loss: focal, gamma 2, alpha 0.2 (applied by the
-training harness).
+training harness; `focal_alpha: balanced` sets alpha to 1 - the training Rim+ fraction).
 
 Paper vs released code (`rimnet_archs_mod.BinaryDeepPRL` / `modular_rimnet_mod.ModularRimNet`):
 the abstract gives no layer details, so the released code is the default throughout, including
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from prlkit.errors import PrlkitError
 
 from prlkit.models.baselines.crop import crop_cubes
 from prlkit.models.baselines.rimnet import (
@@ -41,6 +43,12 @@ class DeepPRLConfig:
     batch_norm: bool = True
     fc_widths: tuple[int, ...] = (32,)
     fc_tanh: bool = False  # released code: no activation between the Linear layers
+    focal_alpha: float | str = 0.2  # the loss's positive-class weight (released code); "balanced": 1 - Rim+ fraction
+
+    def __post_init__(self) -> None:
+        if self.focal_alpha != "balanced" and not (isinstance(self.focal_alpha, (int, float))
+                                                   and 0 < self.focal_alpha < 1):  # fmt: skip
+            raise PrlkitError(f"deepprl focal_alpha must be in (0, 1) or 'balanced', not {self.focal_alpha!r}")
 
 
 class DeepPRL(nn.Module):
