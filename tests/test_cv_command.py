@@ -1,11 +1,13 @@
 """`prlkit cv`: folds, out-of-fold predictions, tables and plots; resumable; no leakage."""
 
 import dataclasses
+import json
 
 import pandas as pd
 import pytest
 import torch
 import yaml
+from sklearn.metrics import brier_score_loss, roc_curve
 from conftest import tiny_config, write_toy_rim_cohort
 
 import prlkit.eval.experiment as experiment
@@ -34,7 +36,7 @@ def test_outputs_and_out_of_fold_coverage(cv_run):
     root, _ = cv_run
     out = root / "out"
     for name in ("folds.tsv", "oof_predictions.tsv", "per_fold_metrics.tsv", "results.md", "results.json",
-                 "config.yaml", "cv_curves.png", "counts.png"):  # fmt: skip
+                 "config.yaml", "cv_curves.png", "counts.png", "calibration.png"):  # fmt: skip
         assert (out / name).is_file(), name
     oof = pd.read_csv(out / "oof_predictions.tsv", sep="\t")
     folds = pd.read_csv(out / "folds.tsv", sep="\t")
@@ -47,6 +49,19 @@ def test_outputs_and_out_of_fold_coverage(cv_run):
     markdown = (out / "results.md").read_text()
     assert "| frodo |" in markdown and "| frodo_scratch |" in markdown and "DeLong" in markdown
     assert (out / "frodo" / "fold-0" / "model.json").is_file()
+
+
+def test_high_specificity_point_and_brier_score_match_sklearn(cv_run):
+    root, _ = cv_run
+    results = json.loads((root / "out" / "results.json").read_text())
+    oof = pd.read_csv(root / "out" / "oof_predictions.tsv", sep="\t")
+    for method, rows in oof.groupby("method"):
+        y, p = rows["label"].to_numpy(), rows["probability"].to_numpy()
+        point = results["high_specificity_operating_point"][method]
+        assert point["brier"] == pytest.approx(brier_score_loss(y, p))
+        fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
+        assert point["specificity"] >= 0.95 and point["sensitivity"] == pytest.approx(tpr[fpr <= 0.05].max())
+    assert "specificity ≥ 0.95" in (root / "out" / "results.md").read_text()
 
 
 def test_rerun_skips_finished_folds(cv_run, monkeypatch):

@@ -18,7 +18,7 @@ from prlkit.errors import PrlkitError
 from prlkit.eval.results import summarise, write_results
 from prlkit.predict import write_dataset_description, write_session, write_subjects_table
 from prlkit.report.gallery import display_session, lesion_figure
-from prlkit.report.plots import plot_count_scatter, plot_cv_curves
+from prlkit.report.plots import write_cv_figures
 
 METHODS = ("frodo", "aprl", "deepprl")
 
@@ -65,8 +65,7 @@ def cv_folder(tmp_path_factory):
     oof = pd.concat(rows, ignore_index=True)
     oof.to_csv(out / "oof_predictions.tsv", sep="\t", index=False)
     write_results(summarise(oof, "frodo"), out)
-    plot_cv_curves(oof, out / "cv_curves.png")
-    plot_count_scatter(oof, out / "counts.png")
+    write_cv_figures(oof, out)
     (out / "config.yaml").write_text("profile: quick\nsplit:\n  n_folds: 3\n")
     return out
 
@@ -76,11 +75,12 @@ def test_cv_report_is_self_contained_and_has_every_method(cv_folder, tmp_path):
     assert run_report(cv_folder, out=out) == 0
     page = out.read_text()
     assert_self_contained(page)
-    assert page.count("<img") == 2
+    assert page.count("<img") == 3  # curves, counts, calibration
     assert (cv_folder / "cv_curves.png").read_bytes() == base64.b64decode(re.findall(r"base64,([^\"]+)", page)[0])
     for method in METHODS:
         assert f"<tr><td>{method}</td>" in page  # a row in the lesion-level table
-    assert page.count("<tr><td>aprl</td>") == 4 + 3  # lesion level, comparisons, subject level, workload, 3 folds
+    # lesion level, comparisons, subject level, two operating points, 3 folds
+    assert page.count("<tr><td>aprl</td>") == 5 + 3 and "RimNet" in page
     assert "<tr><td>frodo</td>" in page and "DeLong" in page and "McNemar" in page
     assert "n_folds: 3" in page  # the config
 
@@ -93,7 +93,7 @@ def test_cv_report_redraws_missing_figures(cv_folder, tmp_path):
     assert run_report(copy) == 0
     page = (copy / "report.html").read_text()
     assert_self_contained(page)
-    assert page.count("<img") == 2 and "(no config.yaml)" in page
+    assert page.count("<img") == 3 and "(no config.yaml)" in page
 
 
 @pytest.fixture(scope="module")

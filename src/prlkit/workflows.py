@@ -13,7 +13,7 @@ from prlkit.eval.experiment import cross_validate
 from prlkit.eval.folds import make_folds, save_folds
 from prlkit.eval.results import summarise, write_results
 from prlkit.eval.subsets import write_confluence_results
-from prlkit.report.plots import plot_count_scatter, plot_cv_curves
+from prlkit.report.plots import write_cv_figures
 
 
 def run_cross_validation(
@@ -37,6 +37,5 @@ def run_cross_validation(
     results = summarise(oof, reference)
     write_results(results, out)
     write_confluence_results(oof, patch_set.sessions, config.lesions, out)
-    plot_cv_curves(oof, out / "cv_curves.png")
-    plot_count_scatter(oof, out / "counts.png")
+    write_cv_figures(oof, out)
     return results

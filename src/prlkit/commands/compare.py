@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare",
         help="merge prlkit cv runs made on the same folds into one comparison table",
         description="Reads folds.tsv and oof_predictions.tsv of each run (the folds must be identical), "
-        "and writes results.md/json, per_fold_metrics.tsv, cv_curves.png and counts.png for all methods "
+        "and writes results.md/json, per_fold_metrics.tsv, cv_curves.png, counts.png and calibration.png for all methods "
         "together, with DeLong and McNemar tests against --reference.",
     )
     parser.add_argument("runs", nargs="+", type=Path, help="prlkit cv output folders")
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from prlkit.eval.experiment import read_predictions
     from prlkit.eval.folds import load_folds
     from prlkit.eval.results import summarise, write_results
-    from prlkit.report.plots import plot_count_scatter, plot_cv_curves
+    from prlkit.report.plots import write_cv_figures
 
     first_folds, tables = None, []
     for run_dir in args.runs:
@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
         raise PrlkitError(f"--reference {reference} is not among the runs' methods ({', '.join(methods)})")
     args.out.mkdir(parents=True, exist_ok=True)
     write_results(summarise(oof, reference), args.out)
-    plot_cv_curves(oof, args.out / "cv_curves.png")
-    plot_count_scatter(oof, args.out / "counts.png")
+    write_cv_figures(oof, args.out)
     print((args.out / "results.md").read_text())
     return 0

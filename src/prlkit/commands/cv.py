@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Five participant-level folds stratified by Rim+ burden; per fold every method trains on the "
         "development folds (validation split for early stopping, threshold and calibration) and predicts the "
         "held-out fold once. Writes folds.tsv, oof_predictions.tsv, per_fold_metrics.tsv, results.md/json, "
-        "cv_curves.png and counts.png to --out. Rerunning skips finished (method, fold) pairs.",
+        "cv_curves.png, counts.png and calibration.png to --out. Rerunning skips finished (method, fold) pairs.",
     )
     parser.add_argument("dataset", help="BIDS folder or manifest .csv")
     parser.add_argument("--out", required=True, type=Path, help="output folder (reused on rerun)")

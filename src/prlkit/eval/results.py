@@ -15,7 +15,14 @@ import pandas as pd
 from prlkit.atomic import write_text_atomic
 from prlkit.data.bids import PrlkitWarning
 from prlkit.errors import PrlkitError
-from prlkit.eval.metrics import lesion_metrics, operating_point_at_sensitivity, summarize_folds, threshold_metrics
+from prlkit.eval.calibration import brier_score
+from prlkit.eval.metrics import (
+    lesion_metrics,
+    operating_point_at_sensitivity,
+    operating_point_at_specificity,
+    summarize_folds,
+    threshold_metrics,
+)
 from prlkit.eval.stats import delong_test, mcnemar_test, subject_counts, subject_level_summary
 
 TABLE_METRICS = ["roc_auc", "pr_auc", "proc_auc", "f1", "sensitivity", "specificity", "ppv", "npv", "accuracy"]
@@ -57,15 +64,17 @@ def summarise(oof: pd.DataFrame, reference: str, chronic_active_min: int = 4) ->
         mcnemar = mcnemar_test(y, d_other, d_ref)
         comparisons.append({"method": method, "reference": reference, "delong": dataclasses.asdict(delong),
                             "mcnemar": dataclasses.asdict(mcnemar)})  # fmt: skip
-    subject, operating = {}, {}
+    subject, operating, specific = {}, {}, {}
     for method in methods:
         rows = oof[oof["method"] == method]
         counts = subject_counts(rows)
         subject[method] = subject_level_summary(counts, chronic_active_min)
-        operating[method] = operating_point_at_sensitivity(rows["label"].to_numpy(), rows["probability"].to_numpy())
+        y, p = rows["label"].to_numpy(), rows["probability"].to_numpy()
+        operating[method] = operating_point_at_sensitivity(y, p)
+        specific[method] = operating_point_at_specificity(y, p) | {"brier": brier_score(y, p)}
     return {"reference": reference, "methods": methods, "per_fold": per_fold.to_dict(orient="records"),
             "summary": summary, "comparisons": comparisons, "subject_level": subject,
-            "high_sensitivity_operating_point": operating}  # fmt: skip
+            "high_sensitivity_operating_point": operating, "high_specificity_operating_point": specific}  # fmt: skip
 
 
 def mean_sd(cell: dict[str, float]) -> str:
@@ -98,6 +107,12 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {method} | {s['count_pearson_r']:.3f} ({s['count_pearson_ci_low']:.3f}, {s['count_pearson_ci_high']:.3f}) "
                      f"| {s['count_mse']:.2f} | {s['expected_pearson_r']:.3f} | {s['patient_sensitivity']:.2f} / "
                      f"{s['patient_specificity']:.2f} | {o['n_review']:.0f} lesions ({100 * o['review_fraction']:.0f} %) |")  # fmt: skip
+    lines += ["", "## Pooled operating point at specificity ≥ 0.95 (RimNet) and calibration", "",
+              "| method | sensitivity | specificity | threshold | Brier score |", "|---|---|---|---|---|"]
+    for method in results["methods"]:
+        o = results["high_specificity_operating_point"][method]
+        lines.append(f"| {method} | {o['sensitivity']:.3f} | {o['specificity']:.3f} | {o['threshold']:.3f} "
+                     f"| {o['brier']:.3f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

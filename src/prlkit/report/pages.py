@@ -18,7 +18,7 @@ from prlkit.errors import InputFileError, PrlkitError
 from prlkit.eval.results import TABLE_METRICS, mean_sd
 from prlkit.report import html
 from prlkit.report.gallery import QSM_WINDOW_PPM, display_session, lesion_figure
-from prlkit.report.plots import figure_png
+from prlkit.report.plots import CV_FIGURES, figure_png
 
 
 def cv_page(folder: Path) -> str:
@@ -34,15 +34,17 @@ def cv_page(folder: Path) -> str:
     parts.append(html.section("Lesion level (mean ± SD over folds)", html.table(
         ["method", *TABLE_METRICS], [[m, *(mean_sd(results["summary"][m].get(k)) for k in TABLE_METRICS)] for m in methods]
     ) + html.paragraph("Threshold metrics use each fold's validation threshold.", "note")))  # fmt: skip
-    parts.append(html.section("Curves and counts", "\n".join(
-        html.png_image(_cv_figure(folder, oof, name), alt) for name, alt in
-        (("cv_curves.png", "ROC and precision-recall curves, mean over folds"),
-         ("counts.png", "predicted vs expert Rim+ count per participant"))
+    parts.append(html.section("Curves, counts and calibration", "\n".join(
+        html.png_image(_cv_figure(folder, oof, name), alt) for name, (_, alt) in CV_FIGURES.items()
     )))  # fmt: skip
     if results["comparisons"]:
         parts.append(html.section(f"Against {reference} (pooled out-of-fold predictions)", _comparisons(results)))
     parts.append(html.section("Subject level", _subject_level(results)))
-    parts.append(html.section("Review workload at sensitivity ≥ 0.95", _workload(results)))
+    parts.append(html.section("Review workload at sensitivity ≥ 0.95",
+                              _operating_point_table(results, "high_sensitivity_operating_point")))
+    if "high_specificity_operating_point" in results:  # absent from results.json of older runs
+        parts.append(html.section("Operating point at specificity ≥ 0.95 and calibration",
+                                  _operating_point_table(results, "high_specificity_operating_point")))
     per_fold = pd.DataFrame(results["per_fold"])
     columns = [c for c in ["method", "fold", "threshold", "n_lesions", "n_rim", *TABLE_METRICS] if c in per_fold]
     rows = [[row[c] if c in ("method", "fold", "n_lesions", "n_rim") else html.number(row[c]) for c in columns]
@@ -55,11 +57,9 @@ def cv_page(folder: Path) -> str:
 
 def _cv_figure(folder: Path, oof: pd.DataFrame, name: str) -> bytes:
     """A figure the cv run wrote, or the same figure drawn again from its out-of-fold predictions."""
-    from prlkit.report.plots import plot_count_scatter, plot_cv_curves
-
     if (folder / name).is_file():
         return (folder / name).read_bytes()
-    plot = plot_cv_curves if name == "cv_curves.png" else plot_count_scatter
+    plot = CV_FIGURES[name][0]
     with tempfile.TemporaryDirectory() as scratch:
         plot(oof, Path(scratch) / name)
         return (Path(scratch) / name).read_bytes()
@@ -95,16 +95,27 @@ def _subject_level(results: dict) -> str:
     return html.table(header, rows) + html.paragraph(note, "note")
 
 
-def _workload(results: dict) -> str:
-    header = ["method", "threshold", "sensitivity", "specificity", "PPV", "lesions to review", "share of all lesions"]
+OPERATING_POINT_NOTES = {
+    "high_sensitivity_operating_point": "The most specific threshold that still finds at least 95 % of the expert "
+    "Rim+ lesions (pooled out-of-fold predictions): an expert then reviews only the lesions above it.",
+    "high_specificity_operating_point": "The most sensitive threshold whose specificity is at least 95 % (RimNet's "
+    "operating point, pooled out-of-fold predictions); the Brier score is the mean squared error of the "
+    "probabilities (lower is better; see the calibration figure).",
+}
+
+
+def _operating_point_table(results: dict, key: str) -> str:
+    """One pooled operating point per method (`key` of results.json), with its review workload."""
+    brier = "brier" in results[key][results["methods"][0]]
+    header = ["method", "threshold", "sensitivity", "specificity", "PPV", "lesions called Rim+",
+              "share of all lesions", *(["Brier score"] if brier else [])]  # fmt: skip
     rows = []
     for method in results["methods"]:
-        o = results["high_sensitivity_operating_point"][method]
+        o = results[key][method]
         rows.append([method, html.number(o["threshold"]), html.number(o["sensitivity"]), html.number(o["specificity"]),
-                     html.number(o.get("ppv")), f"{o['n_review']:.0f}", f"{100 * o['review_fraction']:.0f} %"])  # fmt: skip
-    note = ("The most specific threshold that still finds at least 95 % of the expert Rim+ lesions (pooled "
-            "out-of-fold predictions): an expert then reviews only the lesions above it.")
-    return html.table(header, rows) + html.paragraph(note, "note")
+                     html.number(o.get("ppv")), f"{o['n_review']:.0f}", f"{100 * o['review_fraction']:.0f} %",
+                     *([html.number(o["brier"])] if brier else [])])  # fmt: skip
+    return html.table(header, rows) + html.paragraph(OPERATING_POINT_NOTES[key], "note")
 
 
 def predict_page(folder: Path, dataset: Path, top: int) -> tuple[str, dict[str, bytes]]:

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
 
 from prlkit.atomic import atomic_path  # noqa: E402
 
@@ -84,3 +85,35 @@ def plot_count_scatter(oof, path: Path) -> None:
         axis.plot([0, top], [0, top], color="grey", linestyle=":")
         axis.set(xlabel="expert Rim+ count", ylabel="predicted Rim+ count", title=method, xlim=(-0.5, top), ylim=(-0.5, top))
     save_figure(figure, path)
+
+
+def plot_reliability(oof, path: Path) -> None:
+    """Observed Rim+ fraction against mean predicted probability per method (pooled out-of-fold,
+    equal-count bins), with each method's Brier score: are the probabilities probabilities?"""
+    from prlkit.eval.calibration import brier_score, reliability_curve
+
+    figure, axis = plt.subplots(figsize=(5, 4.5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    for method, rows in oof.groupby("method", sort=False):
+        y, p = rows["label"].to_numpy(), rows["probability"].to_numpy()
+        curve = reliability_curve(y, p, n_bins=int(np.clip(len(y) // 20, 2, 10)), strategy="quantile")
+        axis.plot(curve["mean_predicted"], curve["fraction_positive"], marker="o",
+                  label=f"{method} (Brier {brier_score(y, p):.3f})")  # fmt: skip
+    axis.set(xlabel="mean predicted P(Rim+)", ylabel="observed Rim+ fraction", xlim=(0, 1), ylim=(0, 1.02),
+             title="Calibration (pooled out-of-fold, equal-count bins)")  # fmt: skip
+    axis.legend(loc="upper left", fontsize=8)
+    save_figure(figure, path)
+
+
+# The figures of a cv (or compare) folder: file name -> (drawing function, description).
+CV_FIGURES = {
+    "cv_curves.png": (plot_cv_curves, "ROC and precision-recall curves, mean over folds"),
+    "counts.png": (plot_count_scatter, "predicted vs expert Rim+ count per participant"),
+    "calibration.png": (plot_reliability, "observed Rim+ fraction vs predicted probability"),
+}
+
+
+def write_cv_figures(oof, out: Path) -> None:
+    """Every CV_FIGURES figure of the out-of-fold predictions into `out`."""
+    for name, (plot, _) in CV_FIGURES.items():
+        plot(oof, out / name)
