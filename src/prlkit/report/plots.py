@@ -101,7 +101,7 @@ def plot_reliability(oof, path: Path) -> None:
                   label=f"{method} (Brier {brier_score(y, p):.3f})")  # fmt: skip
     axis.set(xlabel="mean predicted P(Rim+)", ylabel="observed Rim+ fraction", xlim=(0, 1), ylim=(0, 1.02),
              title="Calibration (pooled out-of-fold, equal-count bins)")  # fmt: skip
-    axis.legend(loc="upper left", fontsize=8)
+    axis.legend(loc="lower right", fontsize=8)
     save_figure(figure, path)
 
 
