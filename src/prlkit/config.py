@@ -202,15 +202,21 @@ class SegmentConfig:
 
     patch_size: int = 32
     lesion_patches: int = 3
+    prl_patches: int = 0  # more centres on PRL-lesion voxels per Rim+ session and round (0: the paper)
     background_patches: int = 1
     rounds_per_epoch: int = 10
     lesion_channel: bool = False  # add the binary lesion mask as an input channel (the paper's UNet_lesion)
-    network: str = "unet"  # unet (MONAI UNet: channels, strides, res_units) | basicunet (6 channels)
+    network: str = "unet"  # unet (MONAI UNet: channels, strides, res_units) | basicunet (6 channels) | unetr
+    hidden_size: int = 768  # unetr: transformer width (ViT-B, MONAI's default), split over num_heads heads
+    num_heads: int = 12
+    mlp_dim: int = 3072  # unetr: transformer feed-forward width
+    feature_size: int = 16  # unetr: width of the convolutional decoder
     channels: tuple[int, ...] = (16, 32, 64, 128)
     strides: tuple[int, ...] = (2, 2, 2)
     res_units: int = 2
     norm: str = "instance"  # instance (MONAI's default, per-patch statistics) | batch (keeps QSM's absolute level)
     dropout: float = 0.0
+    class_weights: tuple[float, ...] = (1.0, 1.0, 1.0)  # background, non-PRL, PRL in Dice and CE (1, 1, 1: the paper)
     flips: bool = True  # random axis flips, identical for image and target
     overlap: float = 0.5  # sliding-window overlap at inference
     blend: str = "gaussian"  # gaussian | constant
@@ -224,12 +230,19 @@ class SegmentConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+        object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+        if len(self.class_weights) != 3 or min(self.class_weights) <= 0:
+            raise PrlkitError(f"segment.class_weights must be 3 positive numbers, not {self.class_weights}")
         if self.patch_size < 8 or self.patch_size % 8:
             raise PrlkitError(f"segment.patch_size must be a multiple of 8, not {self.patch_size}")
-        if self.lesion_patches < 1 or self.background_patches < 0 or self.rounds_per_epoch < 1:
-            raise PrlkitError("segment: lesion_patches and rounds_per_epoch must be >= 1, background_patches >= 0")
-        if self.network not in ("unet", "basicunet"):
-            raise PrlkitError(f"segment.network must be unet or basicunet, not {self.network!r}")
+        if self.lesion_patches < 1 or min(self.background_patches, self.prl_patches) < 0 or self.rounds_per_epoch < 1:
+            raise PrlkitError("segment: lesion_patches and rounds_per_epoch must be >= 1, background_patches and "
+                              "prl_patches >= 0")
+        if self.network not in ("unet", "basicunet", "unetr"):
+            raise PrlkitError(f"segment.network must be unet, basicunet or unetr, not {self.network!r}")
+        if self.network == "unetr" and (self.patch_size % 16 or self.hidden_size % self.num_heads):
+            raise PrlkitError(f"segment: unetr needs patch_size a multiple of 16 (its 16^3 tokens) and hidden_size "
+                              f"divisible by num_heads, not {self.patch_size}, {self.hidden_size}, {self.num_heads}")
         if self.network == "unet" and (len(self.strides) != len(self.channels) - 1 or min(self.channels) < 1):
             raise PrlkitError(f"segment: unet needs len(strides) = len(channels) - 1, not {self.channels}, {self.strides}")
         if self.network == "basicunet" and len(self.channels) != 6:

@@ -55,7 +55,7 @@ def validation_outputs(net: nn.Module, volumes: list[SegmentVolume], config: Seg
 
 
 class SegmentationTraining:
-    """Dice + cross-entropy (MONAI DiceCELoss, softmax, Dice over the whole batch) on sampled patches.
+    """Dice + cross-entropy (MONAI DiceCELoss, softmax, Dice over the whole batch, `class_weights`) on sampled patches.
 
     Validation is whole-volume: `score` receives the indices of the validation volumes it holds and
     returns the mean soft Dice of the non-PRL and PRL classes, or the lesion-level PR-AUC of the PRL score.
@@ -66,14 +66,15 @@ class SegmentationTraining:
     def __init__(self, net: nn.Module, sampler: PatchSampler, val_volumes: list[SegmentVolume], config: SegmentConfig):
         self.net = self.module = net
         self.sampler, self.val_volumes, self.config = sampler, val_volumes, config
-        self.criterion = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+        self.criterion = DiceCELoss(to_onehot_y=True, softmax=True, batch=True,
+                                    weight=torch.tensor(config.class_weights))  # fmt: skip
         self.score_name = f"val_{config.val_score}"
 
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
         return self.sampler.batches(generator, self.config.train.batch_size)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.criterion(self.net(x).float(), y.unsqueeze(1))
+        return self.criterion.to(x.device)(self.net(x).float(), y.unsqueeze(1))
 
     def score(self, x: torch.Tensor, y: torch.Tensor) -> float:
         device = next(self.net.parameters()).device
