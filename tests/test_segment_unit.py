@@ -122,7 +122,7 @@ def test_class_weights_reach_both_loss_terms():
         stage = SegmentationTraining(net, sampler, [], config)
         assert torch.equal(stage.criterion.cross_entropy.weight, torch.tensor(weights))
         assert torch.equal(stage.criterion.dice.class_weight, torch.tensor(weights))
-        losses[weights] = float(stage.loss(x, y))
+        losses[weights] = stage.loss(x, y).item()
     assert losses[(1.0, 1.0, 1.0)] != pytest.approx(losses[(1.0, 1.0, 5.0)])
 
 

@@ -222,6 +222,7 @@ class SegmentConfig:
     blend: str = "gaussian"  # gaussian | constant
     sw_batch_size: int = 4
     lesion_score: str = "mean"  # mean | max PRL probability over the lesion's voxels
+    calibration: str = "platt"  # platt | temperature | none: the lesion score -> P(Rim+), fitted on validation
     val_score: str = "soft_dice"  # soft_dice | pr_auc
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(max_epochs=300, batch_size=8, learning_rate=1e-4, patience=30)
@@ -250,7 +251,7 @@ class SegmentConfig:
         if not 0 <= self.overlap < 1 or not 0 <= self.dropout < 1:
             raise PrlkitError("segment.overlap and segment.dropout must be in [0, 1)")
         for name, allowed in (("blend", ("gaussian", "constant")), ("lesion_score", ("mean", "max")),
-                              ("norm", ("instance", "batch")),
+                              ("norm", ("instance", "batch")), ("calibration", ("platt", "temperature", "none")),
                               ("val_score", ("soft_dice", "pr_auc"))):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise PrlkitError(f"segment.{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")

@@ -18,16 +18,11 @@ from prlkit.segment.sampling import PatchSampler
 from prlkit.segment.volumes import PRL, SegmentVolume
 
 
-def scored_lesions(volume: SegmentVolume, probabilities: np.ndarray, config: SegmentConfig,
-                   threshold: float | None = None) -> pd.DataFrame:  # fmt: skip
-    """The volume's lesion table with prl_mean, prl_max and `probability` (the configured lesion score);
-    with a `threshold`, also `rim_pred` (1 where probability >= threshold)."""
+def scored_lesions(volume: SegmentVolume, probabilities: np.ndarray, config: SegmentConfig) -> pd.DataFrame:
+    """The volume's lesion table with prl_mean, prl_max and `score` (the configured, uncalibrated lesion score)."""
     scores = lesion_scores(probabilities[PRL], volume.instances, volume.lesions["index"].to_numpy())
     table = volume.lesions.merge(scores, on="index", how="left")
-    table = table.assign(probability=table[f"prl_{config.lesion_score}"])
-    if threshold is not None:
-        table["rim_pred"] = (table["probability"].fillna(0.0) >= threshold).astype(int)
-    return table
+    return table.assign(score=table[f"prl_{config.lesion_score}"])
 
 
 @dataclass(frozen=True)
@@ -81,4 +76,4 @@ class SegmentationTraining:
         outputs = validation_outputs(self.net, [self.val_volumes[i] for i in y.tolist()], self.config, device)
         if self.config.val_score == "soft_dice":
             return soft_dice(outputs.soft_terms)
-        return pr_auc(outputs.lesions["rim"].astype(int).to_numpy(), outputs.lesions["probability"].to_numpy())
+        return pr_auc(outputs.lesions["rim"].astype(int).to_numpy(), outputs.lesions["score"].to_numpy())
