@@ -160,7 +160,9 @@ def test_detection_f1_equals_sklearn():
 
 
 def test_segment_config_profiles_round_trip_and_checks():
-    assert get_profile("paper").segment.patch_size == 32 and get_profile("paper").segment.lesion_patches == 3
+    paper, quick = get_profile("paper").segment, get_profile("quick").segment
+    assert paper.patch_size == 32 and paper.lesion_patches == 3 and paper.prl_patches == 0
+    assert (paper.norm, paper.class_weights, quick.norm) == ("instance", (1, 1, 1), "batch")  # the paper; quick: measured
     quick = get_profile("quick")
     assert config_from_dict({"profile": "quick", "segment": {"train": {"max_epochs": 3}}}).segment.train.max_epochs == 3
     assert config_from_dict({"profile": "quick"}) == quick

@@ -191,13 +191,18 @@ class SegmentConfig:
     """Whole-brain PRL segmentation (El Yamani et al., MIDL 2025): a 3-class 3D UNet on patches.
 
     Per loop epoch, `rounds_per_epoch` times: `lesion_patches` cubes per training session centred
-    on random lesion voxels (3 in the paper) and `background_patches` on random brain voxels. The
-    paper trains 3000 such rounds at learning rate 1e-4; `paper` = 300 loop epochs x 10 rounds.
+    on random lesion voxels (3 in the paper), `prl_patches` more on PRL-lesion voxels of sessions with
+    a Rim+ lesion (0 in the paper) and `background_patches` on random brain voxels. The paper trains
+    3000 such rounds at learning rate 1e-4 with unweighted Dice + CE (`class_weights` 1, 1, 1) and
+    MONAI's InstanceNorm; `paper` = 300 loop epochs x 10 rounds. `network: unetr` (MONAI UNETR, needs
+    einops) takes `hidden_size`, `num_heads`, `mlp_dim`, `feature_size` and a patch_size multiple of 16.
     Validation (early stopping) on whole held-out-participant volumes: `val_score` soft_dice (default;
     mean soft Dice of the non-PRL and PRL classes, pooled voxels: above 0 before the rare PRL class wins
     any argmax) or pr_auc (lesion level; few validation Rim+ lesions, saturates early on easy data).
-    A lesion's PRL score is the `lesion_score` (mean or max) of the voxel PRL probabilities over its
-    voxels; it is not calibrated. `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch.
+    A lesion's raw PRL score is the `lesion_score` (mean or max) of the voxel PRL probabilities over its
+    voxels; `calibration` (platt by default, the main method's calibrators) maps it to P(Rim+) on the
+    validation lesions. `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch, BatchNorm
+    (InstanceNorm removes QSM's absolute level per patch; benchmarks/README.md, prlseg section).
     """
 
     patch_size: int = 32
@@ -282,7 +287,7 @@ PROFILES: dict[str, Config] = {
         pretrain=PretrainConfig(max_epochs=8, patience=3, batch_size=16, learning_rate=1e-3),
         finetune=FinetuneConfig(max_epochs=30, patience=8, batch_size=16, learning_rate=1e-3),
         segment=SegmentConfig(patch_size=24, channels=(8, 16, 32), strides=(2, 2), res_units=1, rounds_per_epoch=2,
-                              overlap=0.25, sw_batch_size=8,
+                              norm="batch", overlap=0.25, sw_batch_size=8,
                               train=TrainConfig(max_epochs=20, batch_size=8, learning_rate=3e-3, patience=6)),
     ),
 }
