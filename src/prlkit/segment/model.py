@@ -1,4 +1,4 @@
-"""A trained segmentation model: network, settings, lesion-score calibration and threshold; saved like every prlkit model."""
+"""A trained segmentation model: network, settings, lesion-score calibration and threshold (saved as every model)."""
 
 from __future__ import annotations
 
@@ -97,5 +97,5 @@ def load_segmentation_model(folder: Path) -> SegmentationModel:
         calibrator = CALIBRATION_METHODS[calibration.pop("method")](**calibration)
     except (KeyError, TypeError):
         raise InputFileError(folder / "model.json", f"unreadable calibration {meta['calibration']}") from None
-    return SegmentationModel(module=module.eval(), config=config, threshold=meta["threshold"], training=meta["training"],
-                             calibrator=calibrator)  # fmt: skip
+    return SegmentationModel(module=module.eval(), config=config, threshold=meta["threshold"],
+                             training=meta["training"], calibrator=calibrator)  # fmt: skip

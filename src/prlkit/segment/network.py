@@ -28,7 +28,8 @@ def build_segmentation_network(config: SegmentConfig) -> nn.Module:
             raise PrlkitError("segment.network unetr needs the einops package (pip install einops)")
         return UNETR(in_channels=input_channels(config), out_channels=len(CLASS_NAMES), img_size=config.patch_size,
                      feature_size=config.feature_size, hidden_size=config.hidden_size, mlp_dim=config.mlp_dim,
-                     num_heads=config.num_heads, norm_name=config.norm, dropout_rate=config.dropout, spatial_dims=3)  # fmt: skip
+                     num_heads=config.num_heads, norm_name=config.norm, dropout_rate=config.dropout,
+                     spatial_dims=3)  # fmt: skip
     return UNet(spatial_dims=3, in_channels=input_channels(config), out_channels=len(CLASS_NAMES),
                 channels=config.channels, strides=config.strides, num_res_units=config.res_units,
                 norm=config.norm, dropout=config.dropout)  # fmt: skip

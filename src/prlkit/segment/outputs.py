@@ -107,7 +107,8 @@ def session_metrics(volume: SegmentVolume, probabilities: np.ndarray, table: pd.
 def predict_segmentation(sessions: list[SessionFiles], models: SegmentationModels, out: Path,
                          device: torch.device, progress: bool = True) -> pd.DataFrame | None:  # fmt: skip
     """Check every session, then segment each one (mean class probabilities and mean calibrated lesion
-    probability of its models, mean threshold) and write its outputs; with rim labels, also the paper's metrics (returned, and written)."""
+    probability of its models, mean threshold) and write its outputs; with rim labels, also the paper's
+    metrics (returned, and written)."""
     from tqdm.auto import tqdm
 
     if not sessions:
