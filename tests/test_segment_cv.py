@@ -42,3 +42,12 @@ def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
     assert len(predicted) == 24
     np.testing.assert_allclose(predicted["probability"], predicted["probability_cv"], rtol=1e-5)
     assert (predicted["rim_pred"] == predicted["decision"]).all()
+
+    # the same through `prlkit predict --method prlseg`, in the lesion-table format of every method
+    assert main(["predict", str(dataset), "--model", str(out), "--method", "prlseg", "--out", str(tmp_path / "p"),
+                 "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    tables = [pd.read_csv(path, sep="\t").assign(participant_id=path.name.split("_")[0])
+              for path in sorted((tmp_path / "p").glob("derivatives/prlkit/sub-*/anat/*_lesions.tsv"))]
+    predicted = pd.concat(tables).merge(prlseg.reset_index(), on=["participant_id", "index"], suffixes=("", "_cv"))
+    assert len(predicted) == 24
+    np.testing.assert_allclose(predicted["probability"], predicted["probability_cv"], rtol=1e-5)

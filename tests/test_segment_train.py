@@ -11,12 +11,16 @@ import torch
 import yaml
 from conftest import write_toy_rim_cohort
 
+from prlkit.cli import main
 from prlkit.commands import segment
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.errors import PrlkitError
+from prlkit.eval.calibration import PlattScaling
 from prlkit.methods.trained import load_trained_model
-from prlkit.segment.model import load_segmentation_model
+from prlkit.predict import LESION_OUTPUT_COLUMNS
+from prlkit.segment.model import UNCALIBRATED, load_segmentation_model
+from prlkit.segment.stage import validation_outputs
 from prlkit.segment.train import train_segmentation
 from prlkit.segment.volumes import load_segment_volume
 
@@ -63,6 +67,36 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
     assert len(metrics) == 5 and (metrics["dice_PRL"] > 0.5).all()
     assert json.loads((out / "derivatives" / "prlkit" / "prlseg_metrics.json").read_text())["global_f1"] == 1.0
 
+    # calibrated P(Rim+) = the saved calibrator applied to the raw score, decisions at the saved threshold
+    model = load_segmentation_model(model_dir)
+    assert isinstance(model.calibrator, PlattScaling) and model.calibrator.a > 0
+    np.testing.assert_allclose(lesions["probability"], model.calibrator.apply(lesions["score"]), rtol=1e-5)
+    assert (lesions["rim_pred"] == (lesions["probability"] >= model.threshold)).all()
+
+    # `prlkit predict` with the prlseg model: the lesion table, maps and subjects.tsv of every method
+    assert main(["predict", str(dataset), "--model", str(model_dir), "--out", str(tmp_path / "p"), "--device", "cpu",
+                 "--no-progress"]) == 0  # fmt: skip
+    base = tmp_path / "p" / "derivatives" / "prlkit"
+    table = pd.read_csv(base / "sub-01" / "anat" / "sub-01_lesions.tsv", sep="\t", keep_default_na=False)
+    assert list(table.columns) == LESION_OUTPUT_COLUMNS
+    np.testing.assert_allclose(table["probability"].astype(float), lesions["probability"], rtol=1e-5)
+    assert (table["rim_pred"] == lesions["rim_pred"]).all()
+    probseg = nib.load(base / "sub-01" / "anat" / "sub-01_desc-rim_probseg.nii.gz").get_fdata()
+    instances = np.asarray(nib.load(dataset / "derivatives" / "lesions" / "sub-01" / "anat" /
+                                    "sub-01_desc-lesions_dseg.nii.gz").dataobj)  # fmt: skip
+    assert probseg[instances == 1].mean() == pytest.approx(table.loc[table["index"] == 1, "probability"].item(), rel=1e-5)
+    subjects = pd.read_csv(base / "subjects.tsv", sep="\t")
+    assert len(subjects) == 5 and (subjects["n_rim_pred"] == [2, 1, 1, 2, 1]).all()  # (n + k) % 3 == 0 of 4 lesions
+
+    # lesions excluded from classification get no probability, as with the patch methods
+    meta = json.loads((model_dir / "model.json").read_text())
+    meta["config"]["lesions"]["min_voxels"] = 1000
+    (model_dir / "model.json").write_text(json.dumps(meta))
+    assert main(["predict", str(dataset), "--model", str(model_dir), "--out", str(tmp_path / "q"), "--device", "cpu",
+                 "--no-progress", "--participant-label", "01"]) == 0  # fmt: skip
+    table = pd.read_csv(tmp_path / "q" / "derivatives" / "prlkit" / "sub-01" / "anat" / "sub-01_lesions.tsv", sep="\t")
+    assert table["probability"].isna().all() and (table["rim_pred"] == 0).all() and (table["excluded"] == "too_small").all()
+
 
 def test_saved_model_reproduces_probabilities_and_a_seed_reproduces_training(tmp_path):
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=3)
@@ -76,10 +110,15 @@ def test_saved_model_reproduces_probabilities_and_a_seed_reproduces_training(tmp
     first.save(tmp_path / "model")
     loaded = load_segmentation_model(tmp_path / "model")
     assert loaded.threshold == first.threshold and loaded.config == first.config
+    assert loaded.calibrator == first.calibrator  # Platt, fitted on the validation lesions' raw scores
+    val = validation_outputs(first.module, volumes[2:], config.segment, cpu).lesions
+    assert first.calibrator == PlattScaling.fit(val["rim"].astype(int), val["score"])
     np.testing.assert_array_equal(loaded.probabilities(volumes[2], cpu), first.probabilities(volumes[2], cpu))
     with pytest.raises(PrlkitError, match="run it with `prlkit segment predict`"):
         load_trained_model(tmp_path / "model")  # the patch-model loader of `prlkit predict`
-    meta = json.loads((tmp_path / "model" / "model.json").read_text()) | {"method": "frodo"}
-    (tmp_path / "model" / "model.json").write_text(json.dumps(meta))
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    (tmp_path / "model" / "model.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "calibration"}))
+    assert load_segmentation_model(tmp_path / "model").calibrator == UNCALIBRATED  # saved before calibration
+    (tmp_path / "model" / "model.json").write_text(json.dumps(meta | {"method": "frodo"}))
     with pytest.raises(PrlkitError, match="not a prlseg segmentation model"):
         run_segment(["predict", str(dataset), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "o")])

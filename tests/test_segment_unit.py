@@ -14,6 +14,7 @@ from prlkit.segment.network import build_segmentation_network
 from prlkit.segment.readout import (confusion_matrix, detection_f1, dice_per_class, lesion_scores, soft_dice,
                                     soft_dice_terms)
 from prlkit.segment.sampling import PatchSampler
+from prlkit.segment.stage import SegmentationTraining
 from prlkit.segment.volumes import SegmentVolume, class_targets
 
 SMALL = SegmentConfig(patch_size=8, channels=(4, 8), strides=(2,), res_units=0, lesion_patches=3, background_patches=2,
@@ -64,6 +65,15 @@ def test_sampler_centres_lesion_patches_on_lesion_voxels_and_is_seeded():
     np.testing.assert_array_equal(on_lesion.numpy(), volume.target[i, j, k] > 0)
 
 
+def test_prl_patches_add_centres_on_prl_voxels_of_volumes_with_rim_lesions_only():
+    with_rim, without = toy_volume(toy_instances()), toy_volume(toy_instances(), rims=(0, 0, 0))
+    config = SegmentConfig(**{**SMALL.__dict__, "flips": False, "prl_patches": 4})
+    rows = PatchSampler([with_rim, without], config).draw(torch.Generator().manual_seed(0))
+    assert len(rows) == 2 * (2 * (3 + 2) + 4)  # rounds x (volumes x (lesion + background) + PRL on the Rim+ volume)
+    centres = with_rim.target[tuple(rows[rows[:, 0] == 0, 1:4].T.numpy())]
+    assert (centres == 2).sum() >= 2 * 4 and not (without.target[tuple(rows[rows[:, 0] == 1, 1:4].T.numpy())] == 2).any()
+
+
 def test_flips_cut_image_and_target_alike():
     volume = toy_volume(toy_instances())
     sampler = PatchSampler([volume], SMALL)
@@ -87,6 +97,33 @@ def test_sliding_window_output_is_on_the_input_grid():
     outside[region] = False
     assert (cropped[0][outside] == 1).all() and (cropped[1:, outside] == 0).all()
     np.testing.assert_allclose(cropped[(slice(None), *region)].sum(0), 1.0, rtol=1e-5)
+
+
+def test_unetr_maps_patches_to_class_logits_and_slides_over_any_grid():
+    config = SegmentConfig(network="unetr", patch_size=16, hidden_size=32, num_heads=2, mlp_dim=64, feature_size=4,
+                           sw_batch_size=2)  # fmt: skip
+    torch.manual_seed(0)
+    net = build_segmentation_network(config)
+    assert net(torch.zeros(2, 2, 16, 16, 16)).shape == (2, 3, 16, 16, 16)
+    image = np.random.default_rng(0).standard_normal((2, 21, 17, 9)).astype(np.float32)
+    assert class_probabilities(net, image, config, torch.device("cpu")).shape == (3, 21, 17, 9)
+
+
+def test_class_weights_reach_both_loss_terms():
+    volume = toy_volume(toy_instances())
+    sampler = PatchSampler([volume], SMALL)
+    rows = sampler.draw(torch.Generator().manual_seed(0))
+    x, y = sampler.x[rows][:, :2], sampler.y[rows]  # QSM and FLAIR
+    torch.manual_seed(0)
+    net = build_segmentation_network(SMALL)
+    losses = {}
+    for weights in ((1.0, 1.0, 1.0), (1.0, 1.0, 5.0)):
+        config = SegmentConfig(**{**SMALL.__dict__, "class_weights": weights})
+        stage = SegmentationTraining(net, sampler, [], config)
+        assert torch.equal(stage.criterion.cross_entropy.weight, torch.tensor(weights))
+        assert torch.equal(stage.criterion.dice.class_weight, torch.tensor(weights))
+        losses[weights] = stage.loss(x, y).item()
+    assert losses[(1.0, 1.0, 1.0)] != pytest.approx(losses[(1.0, 1.0, 5.0)])
 
 
 def test_lesion_region_is_the_grown_bounding_box():
@@ -123,11 +160,14 @@ def test_detection_f1_equals_sklearn():
 
 
 def test_segment_config_profiles_round_trip_and_checks():
-    assert get_profile("paper").segment.patch_size == 32 and get_profile("paper").segment.lesion_patches == 3
+    paper, quick = get_profile("paper").segment, get_profile("quick").segment
+    assert paper.patch_size == 32 and paper.lesion_patches == 3 and paper.prl_patches == 0
+    assert (paper.norm, paper.class_weights, quick.norm) == ("instance", (1, 1, 1), "batch")  # the paper; quick: measured
     quick = get_profile("quick")
     assert config_from_dict({"profile": "quick", "segment": {"train": {"max_epochs": 3}}}).segment.train.max_epochs == 3
     assert config_from_dict({"profile": "quick"}) == quick
-    for bad in ({"network": "unetr"}, {"channels": [8, 16], "strides": [2, 2]}, {"blend": "max"}, {"patch_size": 12},
+    for bad in ({"network": "vnet"}, {"network": "unetr", "patch_size": 24}, {"network": "unetr", "num_heads": 5},
+                {"class_weights": [1, 1]}, {"class_weights": [1, 0, 2]}, {"prl_patches": -1}, {"channels": [8, 16], "strides": [2, 2]}, {"blend": "max"}, {"patch_size": 12},
                 {"norm": "group"}):
         with pytest.raises(PrlkitError, match="segment"):
             config_from_dict({"segment": bad})
@@ -146,10 +186,11 @@ def test_soft_dice_equals_hard_dice_for_one_hot_probabilities_and_pools_volumes(
 
 
 @pytest.mark.parametrize("norm", ["instance", "batch"])
-@pytest.mark.parametrize(("network", "channels"), [("unet", (4, 8)), ("basicunet", (4, 4, 8, 8, 8, 4))])
+@pytest.mark.parametrize(("network", "channels"), [("unet", (4, 8)), ("basicunet", (4, 4, 8, 8, 8, 4)), ("unetr", (4, 8))])
 def test_segment_norm_switch_reaches_every_normalisation_layer(norm, network, channels):
-    config = config_from_dict({"profile": "quick", "segment": {"norm": norm, "network": network, "channels": channels,
-                                                               "strides": [2]}}).segment  # fmt: skip
+    config = config_from_dict({"profile": "quick", "segment": {
+        "norm": norm, "network": network, "channels": channels, "strides": [2], "patch_size": 16, "hidden_size": 16,
+        "num_heads": 2, "mlp_dim": 16, "feature_size": 4}}).segment  # fmt: skip
     expected = {"instance": torch.nn.InstanceNorm3d, "batch": torch.nn.BatchNorm3d}[norm]
-    norms = [type(m) for m in build_segmentation_network(config).modules() if "Norm" in type(m).__name__]
+    norms = [type(m) for m in build_segmentation_network(config).modules() if "Norm3d" in type(m).__name__]
     assert norms and set(norms) == {expected}

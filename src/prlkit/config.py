@@ -208,31 +208,43 @@ class SegmentConfig:
     """Whole-brain PRL segmentation (El Yamani et al., MIDL 2025): a 3-class 3D UNet on patches.
 
     Per loop epoch, `rounds_per_epoch` times: `lesion_patches` cubes per training session centred
-    on random lesion voxels (3 in the paper) and `background_patches` on random brain voxels. The
-    paper trains 3000 such rounds at learning rate 1e-4; `paper` = 300 loop epochs x 10 rounds.
+    on random lesion voxels (3 in the paper), `prl_patches` more on PRL-lesion voxels of sessions with
+    a Rim+ lesion (0 in the paper) and `background_patches` on random brain voxels. The paper trains
+    3000 such rounds at learning rate 1e-4 with unweighted Dice + CE (`class_weights` 1, 1, 1) and
+    MONAI's InstanceNorm; `paper` = 300 loop epochs x 10 rounds. `network: unetr` (MONAI UNETR, needs
+    einops) takes `hidden_size`, `num_heads`, `mlp_dim`, `feature_size` and a patch_size multiple of 16.
     Validation (early stopping) on whole held-out-participant volumes: `val_score` soft_dice (default;
     mean soft Dice of the non-PRL and PRL classes, pooled voxels: above 0 before the rare PRL class wins
     any argmax) or pr_auc (lesion level; few validation Rim+ lesions, saturates early on easy data).
-    A lesion's PRL score is the `lesion_score` (mean or max) of the voxel PRL probabilities over its
-    voxels; it is not calibrated. `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch.
+    A lesion's raw PRL score is the `lesion_score` (mean or max) of the voxel PRL probabilities over its
+    voxels; `calibration` (platt by default, the main method's calibrators) maps it to P(Rim+) on the
+    validation lesions. `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch, BatchNorm
+    (InstanceNorm removes QSM's absolute level per patch; benchmarks/README.md, prlseg section).
     """
 
     patch_size: int = 32
     lesion_patches: int = 3
+    prl_patches: int = 0  # more centres on PRL-lesion voxels per Rim+ session and round (0: the paper)
     background_patches: int = 1
     rounds_per_epoch: int = 10
     lesion_channel: bool = False  # add the binary lesion mask as an input channel (the paper's UNet_lesion)
-    network: str = "unet"  # unet (MONAI UNet: channels, strides, res_units) | basicunet (6 channels)
+    network: str = "unet"  # unet (MONAI UNet: channels, strides, res_units) | basicunet (6 channels) | unetr
+    hidden_size: int = 768  # unetr: transformer width (ViT-B, MONAI's default), split over num_heads heads
+    num_heads: int = 12
+    mlp_dim: int = 3072  # unetr: transformer feed-forward width
+    feature_size: int = 16  # unetr: width of the convolutional decoder
     channels: tuple[int, ...] = (16, 32, 64, 128)
     strides: tuple[int, ...] = (2, 2, 2)
     res_units: int = 2
     norm: str = "instance"  # instance (MONAI's default, per-patch statistics) | batch (keeps QSM's absolute level)
     dropout: float = 0.0
+    class_weights: tuple[float, ...] = (1.0, 1.0, 1.0)  # background, non-PRL, PRL in Dice and CE (1, 1, 1: the paper)
     flips: bool = True  # random axis flips, identical for image and target
     overlap: float = 0.5  # sliding-window overlap at inference
     blend: str = "gaussian"  # gaussian | constant
     sw_batch_size: int = 4
     lesion_score: str = "mean"  # mean | max PRL probability over the lesion's voxels
+    calibration: str = "platt"  # platt | temperature | none: the lesion score -> P(Rim+), fitted on validation
     val_score: str = "soft_dice"  # soft_dice | pr_auc
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(max_epochs=300, batch_size=8, learning_rate=1e-4, patience=30)
@@ -241,12 +253,19 @@ class SegmentConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+        object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
+        if len(self.class_weights) != 3 or min(self.class_weights) <= 0:
+            raise PrlkitError(f"segment.class_weights must be 3 positive numbers, not {self.class_weights}")
         if self.patch_size < 8 or self.patch_size % 8:
             raise PrlkitError(f"segment.patch_size must be a multiple of 8, not {self.patch_size}")
-        if self.lesion_patches < 1 or self.background_patches < 0 or self.rounds_per_epoch < 1:
-            raise PrlkitError("segment: lesion_patches and rounds_per_epoch must be >= 1, background_patches >= 0")
-        if self.network not in ("unet", "basicunet"):
-            raise PrlkitError(f"segment.network must be unet or basicunet, not {self.network!r}")
+        if self.lesion_patches < 1 or min(self.background_patches, self.prl_patches) < 0 or self.rounds_per_epoch < 1:
+            raise PrlkitError("segment: lesion_patches and rounds_per_epoch must be >= 1, background_patches and "
+                              "prl_patches >= 0")
+        if self.network not in ("unet", "basicunet", "unetr"):
+            raise PrlkitError(f"segment.network must be unet, basicunet or unetr, not {self.network!r}")
+        if self.network == "unetr" and (self.patch_size % 16 or self.hidden_size % self.num_heads):
+            raise PrlkitError(f"segment: unetr needs patch_size a multiple of 16 (its 16^3 tokens) and hidden_size "
+                              f"divisible by num_heads, not {self.patch_size}, {self.hidden_size}, {self.num_heads}")
         if self.network == "unet" and (len(self.strides) != len(self.channels) - 1 or min(self.channels) < 1):
             raise PrlkitError(f"segment: unet needs len(strides) = len(channels) - 1, not {self.channels}, {self.strides}")
         if self.network == "basicunet" and len(self.channels) != 6:
@@ -254,7 +273,7 @@ class SegmentConfig:
         if not 0 <= self.overlap < 1 or not 0 <= self.dropout < 1:
             raise PrlkitError("segment.overlap and segment.dropout must be in [0, 1)")
         for name, allowed in (("blend", ("gaussian", "constant")), ("lesion_score", ("mean", "max")),
-                              ("norm", ("instance", "batch")),
+                              ("norm", ("instance", "batch")), ("calibration", ("platt", "temperature", "none")),
                               ("val_score", ("soft_dice", "pr_auc"))):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise PrlkitError(f"segment.{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
@@ -304,7 +323,7 @@ PROFILES: dict[str, Config] = {
         pretrain=PretrainConfig(max_epochs=8, patience=3, batch_size=16, learning_rate=1e-3),
         finetune=FinetuneConfig(max_epochs=30, patience=8, batch_size=16, learning_rate=1e-3),
         segment=SegmentConfig(patch_size=24, channels=(8, 16, 32), strides=(2, 2), res_units=1, rounds_per_epoch=2,
-                              overlap=0.25, sw_batch_size=8,
+                              norm="batch", overlap=0.25, sw_batch_size=8,
                               train=TrainConfig(max_epochs=20, batch_size=8, learning_rate=3e-3, patience=6)),
     ),
 }

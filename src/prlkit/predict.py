@@ -60,6 +60,10 @@ class Ensemble:
     ) -> np.ndarray:
         return np.mean([m.probabilities(patches, device, features) for m in self.models], axis=0)
 
+    def lesion_table(self, data: SessionData, device: torch.device) -> pd.DataFrame:
+        """The session's lesion table with `probability` and `rim_pred` (see `predict_session`)."""
+        return predict_session(data, self, device)
+
 
 def load_ensemble(folder: Path, method: str | None = None) -> Ensemble:
     """A `prlkit train` folder (model.json), or a `prlkit cv` folder (fold models of `method`)."""
@@ -158,6 +162,7 @@ def write_subjects_table(root: Path, threshold_count: int = CHRONIC_ACTIVE_MIN) 
 def predict_sessions(sessions: list[SessionFiles], ensemble: Ensemble, out: Path, device: torch.device,
                      progress: bool = True) -> pd.DataFrame:  # fmt: skip
     """Check every session first (so bad input leaves no output), then predict and write each one.
+    `ensemble`: an Ensemble, or prlseg models (`prlkit.segment.predict.SegmentationPredictor`).
 
     The check pass reads each session once more instead of holding every volume in memory.
     """
@@ -170,5 +175,5 @@ def predict_sessions(sessions: list[SessionFiles], ensemble: Ensemble, out: Path
     write_dataset_description(out)
     for files in tqdm(sessions, desc="predict", unit="session", disable=not progress):
         data = load_session(files, ensemble.config.lesions)
-        write_session(out, data, predict_session(data, ensemble, device))
+        write_session(out, data, ensemble.lesion_table(data, device))
     return write_subjects_table(out)

@@ -13,14 +13,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="predict Rim+ probabilities for new sessions with a trained model",
-        description="Run a `prlkit train` model, or the fold ensemble of a `prlkit cv` run (mean probability, "
-        "mean fold threshold), on a BIDS folder / manifest or on one session given by --qsm/--flair/--lesions. "
+        description="Run a `prlkit train` or `prlkit segment train` model, or the fold ensemble of a `prlkit cv` "
+        "run (mean probability, mean fold threshold; prlseg: a cv participant by its held-out fold's model), "
+        "on a BIDS folder / manifest or on one session given by --qsm/--flair/--lesions. "
         "Writes <out>/derivatives/prlkit/: per session _desc-rim_probseg, _desc-rim_dseg (+ .tsv) and _lesions.tsv, "
         "and subjects.tsv (predicted and expected Rim+ count, chronic_active = at least 4 Rim+).",
     )
     parser.add_argument("dataset", nargs="?", help="BIDS folder or manifest .csv (or use --qsm/--flair/--lesions)")
     parser.add_argument("--model", required=True, type=Path, help="prlkit train folder or prlkit cv folder")
-    parser.add_argument("--method", help="with a cv folder: which method's fold models (default: its reference)")
+    parser.add_argument("--method", help="with a cv folder: which method's fold models, prlseg included "
+                        "(default: its reference)")
     parser.add_argument("--out", required=True, type=Path, help="output root (derivatives/prlkit is created in it)")
     parser.add_argument("--participant-label", nargs="+", metavar="LABEL", help="only these participants "
                         "(with or without 'sub-'), e.g. one per cluster job")  # fmt: skip
@@ -36,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from prlkit.data.bids import SessionFiles, discover_cohort
     from prlkit.predict import load_ensemble, predict_sessions
+    from prlkit.segment.predict import load_segmentation_predictor, names_segmentation_models
     from prlkit.train.loop import resolve_device
 
     single = [args.qsm, args.flair, args.lesions]
@@ -58,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
             raise cohort_error(cohort.problems)
     else:
         raise PrlkitError("give a dataset, or --qsm, --flair and --lesions for one session")
-    ensemble = load_ensemble(args.model, args.method)
+    if names_segmentation_models(args.model, args.method):
+        ensemble = load_segmentation_predictor(args.model)
+    else:
+        ensemble = load_ensemble(args.model, args.method)
     subjects = predict_sessions(sessions, ensemble, args.out, resolve_device(args.device), not args.no_progress)
     print(subjects.to_string(index=False))
     return 0

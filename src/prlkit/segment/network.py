@@ -1,11 +1,14 @@
-"""The segmentation network: MONAI UNet (or BasicUNet) with 3 output classes."""
+"""The segmentation network: MONAI UNet, BasicUNet or UNETR with 3 output classes."""
 
 from __future__ import annotations
 
-from monai.networks.nets import BasicUNet, UNet
+import importlib.util
+
+from monai.networks.nets import UNETR, BasicUNet, UNet
 from torch import nn
 
 from prlkit.config import SegmentConfig
+from prlkit.errors import PrlkitError
 from prlkit.segment.volumes import CLASS_NAMES
 
 
@@ -20,6 +23,13 @@ def build_segmentation_network(config: SegmentConfig) -> nn.Module:
         return BasicUNet(spatial_dims=3, in_channels=input_channels(config), out_channels=len(CLASS_NAMES),
                          features=config.channels, dropout=config.dropout,
                          norm=(config.norm, {"affine": True}) if config.norm == "instance" else config.norm)  # fmt: skip
+    if config.network == "unetr":  # a ViT encoder on 16^3 tokens of one patch_size^3 window
+        if importlib.util.find_spec("einops") is None:
+            raise PrlkitError("segment.network unetr needs the einops package (pip install einops)")
+        return UNETR(in_channels=input_channels(config), out_channels=len(CLASS_NAMES), img_size=config.patch_size,
+                     feature_size=config.feature_size, hidden_size=config.hidden_size, mlp_dim=config.mlp_dim,
+                     num_heads=config.num_heads, norm_name=config.norm, dropout_rate=config.dropout,
+                     spatial_dims=3)  # fmt: skip
     return UNet(spatial_dims=3, in_channels=input_channels(config), out_channels=len(CLASS_NAMES),
                 channels=config.channels, strides=config.strides, num_res_units=config.res_units,
                 norm=config.norm, dropout=config.dropout)  # fmt: skip

@@ -4,7 +4,8 @@ Per session, under `<out>/derivatives/prlkit/sub-<id>/[ses-<s>/]anat/` (beside `
 files, told apart by `desc-prlseg`): `_desc-prlseg_dseg.nii.gz` (0 background, 1 non-PRL, 2 PRL)
 with its `.tsv` look-up table, `_label-nonPRL_desc-prlseg_probseg.nii.gz` and
 `_label-PRL_desc-prlseg_probseg.nii.gz`, and `_desc-prlseg_lesions.tsv` (every annotated lesion:
-prl_mean, prl_max, probability = the model's lesion score, rim_pred at its threshold).
+prl_mean, prl_max, score = the raw lesion score, probability = its calibrated P(Rim+), rim_pred at the
+model's threshold).
 With expert rim labels, `prlseg_metrics.tsv` gives the paper's metrics per session and pooled; with
 the fold models of a cv run, each participant of that run is segmented by its held-out fold's model.
 """
@@ -26,14 +27,13 @@ from prlkit.data.session import load_session
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.eval.folds import load_folds
 from prlkit.predict import session_outputs, write_dataset_description
-from prlkit.segment.model import METHOD, SegmentationModel, load_segmentation_model
+from prlkit.segment.model import METHOD, SegmentationModel, load_segmentation_model, segment_lesions
 from prlkit.segment.readout import confusion_matrix, detection_f1, dice_per_class
-from prlkit.segment.stage import scored_lesions
 from prlkit.segment.volumes import CLASS_NAMES, NON_PRL, PRL, SegmentVolume, load_segment_volume
 
 LESION_COLUMNS = [
     "index", "voxels", "volume_mm3", "center_vox_i", "center_vox_j", "center_vox_k",
-    "center_mm_x", "center_mm_y", "center_mm_z", "prl_mean", "prl_max", "probability", "rim_pred", "excluded",
+    "center_mm_x", "center_mm_y", "center_mm_z", "prl_mean", "prl_max", "score", "probability", "rim_pred", "excluded",
 ]  # fmt: skip
 
 
@@ -106,8 +106,9 @@ def session_metrics(volume: SegmentVolume, probabilities: np.ndarray, table: pd.
 
 def predict_segmentation(sessions: list[SessionFiles], models: SegmentationModels, out: Path,
                          device: torch.device, progress: bool = True) -> pd.DataFrame | None:  # fmt: skip
-    """Check every session, then segment each one (mean class probabilities of its models, mean threshold)
-    and write its outputs; with rim labels, also the paper's metrics (returned, and written)."""
+    """Check every session, then segment each one (mean class probabilities and mean calibrated lesion
+    probability of its models, mean threshold) and write its outputs; with rim labels, also the paper's
+    metrics (returned, and written)."""
     from tqdm.auto import tqdm
 
     if not sessions:
@@ -119,10 +120,7 @@ def predict_segmentation(sessions: list[SessionFiles], models: SegmentationModel
     rows, decisions = [], []
     for files in tqdm(sessions, desc="segment", unit="session", disable=not progress):
         volume = load_segment_volume(files, config)
-        chosen = models.for_participant(files.participant_id)
-        probabilities = np.mean([m.probabilities(volume, device) for m in chosen], axis=0)
-        threshold = float(np.mean([m.threshold for m in chosen]))
-        table = scored_lesions(volume, probabilities, config.segment, threshold)
+        probabilities, table = segment_lesions(volume, models.for_participant(files.participant_id), device)
         write_segmentation(out, volume, probabilities, table)
         if table["rim"].notna().any():
             rows.append(session_metrics(volume, probabilities, table))

@@ -12,15 +12,16 @@ import numpy as np
 import torch
 
 from prlkit.config import SegmentConfig
-from prlkit.segment.volumes import SegmentVolume
+from prlkit.segment.volumes import PRL, SegmentVolume
 from prlkit.train.augment import CubeSymmetry, apply_symmetry
 
 IDENTITY = (0, 1, 2)
 
 
 class PatchSampler:
-    """Per round and volume: `lesion_patches` centres on random lesion voxels, `background_patches`
-    on random brain (FLAIR > 0) voxels; `rounds_per_epoch` rounds make one loop epoch."""
+    """Per round and volume: `lesion_patches` centres on random lesion voxels, `prl_patches` more on
+    random PRL-lesion voxels (volumes with a Rim+ lesion only), `background_patches` on random brain
+    (FLAIR > 0) voxels; `rounds_per_epoch` rounds make one loop epoch."""
 
     def __init__(self, volumes: list[SegmentVolume], config: SegmentConfig):
         self.config, self.size = config, config.patch_size
@@ -30,14 +31,16 @@ class PatchSampler:
         self.images = [np.pad(v.image, ((0, 0),) + ((half, half),) * 3) for v in volumes]
         self.targets = [np.pad(v.target, half) for v in volumes]
         self.lesion_voxels = [torch.from_numpy(np.flatnonzero(v.target > 0)) for v in volumes]
+        self.prl_voxels = [torch.from_numpy(np.flatnonzero(v.target == PRL)) for v in volumes]
         self.brain_voxels = [torch.from_numpy(np.flatnonzero(v.session.flair > 0)) for v in volumes]
 
     def draw(self, generator: torch.Generator) -> torch.Tensor:
         """One epoch of patch rows (N, 5): volume, centre i, j, k, flip code; in random order."""
         config, rows = self.config, []
         for _ in range(config.rounds_per_epoch):
-            for n, (lesion, brain) in enumerate(zip(self.lesion_voxels, self.brain_voxels)):
-                for pool, count in ((lesion, config.lesion_patches), (brain, config.background_patches)):
+            for n, pools in enumerate(zip(self.lesion_voxels, self.prl_voxels, self.brain_voxels)):
+                counts = (config.lesion_patches, config.prl_patches, config.background_patches)
+                for pool, count in zip(pools, counts):
                     if count and len(pool):
                         flat = pool[torch.randint(len(pool), (count,), generator=generator)].numpy()
                         centre = np.stack(np.unravel_index(flat, self.shapes[n]), axis=1)

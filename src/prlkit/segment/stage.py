@@ -18,16 +18,11 @@ from prlkit.segment.sampling import PatchSampler
 from prlkit.segment.volumes import PRL, SegmentVolume
 
 
-def scored_lesions(volume: SegmentVolume, probabilities: np.ndarray, config: SegmentConfig,
-                   threshold: float | None = None) -> pd.DataFrame:  # fmt: skip
-    """The volume's lesion table with prl_mean, prl_max and `probability` (the configured lesion score);
-    with a `threshold`, also `rim_pred` (1 where probability >= threshold)."""
+def scored_lesions(volume: SegmentVolume, probabilities: np.ndarray, config: SegmentConfig) -> pd.DataFrame:
+    """The volume's lesion table with prl_mean, prl_max and `score` (the configured, uncalibrated lesion score)."""
     scores = lesion_scores(probabilities[PRL], volume.instances, volume.lesions["index"].to_numpy())
     table = volume.lesions.merge(scores, on="index", how="left")
-    table = table.assign(probability=table[f"prl_{config.lesion_score}"])
-    if threshold is not None:
-        table["rim_pred"] = (table["probability"].fillna(0.0) >= threshold).astype(int)
-    return table
+    return table.assign(score=table[f"prl_{config.lesion_score}"])
 
 
 @dataclass(frozen=True)
@@ -55,7 +50,7 @@ def validation_outputs(net: nn.Module, volumes: list[SegmentVolume], config: Seg
 
 
 class SegmentationTraining:
-    """Dice + cross-entropy (MONAI DiceCELoss, softmax, Dice over the whole batch) on sampled patches.
+    """Dice + cross-entropy (MONAI DiceCELoss, softmax, Dice over the whole batch, `class_weights`) on sampled patches.
 
     Validation is whole-volume: `score` receives the indices of the validation volumes it holds and
     returns the mean soft Dice of the non-PRL and PRL classes, or the lesion-level PR-AUC of the PRL score.
@@ -66,18 +61,19 @@ class SegmentationTraining:
     def __init__(self, net: nn.Module, sampler: PatchSampler, val_volumes: list[SegmentVolume], config: SegmentConfig):
         self.net = self.module = net
         self.sampler, self.val_volumes, self.config = sampler, val_volumes, config
-        self.criterion = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+        self.criterion = DiceCELoss(to_onehot_y=True, softmax=True, batch=True,
+                                    weight=torch.tensor(config.class_weights))  # fmt: skip
         self.score_name = f"val_{config.val_score}"
 
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
         return self.sampler.batches(generator, self.config.train.batch_size)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.criterion(self.net(x).float(), y.unsqueeze(1))
+        return self.criterion.to(x.device)(self.net(x).float(), y.unsqueeze(1))
 
     def score(self, x: torch.Tensor, y: torch.Tensor) -> float:
         device = next(self.net.parameters()).device
         outputs = validation_outputs(self.net, [self.val_volumes[i] for i in y.tolist()], self.config, device)
         if self.config.val_score == "soft_dice":
             return soft_dice(outputs.soft_terms)
-        return pr_auc(outputs.lesions["rim"].astype(int).to_numpy(), outputs.lesions["probability"].to_numpy())
+        return pr_auc(outputs.lesions["rim"].astype(int).to_numpy(), outputs.lesions["score"].to_numpy())

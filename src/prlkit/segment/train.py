@@ -11,9 +11,10 @@ import torch
 from prlkit.config import Config
 from prlkit.data.cache import PatchSet
 from prlkit.errors import PrlkitError
+from prlkit.eval.calibration import brier_score, fit_calibrator
 from prlkit.eval.folds import split_development
 from prlkit.eval.metrics import pr_auc, roc_auc, select_threshold_f1
-from prlkit.segment.model import SegmentationModel
+from prlkit.segment.model import UNCALIBRATED, SegmentationModel
 from prlkit.segment.network import build_segmentation_network
 from prlkit.segment.readout import dice_per_class, soft_dice
 from prlkit.segment.sampling import PatchSampler
@@ -26,7 +27,8 @@ def train_segmentation(train_volumes: list[SegmentVolume], val_volumes: list[Seg
                        run_dir: Path, device: torch.device, resume: bool = False,
                        progress: bool = True) -> tuple[SegmentationModel, FitResult]:  # fmt: skip
     """Fit the network on patches of `train_volumes`; on `val_volumes` (whole): early stopping, then the
-    threshold that maximises the lesion-level F1 of the PRL score."""
+    calibration of the lesion score (`segment.calibration`) and the threshold that maximises the
+    lesion-level F1 of the calibrated probability."""
     seg = config.segment
     val_labels = pd.concat([v.lesions for v in val_volumes])["rim"] if val_volumes else pd.Series(dtype="Int64")
     if not ((val_labels == 1).any() and (val_labels == 0).any()):
@@ -42,20 +44,25 @@ def train_segmentation(train_volumes: list[SegmentVolume], val_volumes: list[Seg
     result = fit(stage, Split(sampler.x, sampler.y), Split(volume_ids, volume_ids), seg.train, run_dir, device,
                  resume=resume, progress=progress, description="prlseg")  # fmt: skip
     outputs = validation_outputs(net, val_volumes, seg, device)
-    y, score = outputs.lesions["rim"].astype(int).to_numpy(), outputs.lesions["probability"].to_numpy()
+    y, score = outputs.lesions["rim"].astype(int).to_numpy(), outputs.lesions["score"].to_numpy()
+    calibrator = UNCALIBRATED if seg.calibration == "none" else fit_calibrator(seg.calibration, y, score)
+    probability = calibrator.apply(score)
     training = {
         "n_train_sessions": len(train_volumes),
         "n_val_sessions": len(val_volumes),
         "n_val": int(len(y)),
         "n_val_rim_pos": int(y.sum()),
-        "val_pr_auc": pr_auc(y, score),
-        "val_roc_auc": roc_auc(y, score),
+        "val_pr_auc": pr_auc(y, probability),
+        "val_roc_auc": roc_auc(y, probability),
+        "val_brier_raw": brier_score(y, score),
+        "val_brier": brier_score(y, probability),
         **{f"val_{name}": value for name, value in dice_per_class(outputs.confusion).items()},
         "val_soft_dice": soft_dice(outputs.soft_terms),
         "stages": {"train": {"best_epoch": result.best_epoch, "best_score": result.best_score,
                              "epochs_run": result.epochs_run}},
     }  # fmt: skip
-    model = SegmentationModel(module=net.eval(), config=config, threshold=select_threshold_f1(y, score), training=training)
+    model = SegmentationModel(module=net.eval(), config=config, threshold=select_threshold_f1(y, probability),
+                              training=training, calibrator=calibrator)  # fmt: skip
     return model, result
 
 

@@ -56,8 +56,12 @@ def class_targets(instances: np.ndarray, lesions: pd.DataFrame) -> np.ndarray:
     return lookup[instances]
 
 
-def load_segment_volume(files: SessionFiles, config: Config) -> SegmentVolume:
-    """Read, check and prepare one session (see `prlkit.data.session.load_session`)."""
-    session = load_session(files, config.lesions)
+def segment_volume(session: SessionData, config: Config) -> SegmentVolume:
+    """One loaded session as the network sees it."""
     return SegmentVolume(session=session, image=image_channels(session, config),
                          target=class_targets(session.instances, session.lesions))  # fmt: skip
+
+
+def load_segment_volume(files: SessionFiles, config: Config) -> SegmentVolume:
+    """Read, check and prepare one session (see `prlkit.data.session.load_session`)."""
+    return segment_volume(load_session(files, config.lesions), config)
