@@ -25,7 +25,8 @@ def build_segmentation_network(config: SegmentConfig) -> nn.Module:
                          norm=(config.norm, {"affine": True}) if config.norm == "instance" else config.norm)  # fmt: skip
     if config.network == "unetr":  # a ViT encoder on 16^3 tokens of one patch_size^3 window
         if importlib.util.find_spec("einops") is None:
-            raise PrlkitError("segment.network unetr needs the einops package (pip install einops)")
+            raise PrlkitError("segment.network unetr needs the einops package: pip install einops "
+                              "(or the prlkit[unetr] extra)")  # fmt: skip
         return UNETR(in_channels=input_channels(config), out_channels=len(CLASS_NAMES), img_size=config.patch_size,
                      feature_size=config.feature_size, hidden_size=config.hidden_size, mlp_dim=config.mlp_dim,
                      num_heads=config.num_heads, norm_name=config.norm, dropout_rate=config.dropout,
