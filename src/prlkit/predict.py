@@ -59,16 +59,19 @@ class Ensemble:
         return np.mean([m.probabilities(patches, device, features) for m in self.models], axis=0)
 
 
-def load_for_inference(folder: Path) -> TrainedModel:
-    """A saved model whose network is :func:`prlkit.models.frodo.inference_model`'s fast copy."""
+def load_for_inference(folder: Path, fast: bool = True) -> TrainedModel:
+    """A saved model; with `fast`, its network is :func:`prlkit.models.frodo.inference_model`'s copy."""
     model = load_trained_model(folder)
-    return dataclasses.replace(model, module=inference_model(model.module))
+    return dataclasses.replace(model, module=inference_model(model.module)) if fast else model
 
 
-def load_ensemble(folder: Path, method: str | None = None) -> Ensemble:
-    """A `prlkit train` folder (model.json), or a `prlkit cv` folder (fold models of `method`)."""
+def load_ensemble(folder: Path, method: str | None = None, fast: bool = True) -> Ensemble:
+    """A `prlkit train` folder (model.json), or a `prlkit cv` folder (fold models of `method`).
+
+    `fast=False` keeps the networks as trained (for benchmarks; predictions agree within 1e-6).
+    """
     if (folder / "model.json").is_file():
-        return Ensemble([load_for_inference(folder)])
+        return Ensemble([load_for_inference(folder, fast)])
     if not (folder / "folds.tsv").is_file():
         raise InputFileError(folder, "neither a prlkit train folder (model.json) nor a prlkit cv folder (folds.tsv)")
     if method is None:
@@ -76,7 +79,7 @@ def load_ensemble(folder: Path, method: str | None = None) -> Ensemble:
     fold_dirs = sorted((folder / method).glob("fold-*/model.json"))
     if not fold_dirs:
         raise InputFileError(folder / method, f"no trained fold models of method {method}")
-    models = [load_for_inference(path.parent) for path in fold_dirs]
+    models = [load_for_inference(path.parent, fast) for path in fold_dirs]
     if any(m.config.patches != models[0].config.patches for m in models):
         raise InputFileError(folder, "fold models disagree on patch settings")
     return Ensemble(models)
