@@ -4,8 +4,8 @@ Part 1, per width profile (`quick`, `paper`) at its patch size: forward GFLOP pe
 (torch's FlopCounterMode), lesions/s in eval mode of the network as trained ("before": contiguous,
 what `prlkit predict` ran until the speed work) and of `prlkit.models.frodo.inference_model`
 ("after": BatchNorm folded, channels_last_3d), each at batch 8 and 32, and the bound: every Conv3d
-of the network re-run alone as a bare `F.conv3d` on tensors of the same shapes; the network's
-efficiency is (sum of the bare convolutions' time) / (network time).
+of the network re-run as a bare `F.conv3d` on tensors of the same shapes, all in one timed step
+like the network itself; the network's efficiency is (bare convolutions' time) / (network time).
 Part 2 (with ``--model``, a `prlkit cv` or `prlkit train` folder): `predict_sessions` on freshly
 simulated participants, timed per patient, split into the network (the ensemble on the
 session's patches, timed separately) and everything else (reading and checking NIfTI,
@@ -57,11 +57,6 @@ def interleaved_best(steps: dict[str, Callable[[], object]], repeats: int) -> di
     return {name: min(values) for name, values in times.items()}
 
 
-def best_time(step: Callable[[], object], repeats: int) -> float:
-    """Best wall-clock seconds of `step()` over `repeats` calls after one warm-up call."""
-    return interleaved_best({"step": step}, repeats)["step"]
-
-
 def conv_calls(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[torch.nn.Conv3d, tuple[int, ...]]]:
     """Every Conv3d of `net` with the input shape it sees on `x` (forward hooks, one pass)."""
     calls = []
@@ -74,15 +69,17 @@ def conv_calls(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[torch.nn.Con
     return calls
 
 
-def bare_conv_seconds(calls: list[tuple[torch.nn.Conv3d, tuple[int, ...]]], repeats: int) -> float:
-    """Sum over the network's convolutions of the best time of a bare F.conv3d of the same shapes."""
-    total = 0.0
-    for conv, shape in calls:
-        x = torch.randn(shape).contiguous(memory_format=torch.channels_last_3d)
-        weight = conv.weight.detach().contiguous(memory_format=torch.channels_last_3d)
+def bare_convs(calls: list[tuple[torch.nn.Conv3d, tuple[int, ...]]]) -> Callable[[], None]:
+    """One step that runs each of the network's convolutions as a bare F.conv3d (channels_last_3d, same shapes)."""
+    tensors = [(torch.randn(shape).contiguous(memory_format=torch.channels_last_3d),
+                conv.weight.detach().contiguous(memory_format=torch.channels_last_3d), conv) for conv, shape in calls]
+
+    def step() -> None:
         with torch.no_grad():
-            total += best_time(lambda: F.conv3d(x, weight, None, conv.stride, conv.padding), repeats)
-    return total
+            for x, weight, conv in tensors:
+                F.conv3d(x, weight, None, conv.stride, conv.padding)
+
+    return step
 
 
 def trained_like(profile: str) -> FrodoNet:
@@ -106,9 +103,10 @@ def network_rows(profile: str, repeats: int) -> list[dict]:
     rows = []
     for batch in BATCHES:
         x = torch.randn(batch, 2, size, size, size)
+        bare = bare_convs(conv_calls(after, x.contiguous(memory_format=torch.channels_last_3d)))
         with torch.no_grad():
-            seconds = interleaved_best({"before": lambda: before(x), "after": lambda: after(x)}, repeats)
-        bound = bare_conv_seconds(conv_calls(after, x.contiguous(memory_format=torch.channels_last_3d)), repeats)
+            seconds = interleaved_best({"before": lambda: before(x), "after": lambda: after(x), "bare": bare}, repeats)
+        bound = seconds["bare"]
         rows.append({"profile": profile, "patch": size, "batch": batch, "gflop_per_lesion": flops / 1e9,
                      "lesions_per_s_before": batch / seconds["before"], "lesions_per_s": batch / seconds["after"],
                      "speedup": seconds["before"] / seconds["after"],

@@ -1,6 +1,8 @@
 """Speed work must not change results: the fast inference copy predicts what the trained network does,
-and `prlkit predict` reads each session once while bad input still leaves no output."""
+the in-place residual block trains exactly like the plain formula, and `prlkit predict` reads each
+session once while bad input still leaves no output."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -14,7 +16,7 @@ from prlkit.data.bids import discover_cohort
 from prlkit.data.session import load_session
 from prlkit.eval.calibration import PriorShift
 from prlkit.methods.trained import TrainedModel, load_trained_model
-from prlkit.models.blocks import ResidualBlock3D
+from prlkit.models.blocks import ResidualBlock3D, SEResidualBlock3D
 from prlkit.models.frodo import FrodoNet, inference_model
 from prlkit.predict import PredictedSession, load_ensemble, predict_sessions
 
@@ -136,3 +138,21 @@ def test_bad_last_session_still_leaves_no_output(saved, tmp_path):
         predict_sessions([*sessions[:-1], bad], load_ensemble(model), tmp_path / "out", torch.device("cpu"),
                          progress=False)  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("norm", ["batch", "group"])
+def test_in_place_block_trains_like_the_out_of_place_formula(norm):
+    block = SEResidualBlock3D(4, 8, stride=2, groups=2, se_reduction=4, norm=norm).train()
+    twin = copy.deepcopy(block)
+    x = torch.randn(3, 4, 6, 6, 6, generator=torch.Generator().manual_seed(0))
+    x_block, x_twin = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = block(x_block)
+    residual = twin.conv2(torch.relu(twin.norm2(twin.conv1(torch.relu(twin.norm1(x_twin))))))
+    expected = twin.recalibrate(residual) + twin.skip(x_twin)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    torch.testing.assert_close(x_block.grad, x_twin.grad, rtol=0, atol=0)
+    for (name, p), q in zip(block.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0, msg=name)
