@@ -73,26 +73,28 @@ def train_throughput(method: str, device: torch.device, variant: Variant = Varia
     net = build_method_network(method, model_config).to(device).train()
     cache = torch.randn(cache_lesions, 3, size, size, size, generator=generator)
     labels = (torch.rand(cache_lesions, generator=generator) < 0.5).float()
-    cache, labels = (cache.to(device), labels.to(device)) if variant.cache_on_device else (cache.pin_memory()
-                                                                                          if device.type == "cuda" else cache, labels)  # fmt: skip
+    if variant.cache_on_device:
+        cache, labels = cache.to(device), labels.to(device)
+    elif device.type == "cuda":
+        cache = cache.pin_memory()  # host cache: one asynchronous copy per batch
     memory_format = torch.channels_last_3d if variant.channels_last else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     forward = torch.compile(net) if variant.compile else net
     order = torch.randint(0, cache_lesions, (warmup + steps + 1, batch), generator=generator)
 
-    def step(index: torch.Tensor) -> None:
+    def step(index: torch.Tensor, model: torch.nn.Module = forward) -> None:
         x = cache[index.to(cache.device)].to(device, non_blocking=True).contiguous(memory_format=memory_format)
         y = labels[index.to(labels.device)].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant.bf16):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(forward(x).float(), y)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     counter = FlopCounterMode(display=False)
     with counter:
-        step(order[0])  # eager, counted once (compiled graphs hide their operations from the counter)
+        step(order[0], net)  # eager, counted once (compiled graphs hide their operations from the counter)
     flops_per_sample = counter.get_total_flops() / batch
     for index in order[1 : 1 + warmup]:
         step(index)
@@ -109,9 +111,11 @@ def train_throughput(method: str, device: torch.device, variant: Variant = Varia
             "tflop_s": tflops, "fraction_of_bf16_peak": tflops / peak if peak else None}
 
 
-def optimisation_ladder(method: str, device: torch.device, variants: dict[str, Variant] = LADDER, **kwargs) -> list[dict]:
+def optimisation_ladder(method: str, device: torch.device, variants: dict[str, Variant] = LADDER,
+                        **kwargs) -> list[dict]:  # fmt: skip
     """`train_throughput` per variant in one run, each with its speed-up over the first variant and the one before."""
-    rows = [{"variant": name, **train_throughput(method, device, variant, **kwargs)} for name, variant in variants.items()]
+    rows = [{"variant": name, **train_throughput(method, device, variant, **kwargs)}
+            for name, variant in variants.items()]  # fmt: skip
     for before, row in zip([rows[0], *rows[:-1]], rows):
         row["vs_fp32"] = row["samples_per_s"] / rows[0]["samples_per_s"]
         row["vs_previous"] = row["samples_per_s"] / before["samples_per_s"]

@@ -46,7 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     r = measure(args.cohort, args.subjects, args.profile)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
-    print(f"{r['sessions']} sessions, {r['lesions']} lesions, {r['patches']} patches of {r['patch']}^3 ({args.profile})")
+    print(f"{r['sessions']} sessions, {r['lesions']} lesions, {r['patches']} patches of {r['patch']}^3 "
+          f"({args.profile})")
     print(f"uncached: {r['uncached_s']:.2f} s ({r['uncached_s'] / r['sessions']:.3f} s/session); "
           f"cached: {r['cached_s']:.3f} s")
 

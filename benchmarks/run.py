@@ -51,7 +51,7 @@ def cpu_rows(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
                      f"bare-conv efficiency {r['efficiency_before']:.0%} -> {r['efficiency']:.0%}"))  # fmt: skip
     if args.model:
         report["end_to_end"] = e2e = cpu_inference.end_to_end(args.model, args.patients, args.repeats)
-        rows += [(f"predict per patient ({e2e['models']}-model ensemble, {e2e['mean_lesions_s']:.0f} lesions), "
+        rows += [(f"predict per patient ({e2e['models']}-model ensemble, {e2e['mean_lesions']:.0f} lesions), "
                   "before -> after", f"{e2e['mean_before_s']:.2f} -> {e2e['mean_total_s']:.2f} s"),
                  ("  of which the network, before -> after",
                   f"{e2e['mean_network_before_s']:.2f} -> {e2e['mean_network_s']:.2f} s"),
@@ -79,7 +79,8 @@ def gpu_rows(args: argparse.Namespace, device: torch.device, dry_run: bool) -> t
     for r in report["ladder"]:
         peak = f", {r['fraction_of_bf16_peak']:.1%} of bf16 peak" if r["fraction_of_bf16_peak"] else ""
         rows.append((f"frodo training step, {r['variant']}", f"{r['samples_per_s']:.0f} samples/s, "
-                     f"{r['tflop_s']:.2f} TFLOP/s{peak} (x{r['vs_previous']:.2f} vs previous, x{r['vs_fp32']:.2f} vs fp32)"))  # fmt: skip
+                     f"{r['tflop_s']:.2f} TFLOP/s{peak} (x{r['vs_previous']:.2f} vs previous, "
+                     f"x{r['vs_fp32']:.2f} vs fp32)"))  # fmt: skip
     rows.append(("ResNet-18 / frodo samples/s (best setting)",
                  f"{report['resnet18']['samples_per_s']:.0f} / {best['samples_per_s']:.0f} = "
                  f"{report['resnet18']['samples_per_s'] / best['samples_per_s']:.2f}"))  # fmt: skip

@@ -3,6 +3,7 @@ forward+backward FLOPs, and `run.py --gpu` fails with one clear line where CUDA 
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -67,3 +68,25 @@ def test_interleaved_best_takes_each_steps_minimum():
 
     best = interleaved_best({"a": lambda: step("a"), "b": lambda: step("b")}, repeats=3)
     assert calls == {"a": 4, "b": 4} and set(best) == {"a", "b"} and all(t >= 0 for t in best.values())
+
+
+def test_cpu_table_formats_every_measurement(monkeypatch, tmp_path):
+    """The table code against the real result layouts (tiny stand-ins for the slow measurements)."""
+    import cpu_inference
+    import patch_extraction
+
+    extraction = {"sessions": 2, "lesions": 9, "patches": 7, "patch": 16, "profile": "paper", "uncached_s": 1.0,
+                  "cached_s": 0.1}  # fmt: skip
+    monkeypatch.setattr(patch_extraction, "measure", lambda *a: extraction)
+    monkeypatch.setattr(cpu_inference, "BATCHES", (2,))
+    monkeypatch.setattr(cpu_inference, "trained_like", lambda profile: FrodoNet(FrodoConfig(**run.TINY_FRODO)).eval())
+    tiny_profile = SimpleNamespace(patches=SimpleNamespace(size=8))
+    monkeypatch.setattr(cpu_inference, "get_profile", lambda profile: tiny_profile)
+    session = {"lesions": 3, **{k: 1.0 for k in ("before_s", "total_s", "network_s", "network_before_s", "other_s",
+                                                  "read_s")}}  # fmt: skip
+    monkeypatch.setattr(cpu_inference, "end_to_end", lambda *a: {"models": 5, "sessions": [session],
+                                                                 **{f"mean_{k}": v for k, v in session.items()}})
+    args = run.argparse.Namespace(cohort=tmp_path, subjects=2, repeats=1, model=tmp_path, patients=1)
+    report, rows = run.cpu_rows(args)
+    assert len(report["network"]) == 2 and len(rows) == 2 + 2 + 3
+    assert all(isinstance(name, str) and isinstance(value, str) for name, value in rows)
