@@ -1,16 +1,20 @@
 """CPU inference: network throughput against a bare-conv3d bound, and end-to-end `prlkit predict` per patient.
 
 Part 1, per width profile (`quick`, `paper`) at its patch size: forward GFLOP per lesion
-(torch's FlopCounterMode), lesions/s at batch 8 in eval mode with channels_last_3d, and the
-bound: every Conv3d of the network re-run alone as a bare `F.conv3d` on tensors of the same
-shapes; the network's efficiency is (sum of the bare convolutions' time) / (network time).
+(torch's FlopCounterMode), lesions/s in eval mode of the network as trained ("before": contiguous,
+what `prlkit predict` ran until the speed work) and of `prlkit.models.frodo.inference_model`
+("after": BatchNorm folded, channels_last_3d), each at batch 8 and 32, and the bound: every Conv3d
+of the network re-run as a bare `F.conv3d` on tensors of the same shapes, all in one timed step
+like the network itself; the network's efficiency is (bare convolutions' time) / (network time).
 Part 2 (with ``--model``, a `prlkit cv` or `prlkit train` folder): `predict_sessions` on freshly
 simulated participants, timed per patient, split into the network (the ensemble on the
 session's patches, timed separately) and everything else (reading and checking NIfTI,
-lesions, patches, writing outputs; timed with the network replaced by zeros).
+lesions, patches, writing outputs; timed with the network replaced by zeros); "before" emulates
+the earlier code (untransformed networks, every session read twice).
 
 Run: ``PYTHONPATH=src python benchmarks/cpu_inference.py [--model prlkit-demo/cv] [--json out.json]``.
-Best of ``--repeats`` timings; the machine's other load shows as noise (the report says the load).
+Variants are timed interleaved (round robin), best of ``--repeats``, so that the machine's other
+load hits them alike; the ratios are what to trust on a shared machine.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,23 +36,25 @@ from prlkit.config import get_profile
 from prlkit.data.bids import discover_cohort
 from prlkit.data.patches import session_patches
 from prlkit.data.session import load_session
-from prlkit.models.frodo import FrodoNet, count_flops
+from prlkit.models.frodo import FrodoNet, count_flops, inference_model
 from prlkit.predict import Ensemble, load_ensemble, predict_sessions
 from prlkit.synth.cohort import write_cohort
 from prlkit.synth.profiles import get_profile as synth_profile
 
-BATCH = 8
+BATCHES = (8, 32)
 
 
-def best_time(step, repeats: int) -> float:
-    """Best wall-clock seconds of `step()` over `repeats` calls after one warm-up call."""
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_best(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best wall-clock seconds of each step over `repeats` round-robin rounds, after one warm-up call each."""
+    for step in steps.values():
         step()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
 
 
 def conv_calls(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[torch.nn.Conv3d, tuple[int, ...]]]:
@@ -62,30 +69,51 @@ def conv_calls(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[torch.nn.Con
     return calls
 
 
-def bare_conv_seconds(calls: list[tuple[torch.nn.Conv3d, tuple[int, ...]]], repeats: int) -> float:
-    """Sum over the network's convolutions of the best time of a bare F.conv3d of the same shapes."""
-    total = 0.0
-    for conv, shape in calls:
-        x = torch.randn(shape).contiguous(memory_format=torch.channels_last_3d)
-        weight = conv.weight.detach().contiguous(memory_format=torch.channels_last_3d)
+def bare_convs(calls: list[tuple[torch.nn.Conv3d, tuple[int, ...]]]) -> Callable[[], None]:
+    """One step that runs each of the network's convolutions as a bare F.conv3d (channels_last_3d, same shapes)."""
+    tensors = [(torch.randn(shape).contiguous(memory_format=torch.channels_last_3d),
+                conv.weight.detach().contiguous(memory_format=torch.channels_last_3d), conv) for conv, shape in calls]
+
+    def step() -> None:
         with torch.no_grad():
-            total += best_time(lambda: F.conv3d(x, weight, None, conv.stride, conv.padding), repeats)
-    return total
+            for x, weight, conv in tensors:
+                F.conv3d(x, weight, None, conv.stride, conv.padding)
+
+    return step
 
 
-def network_row(profile: str, repeats: int) -> dict:
-    """Throughput, FLOPs and bare-conv efficiency of one profile's network."""
-    config = get_profile(profile)
-    size = config.patches.size
-    net = FrodoNet(config.frodo, seed=0).eval().to(memory_format=torch.channels_last_3d)
-    x = torch.randn(BATCH, 2, size, size, size).contiguous(memory_format=torch.channels_last_3d)
-    flops = count_flops(net, (1, 2, size, size, size))
-    with torch.no_grad():
-        seconds = best_time(lambda: net(x), repeats)
-    bound = bare_conv_seconds(conv_calls(net, x), repeats)
-    return {"profile": profile, "patch": size, "gflop_per_lesion": flops / 1e9, "lesions_per_s": BATCH / seconds,
-            "achieved_gflop_s": flops * BATCH / seconds / 1e9, "bare_conv_gflop_s": flops * BATCH / bound / 1e9,
-            "efficiency": bound / seconds}
+def trained_like(profile: str) -> FrodoNet:
+    """The profile's network in eval mode with BatchNorm running statistics as after training (not 0/1)."""
+    net = FrodoNet(get_profile(profile).frodo, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.normal_(0.0, 0.5, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+    return net.eval()
+
+
+def network_rows(profile: str, repeats: int) -> list[dict]:
+    """Per batch size: throughput, FLOPs and bare-conv efficiency of the profile's network, before and after
+    `inference_model`, timed interleaved."""
+    size = get_profile(profile).patches.size
+    before = trained_like(profile)
+    after = inference_model(before)
+    flops = count_flops(before, (1, 2, size, size, size))
+    rows = []
+    for batch in BATCHES:
+        x = torch.randn(batch, 2, size, size, size)
+        bare = bare_convs(conv_calls(after, x.contiguous(memory_format=torch.channels_last_3d)))
+        with torch.no_grad():
+            seconds = interleaved_best({"before": lambda: before(x), "after": lambda: after(x), "bare": bare}, repeats)
+        bound = seconds["bare"]
+        rows.append({"profile": profile, "patch": size, "batch": batch, "gflop_per_lesion": flops / 1e9,
+                     "lesions_per_s_before": batch / seconds["before"], "lesions_per_s": batch / seconds["after"],
+                     "speedup": seconds["before"] / seconds["after"],
+                     "achieved_gflop_s": flops * batch / seconds["after"] / 1e9,
+                     "bare_conv_gflop_s": flops * batch / bound / 1e9,
+                     "efficiency_before": bound / seconds["before"], "efficiency": bound / seconds["after"]})
+    return rows
 
 
 class WithoutNetwork(Ensemble):
@@ -96,9 +124,9 @@ class WithoutNetwork(Ensemble):
 
 
 def end_to_end(model: Path, subjects: int, repeats: int) -> dict:
-    """Per-patient wall time of predict_sessions with the model's ensemble, and its network share."""
+    """Per-patient wall time of predict_sessions with the model's ensemble (before / after), and its network share."""
     device = torch.device("cpu")
-    ensemble = load_ensemble(model)
+    ensemble, plain = load_ensemble(model), load_ensemble(model, fast=False)
     no_network = WithoutNetwork(ensemble.models)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
@@ -109,16 +137,52 @@ def end_to_end(model: Path, subjects: int, repeats: int) -> dict:
             def run(which: Ensemble) -> None:
                 predict_sessions([files], which, Path(tmp) / "out", device, progress=False)
 
-            total, other = best_time(lambda: run(ensemble), repeats), best_time(lambda: run(no_network), repeats)
+            def before() -> None:
+                load_session(files, ensemble.config.lesions)
+                run(plain)
+
             session = load_session(files, ensemble.config.lesions)
             included = session.lesions[session.lesions["excluded"] == ""]
             patches = session_patches(session, included, ensemble.config.patches)
-            network = best_time(lambda: ensemble.probabilities(patches, device), repeats)
-            rows.append({"lesions": len(included), "total_s": total, "network_s": network, "other_s": other})
+            t = interleaved_best({"before": before, "total": lambda: run(ensemble), "other": lambda: run(no_network),
+                                  "network": lambda: ensemble.probabilities(patches, device),
+                                  "network_before": lambda: plain.probabilities(patches, device),
+                                  "read": lambda: load_session(files, ensemble.config.lesions)}, repeats)
+            rows.append({"lesions": len(included), "before_s": t["before"], "total_s": t["total"],
+                         "network_s": t["network"], "network_before_s": t["network_before"], "other_s": t["other"],
+                         "read_s": t["read"]})
     return {"models": len(ensemble.models), "sessions": rows,
-            "mean_total_s": float(np.mean([r["total_s"] for r in rows])),
-            "mean_other_s": float(np.mean([r["other_s"] for r in rows])),
-            "mean_lesions": float(np.mean([r["lesions"] for r in rows]))}
+            **{f"mean_{key}": float(np.mean([r[key] for r in rows]))
+               for key in ("before_s", "total_s", "network_s", "network_before_s", "other_s", "read_s", "lesions")}}
+
+
+def machine_info(threads: int) -> dict:
+    """CPU model, cores, torch threads and version, date and the load average now."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]  # fmt: skip
+        model = names[0] if names else model
+    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": os.getloadavg()[0]}
+
+
+def print_network_table(rows: list[dict]) -> None:
+    print(f"{'profile':8} {'patch':>5} {'batch':>5} {'GFLOP/lesion':>12} {'lesions/s before':>16} {'after':>7} "
+          f"{'speedup':>7} {'GFLOP/s':>8} {'bare conv GFLOP/s':>17} {'efficiency before/after':>23}")
+    for r in rows:
+        print(f"{r['profile']:8} {r['patch']:5d} {r['batch']:5d} {r['gflop_per_lesion']:12.3f} "
+              f"{r['lesions_per_s_before']:16.1f} {r['lesions_per_s']:7.1f} {r['speedup']:7.2f} "
+              f"{r['achieved_gflop_s']:8.1f} {r['bare_conv_gflop_s']:17.1f} "
+              f"{r['efficiency_before']:11.0%} / {r['efficiency']:.0%}")
+
+
+def print_end_to_end(e2e: dict) -> None:
+    for r in e2e["sessions"]:
+        print(f"patient with {r['lesions']} lesions: before {r['before_s']:.2f} s, after {r['total_s']:.2f} s "
+              f"({e2e['models']}-model ensemble {r['network_before_s']:.2f} -> {r['network_s']:.2f} s, everything "
+              f"else {r['other_s']:.2f} s, of which one read of the session {r['read_s']:.2f} s)")
 
 
 def main() -> None:
@@ -130,20 +194,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                         f"{args.threads} torch threads, load {os.getloadavg()[0]:.1f}, torch {torch.__version__}",
-              "network": [network_row(profile, args.repeats) for profile in ("quick", "paper")]}
+    report = {"machine": machine_info(args.threads),
+              "network": [row for profile in ("quick", "paper") for row in network_rows(profile, args.repeats)]}
     print(report["machine"])
-    print(f"{'profile':8} {'patch':>5} {'GFLOP/lesion':>12} {'lesions/s':>9} {'GFLOP/s':>8} {'bare conv GFLOP/s':>17} "
-          f"{'efficiency':>10}")
-    for r in report["network"]:
-        print(f"{r['profile']:8} {r['patch']:5d} {r['gflop_per_lesion']:12.3f} {r['lesions_per_s']:9.1f} "
-              f"{r['achieved_gflop_s']:8.1f} {r['bare_conv_gflop_s']:17.1f} {r['efficiency']:10.0%}")
+    print_network_table(report["network"])
     if args.model:
-        report["end_to_end"] = e2e = end_to_end(args.model, args.subjects, args.repeats)
-        for r in e2e["sessions"]:
-            print(f"patient with {r['lesions']} lesions: {r['total_s']:.2f} s ({e2e['models']}-model ensemble "
-                  f"{r['network_s']:.2f} s, everything else {r['other_s']:.2f} s)")
+        report["end_to_end"] = end_to_end(args.model, args.subjects, args.repeats)
+        print_end_to_end(report["end_to_end"])
+    report["machine"]["load_after"] = os.getloadavg()[0]
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 

@@ -21,16 +21,12 @@ from prlkit.synth.cohort import write_cohort
 from prlkit.synth.profiles import get_profile as synth_profile
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cohort", type=Path, default=Path(tempfile.gettempdir()) / "prlkit-bench-cohort-30")
-    parser.add_argument("--subjects", type=int, default=30)
-    parser.add_argument("--profile", default="paper")
-    args = parser.parse_args()
-    if not (args.cohort / "participants.tsv").is_file():
-        write_cohort(args.cohort, args.subjects, 0, synth_profile("default"), jobs=2)
-    cohort = discover_cohort(args.cohort)
-    config = get_profile(args.profile)
+def measure(cohort_dir: Path, subjects: int = 30, profile: str = "paper") -> dict:
+    """Uncached and cached `build_patch_set` seconds on `cohort_dir` (simulated first when it does not exist)."""
+    if not (cohort_dir / "participants.tsv").is_file():
+        write_cohort(cohort_dir, subjects, 0, synth_profile("default"), jobs=2, preview=False, progress=False)
+    cohort = discover_cohort(cohort_dir)
+    config = get_profile(profile)
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         patch_set = build_patch_set(cohort, config, cache_dir=Path(cache), progress=False)
@@ -38,10 +34,22 @@ def main() -> None:
         start = time.perf_counter()
         build_patch_set(cohort, config, cache_dir=Path(cache), progress=False)
         cached = time.perf_counter() - start
+    return {"sessions": len(cohort.sessions), "lesions": len(patch_set.lesions), "patches": patch_set.patches.shape[0],
+            "patch": config.patches.size, "profile": profile, "uncached_s": uncached, "cached_s": cached}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cohort", type=Path, default=Path(tempfile.gettempdir()) / "prlkit-bench-cohort-30")
+    parser.add_argument("--subjects", type=int, default=30)
+    parser.add_argument("--profile", default="paper")
+    args = parser.parse_args()
+    r = measure(args.cohort, args.subjects, args.profile)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
-    print(f"{len(cohort.sessions)} sessions, {len(patch_set.lesions)} lesions, {patch_set.patches.shape[0]} patches "
-          f"of {config.patches.size}^3 ({args.profile})")
-    print(f"uncached: {uncached:.2f} s ({uncached / len(cohort.sessions):.3f} s/session); cached: {cached:.3f} s")
+    print(f"{r['sessions']} sessions, {r['lesions']} lesions, {r['patches']} patches of {r['patch']}^3 "
+          f"({args.profile})")
+    print(f"uncached: {r['uncached_s']:.2f} s ({r['uncached_s'] / r['sessions']:.3f} s/session); "
+          f"cached: {r['cached_s']:.3f} s")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ in the output folder, so jobs split by `--participant-label` can share one outpu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from prlkit.data.patches import session_patches
 from prlkit.data.session import SessionData, load_session
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.methods.trained import TrainedModel, load_trained_model
+from prlkit.models.frodo import inference_model
 
 CHRONIC_ACTIVE_MIN = 4  # Rim+ lesions that make a patient "chronic active"
 LESION_OUTPUT_COLUMNS = [
@@ -65,10 +67,19 @@ class Ensemble:
         return predict_session(data, self, device)
 
 
-def load_ensemble(folder: Path, method: str | None = None) -> Ensemble:
-    """A `prlkit train` folder (model.json), or a `prlkit cv` folder (fold models of `method`)."""
+def load_for_inference(folder: Path, fast: bool = True) -> TrainedModel:
+    """A saved model; with `fast`, its network is :func:`prlkit.models.frodo.inference_model`'s copy."""
+    model = load_trained_model(folder)
+    return dataclasses.replace(model, module=inference_model(model.module)) if fast else model
+
+
+def load_ensemble(folder: Path, method: str | None = None, fast: bool = True) -> Ensemble:
+    """A `prlkit train` folder (model.json), or a `prlkit cv` folder (fold models of `method`).
+
+    `fast=False` keeps the networks as trained (for benchmarks; predictions agree within 1e-6).
+    """
     if (folder / "model.json").is_file():
-        return Ensemble([load_trained_model(folder)])
+        return Ensemble([load_for_inference(folder, fast)])
     if not (folder / "folds.tsv").is_file():
         raise InputFileError(folder, "neither a prlkit train folder (model.json) nor a prlkit cv folder (folds.tsv)")
     if method is None:
@@ -76,7 +87,7 @@ def load_ensemble(folder: Path, method: str | None = None) -> Ensemble:
     fold_dirs = sorted((folder / method).glob("fold-*/model.json"))
     if not fold_dirs:
         raise InputFileError(folder / method, f"no trained fold models of method {method}")
-    models = [load_trained_model(path.parent) for path in fold_dirs]
+    models = [load_for_inference(path.parent, fast) for path in fold_dirs]
     if any(m.config.patches != models[0].config.patches or m.feature_set != models[0].feature_set for m in models):
         raise InputFileError(folder, "fold models disagree on patch settings or lesion features")
     return Ensemble(models)
@@ -96,6 +107,30 @@ def predict_session(data: SessionData, ensemble: Ensemble, device: torch.device)
     return table
 
 
+@dataclass(frozen=True)
+class PredictedSession:
+    """What writing a session's outputs needs, kept small: the lesion voxels, not the volumes."""
+
+    files: SessionFiles
+    affine: np.ndarray
+    shape: tuple[int, ...]
+    voxels: np.ndarray  # flat indices of the lesion voxels
+    labels: np.ndarray  # their lesion instance labels
+    table: pd.DataFrame
+
+    @classmethod
+    def of(cls, data: SessionData, table: pd.DataFrame) -> PredictedSession:
+        voxels = np.flatnonzero(data.instances)
+        return cls(data.files, data.affine, data.instances.shape, voxels, data.instances.flat[voxels], table)
+
+    @property
+    def instances(self) -> np.ndarray:
+        """The lesion instance map, rebuilt from the lesion voxels."""
+        volume = np.zeros(self.shape, dtype=self.labels.dtype)
+        volume.flat[self.voxels] = self.labels
+        return volume
+
+
 def session_outputs(root: Path, files: SessionFiles) -> dict[str, Path]:
     """Where a session's outputs go under `<root>/derivatives/prlkit`."""
     rel = Path(files.participant_id, files.session_id, "anat") if files.session_id else Path(files.participant_id, "anat")
@@ -108,17 +143,18 @@ def session_outputs(root: Path, files: SessionFiles) -> dict[str, Path]:
     }
 
 
-def write_session(root: Path, data: SessionData, table: pd.DataFrame) -> None:
+def write_session(root: Path, data: SessionData | PredictedSession, table: pd.DataFrame) -> None:
     """Probability map, Rim-/Rim+ dseg (+ look-up table) and the per-lesion table, each atomically."""
     paths = session_outputs(root, data.files)
     labels = table["index"].to_numpy()
-    lookup_probability = np.zeros(int(data.instances.max(initial=0)) + 1, dtype=np.float32)
+    instances = data.instances
+    lookup_probability = np.zeros(int(instances.max(initial=0)) + 1, dtype=np.float32)
     lookup_class = np.zeros_like(lookup_probability, dtype=np.uint8)
     included = (table["excluded"] == "").to_numpy()
     lookup_probability[labels[included]] = table["probability"].to_numpy()[included]
     lookup_class[labels[included]] = 1 + table["rim_pred"].to_numpy()[included]
-    write_nifti(paths["probseg"], lookup_probability[data.instances], data.affine)
-    write_nifti(paths["dseg"], lookup_class[data.instances], data.affine)
+    write_nifti(paths["probseg"], lookup_probability[instances], data.affine)
+    write_nifti(paths["dseg"], lookup_class[instances], data.affine)
     write_text_atomic(paths["dseg_table"], "index\tname\n1\trim_negative\n2\trim_positive\n")
     with atomic_path(paths["lesions"]) as tmp:
         table[LESION_OUTPUT_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
@@ -161,19 +197,21 @@ def write_subjects_table(root: Path, threshold_count: int = CHRONIC_ACTIVE_MIN) 
 
 def predict_sessions(sessions: list[SessionFiles], ensemble: Ensemble, out: Path, device: torch.device,
                      progress: bool = True) -> pd.DataFrame:  # fmt: skip
-    """Check every session first (so bad input leaves no output), then predict and write each one.
+    """Read, check and predict every session first (so bad input leaves no output), then write them all.
     `ensemble`: an Ensemble, or prlseg models (`prlkit.segment.predict.SegmentationPredictor`).
 
-    The check pass reads each session once more instead of holding every volume in memory.
+    Each session is read once; between the two passes only its lesion table and lesion voxels
+    are kept (:class:`PredictedSession`), not its volumes.
     """
     from tqdm.auto import tqdm
 
     if not sessions:
         raise PrlkitError("no sessions to predict")
-    for files in tqdm(sessions, desc="check", unit="session", disable=not progress):
-        load_session(files, ensemble.config.lesions)
-    write_dataset_description(out)
+    predicted = []
     for files in tqdm(sessions, desc="predict", unit="session", disable=not progress):
         data = load_session(files, ensemble.config.lesions)
-        write_session(out, data, ensemble.lesion_table(data, device))
+        predicted.append(PredictedSession.of(data, ensemble.lesion_table(data, device)))
+    write_dataset_description(out)
+    for session in tqdm(predicted, desc="write", unit="session", disable=not progress):
+        write_session(out, session, session.table)
     return write_subjects_table(out)

@@ -53,12 +53,25 @@ class ResidualBlock3D(nn.Module):
         else:
             self.skip = nn.Identity()
         self.recalibrate: nn.Module = nn.Identity()
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)  # on a norm's (or the folded conv's) fresh output: saves a copy
+
+    def fold_batch_norm(self) -> None:
+        """Fold ``norm2`` (BatchNorm in eval mode) into ``conv1`` (weights rescaled, bias added): inference only.
+
+        Exact up to float rounding; ``norm1`` stays (it normalises the block input, which the skip also
+        reads unnormalised). A no-op for GroupNorm, whose statistics depend on the sample.
+        """
+        if not isinstance(self.norm2, nn.BatchNorm3d):
+            return
+        if self.norm2.training:
+            raise RuntimeError("fold_batch_norm needs the block in eval mode (running statistics)")
+        self.conv1 = torch.nn.utils.fusion.fuse_conv_bn_eval(self.conv1, self.norm2)
+        self.norm2 = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = self.conv1(self.relu(self.norm1(x)))
         residual = self.conv2(self.relu(self.norm2(residual)))
-        return self.recalibrate(residual) + self.skip(x)
+        return self.recalibrate(residual).add_(self.skip(x))  # in place: no operand is saved for backward
 
 
 class SEResidualBlock3D(ResidualBlock3D):
