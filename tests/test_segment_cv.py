@@ -13,6 +13,13 @@ TINY = tiny_config(finetune={"max_epochs": 1}, split={"n_folds": 2},
                             "train": {"max_epochs": 2, "learning_rate": 0.01}})  # fmt: skip
 
 
+def joined_with_cv(folder, pattern, cv_rows):
+    """The per-session lesion tables under `folder` (name `pattern`) joined to the cv's out-of-fold rows."""
+    tables = [pd.read_csv(path, sep="\t").assign(participant_id=path.name.split("_")[0])
+              for path in sorted(folder.glob(f"derivatives/prlkit/sub-*/anat/{pattern}"))]
+    return pd.concat(tables).merge(cv_rows.reset_index(), on=["participant_id", "index"], suffixes=("", "_cv"))
+
+
 def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=6)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
@@ -36,9 +43,7 @@ def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
     # segment predict with the cv folder: every participant by its held-out fold's model = the cv scores
     assert run_segment(["predict", str(dataset), "--model", str(out), "--out", str(tmp_path / "pred"),
                         "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
-    tables = [pd.read_csv(path, sep="\t").assign(participant_id=path.name.split("_")[0])
-              for path in sorted((tmp_path / "pred").glob("derivatives/prlkit/sub-*/anat/*_desc-prlseg_lesions.tsv"))]
-    predicted = pd.concat(tables).merge(prlseg.reset_index(), on=["participant_id", "index"], suffixes=("", "_cv"))
+    predicted = joined_with_cv(tmp_path / "pred", "*_desc-prlseg_lesions.tsv", prlseg)
     assert len(predicted) == 24
     np.testing.assert_allclose(predicted["probability"], predicted["probability_cv"], rtol=1e-5)
     assert (predicted["rim_pred"] == predicted["decision"]).all()
@@ -46,8 +51,6 @@ def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
     # the same through `prlkit predict --method prlseg`, in the lesion-table format of every method
     assert main(["predict", str(dataset), "--model", str(out), "--method", "prlseg", "--out", str(tmp_path / "p"),
                  "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
-    tables = [pd.read_csv(path, sep="\t").assign(participant_id=path.name.split("_")[0])
-              for path in sorted((tmp_path / "p").glob("derivatives/prlkit/sub-*/anat/*_lesions.tsv"))]
-    predicted = pd.concat(tables).merge(prlseg.reset_index(), on=["participant_id", "index"], suffixes=("", "_cv"))
+    predicted = joined_with_cv(tmp_path / "p", "*_lesions.tsv", prlseg)
     assert len(predicted) == 24
     np.testing.assert_allclose(predicted["probability"], predicted["probability_cv"], rtol=1e-5)
