@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from prlkit.errors import PrlkitError
-
 from prlkit.models.baselines.crop import crop_cubes
 from prlkit.models.baselines.rimnet import (
     FLAIR,
