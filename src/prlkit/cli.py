@@ -15,6 +15,14 @@ from prlkit.errors import PrlkitError
 COMMANDS = ["simulate", "prepare", "validate", "train", "cv", "compare", "predict", "segment", "report", "demo"]
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command registered."""
     parser = argparse.ArgumentParser(
@@ -23,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"prlkit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="CPU threads for PyTorch (default: its own choice; on a busy machine 1 is often "
+                             "faster: benchmarks/README.md)")  # fmt: skip
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"prlkit.commands.{name}").register(subparsers)
@@ -41,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.threads:
+        import torch  # only here: most commands never need it
+
+        torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
     except PrlkitError as error:
