@@ -16,7 +16,7 @@ from prlkit.commands import segment
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.errors import PrlkitError
-from prlkit.eval.calibration import PlattScaling
+from prlkit.eval.calibration import TemperatureScaling
 from prlkit.methods.trained import load_trained_model
 from prlkit.predict import LESION_OUTPUT_COLUMNS
 from prlkit.segment.model import UNCALIBRATED, load_segmentation_model
@@ -69,7 +69,7 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
 
     # calibrated P(Rim+) = the saved calibrator applied to the raw score, decisions at the saved threshold
     model = load_segmentation_model(model_dir)
-    assert isinstance(model.calibrator, PlattScaling) and model.calibrator.a > 0
+    assert isinstance(model.calibrator, TemperatureScaling) and model.calibrator.temperature > 0
     np.testing.assert_allclose(lesions["probability"], model.calibrator.apply(lesions["score"]), rtol=1e-5)
     assert (lesions["rim_pred"] == (lesions["probability"] >= model.threshold)).all()
 
@@ -110,9 +110,9 @@ def test_saved_model_reproduces_probabilities_and_a_seed_reproduces_training(tmp
     first.save(tmp_path / "model")
     loaded = load_segmentation_model(tmp_path / "model")
     assert loaded.threshold == first.threshold and loaded.config == first.config
-    assert loaded.calibrator == first.calibrator  # Platt, fitted on the validation lesions' raw scores
+    assert loaded.calibrator == first.calibrator  # temperature, fitted on the validation lesions' raw scores
     val = validation_outputs(first.module, volumes[2:], config.segment, cpu).lesions
-    assert first.calibrator == PlattScaling.fit(val["rim"].astype(int), val["score"])
+    assert first.calibrator == TemperatureScaling.fit(val["rim"].astype(int), val["score"])
     np.testing.assert_array_equal(loaded.probabilities(volumes[2], cpu), first.probabilities(volumes[2], cpu))
     with pytest.raises(PrlkitError, match="run it with `prlkit segment predict`"):
         load_trained_model(tmp_path / "model")  # the patch-model loader of `prlkit predict`

@@ -217,8 +217,9 @@ class SegmentConfig:
     mean soft Dice of the non-PRL and PRL classes, pooled voxels: above 0 before the rare PRL class wins
     any argmax) or pr_auc (lesion level; few validation Rim+ lesions, saturates early on easy data).
     A lesion's raw PRL score is the `lesion_score` (mean or max) of the voxel PRL probabilities over its
-    voxels; `calibration` (platt by default, the main method's calibrators) maps it to P(Rim+) on the
-    validation lesions. `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch, BatchNorm
+    voxels; `calibration` (the main method's calibrators) maps it to P(Rim+) on the validation lesions:
+    temperature by default (one bounded parameter; unregularised Platt overfitted the 1-3 validation
+    Rim+ of small cohorts, benchmarks/README.md prlseg section). `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch, BatchNorm
     (InstanceNorm removes QSM's absolute level per patch; benchmarks/README.md, prlseg section).
     """
 
@@ -244,7 +245,7 @@ class SegmentConfig:
     blend: str = "gaussian"  # gaussian | constant
     sw_batch_size: int = 4
     lesion_score: str = "mean"  # mean | max PRL probability over the lesion's voxels
-    calibration: str = "platt"  # platt | temperature | none: the lesion score -> P(Rim+), fitted on validation
+    calibration: str = "temperature"  # temperature | platt | none: the lesion score -> P(Rim+), fitted on validation
     val_score: str = "soft_dice"  # soft_dice | pr_auc
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(max_epochs=300, batch_size=8, learning_rate=1e-4, patience=30)
