@@ -219,8 +219,9 @@ class SegmentConfig:
     A lesion's raw PRL score is the `lesion_score` (mean or max) of the voxel PRL probabilities over its
     voxels; `calibration` (the main method's calibrators) maps it to P(Rim+) on the validation lesions:
     temperature by default (one bounded parameter; unregularised Platt overfitted the 1-3 validation
-    Rim+ of small cohorts, benchmarks/README.md prlseg section). `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch, BatchNorm
-    (InstanceNorm removes QSM's absolute level per patch; benchmarks/README.md, prlseg section).
+    Rim+ of small cohorts). `quick` (CPU): 24^3 patches, UNet widths 8/16/32, 2 rounds per epoch,
+    BatchNorm (InstanceNorm removes QSM's absolute level per patch). Measurements: the prlseg
+    section of benchmarks/README.md.
     """
 
     patch_size: int = 32
