@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from prlkit.config import get_profile
-from prlkit.methods.registry import METHODS, NETWORKS
+from prlkit.methods.registry import METHODS, build_network
 
 # dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets, by a substring of the device name
 BF16_PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}
@@ -59,18 +59,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build_method_network(method: str, model_config: dict | None = None) -> torch.nn.Module:
-    """The untrained network of a registered method (`frodo`, `resnet18`, ...) with `model_config`."""
-    config_class, module_class = NETWORKS[METHODS[method].network]
-    return module_class(config_class(**(model_config or {})))
-
-
 def train_throughput(method: str, device: torch.device, variant: Variant = Variant(), *, size: int = 32,
                      batch: int = 64, steps: int = 20, warmup: int = 3, cache_lesions: int = 512,
                      model_config: dict | None = None, seed: int = 0) -> dict:  # fmt: skip
     """Samples/s, seconds/step, forward+backward FLOPs per sample and achieved TFLOP/s of `method`'s training step."""
     generator = torch.Generator().manual_seed(seed)
-    net = build_method_network(method, model_config).to(device).train()
+    net = build_network(METHODS[method].network, model_config or {}).to(device).train()
     cache = torch.randn(cache_lesions, 3, size, size, size, generator=generator)
     labels = (torch.rand(cache_lesions, generator=generator) < 0.5).float()
     if variant.cache_on_device:

@@ -37,11 +37,6 @@ def test_train_throughput_variants_run(variant):
     assert row["gflop_per_sample"] > 0 and row["samples_per_s"] > 0
 
 
-def test_methods_map_to_their_networks():
-    assert type(gpu_training.build_method_network("resnet18")).__name__ == "ResNet18Baseline"
-    assert isinstance(gpu_training.build_method_network("frodo_scratch", run.TINY_FRODO), FrodoNet)
-
-
 def test_ladder_ratios_are_relative_to_fp32_and_to_the_step_before(monkeypatch):
     speeds = iter([10.0, 20.0, 30.0])
     monkeypatch.setattr(gpu_training, "train_throughput", lambda *a, **k: {"samples_per_s": next(speeds)})
