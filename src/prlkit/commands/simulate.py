@@ -22,7 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--subjects", type=int, default=30, help="number of participants (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same cohort")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                        help="default: 112x128x112 grid, 8-30 lesions; tiny: 64x72x64, few lesions (tests)")
+                        help="default: 112x128x112 grid, 8-30 lesions; noisy: the default grid and lesions at a "
+                             "noisier site (2x QSM field noise, lower TKD threshold: stronger streaking, 1.6x "
+                             "medullary veins, more vein and streak confounders on Rim- lesions); "
+                             "tiny: 64x72x64, few lesions (tests)")
     parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="override the voxel grid")
     parser.add_argument("--preview", action="store_true",
                         help="also write OUT/sourcedata/preview.png, a montage of Rim+ and Rim- lesions")

@@ -73,12 +73,12 @@ def generate_subject(seed: int, index: int, n_subjects: int, profile: Profile) -
     specs = sample_lesions(rng, profile.lesions)
     anatomy = make_anatomy(rng, profile.shape)
     add_medullary_veins(rng, anatomy, profile.n_medullary_veins)
-    labels, drawn = render_lesions(rng, anatomy, specs)
+    labels, drawn = render_lesions(rng, anatomy, specs, profile.lesions.streak_chi)
     veins = rasterize_veins(anatomy.veins, profile.shape) * anatomy.brain
     chi = ndimage.gaussian_filter(anatomy.chi + veins, 0.5)
     qsm_mask = ndimage.binary_erosion(anatomy.brain, iterations=2)
-    qsm = simulate_qsm(chi * anatomy.brain, qsm_mask, rng, acq["field_noise"], acq["background"], acq["tkd"],
-                       smooth_noise(rng, profile.shape, 20.0))
+    qsm = simulate_qsm(chi * anatomy.brain, qsm_mask, rng, acq["field_noise"] * profile.field_noise_scale,
+                       acq["background"], acq["tkd"] * profile.tkd_scale, smooth_noise(rng, profile.shape, 20.0))
     n = int(labels.max())
     texture = tissue_texture(rng, profile.shape)
     flair = mr_image(rng, anatomy.tissue, labels, lesion_intensities(rng, n, *acq["flair_lesion"]),

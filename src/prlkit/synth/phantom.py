@@ -275,8 +275,8 @@ def _vein_hugging(rng: np.random.Generator, blob: np.ndarray, origin: np.ndarray
 
 
 def _add_confounder(rng: np.random.Generator, anatomy: Anatomy, kind: str, blob: np.ndarray,
-                    origin: np.ndarray, box: tuple[slice, ...]) -> None:
-    """Add a lesion's confounder: a crossing or hugging vein, or a strong source that streaks."""
+                    origin: np.ndarray, box: tuple[slice, ...], streak_chi: tuple[float, float]) -> None:
+    """Add a lesion's confounder: a crossing or hugging vein, or a strong source (`streak_chi` ppm) that streaks."""
     radius = (3 * blob.sum() / (4 * np.pi)) ** (1 / 3)
     centre = np.array(ndimage.center_of_mass(blob)) + origin
     if kind == "vein_cross":
@@ -289,11 +289,12 @@ def _add_confounder(rng: np.random.Generator, anatomy: Anatomy, kind: str, blob:
         source = centre + direction * (radius + rng.uniform(2.0, 4.0))
         grid = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in box], indexing="ij"), -1)
         distance = np.linalg.norm(grid - source, axis=-1)
-        anatomy.chi[box] += (rng.uniform(0.5, 1.0) * (distance <= rng.uniform(1.0, 1.8))).astype(np.float32)
+        strength = rng.uniform(*streak_chi)
+        anatomy.chi[box] += (strength * (distance <= rng.uniform(1.0, 1.8))).astype(np.float32)
 
 
-def render_lesions(rng: np.random.Generator, anatomy: Anatomy, specs: list[LesionSpec]
-                   ) -> tuple[np.ndarray, list[RenderedLesion]]:
+def render_lesions(rng: np.random.Generator, anatomy: Anatomy, specs: list[LesionSpec],
+                   streak_chi: tuple[float, float]) -> tuple[np.ndarray, list[RenderedLesion]]:
     """Draw lesions into the anatomy; returns the uint16 instance map and what was drawn.
 
     Lesion and rim susceptibility go into `anatomy.chi` in place, veins of confounders are
@@ -338,7 +339,7 @@ def render_lesions(rng: np.random.Generator, anatomy: Anatomy, specs: list[Lesio
             shell = _rim_shell(rng, blob, spec)
             anatomy.chi[box] += (spec.rim_strength_ppm * shell * ~forbidden[box]).astype(np.float32)
         com = np.array(ndimage.center_of_mass(blob))
-        _add_confounder(rng, anatomy, spec.confounder, blob, origin, box)
+        _add_confounder(rng, anatomy, spec.confounder, blob, origin, box, streak_chi)
         centres[spec.index] = com + origin
         drawn[spec.index] = RenderedLesion(spec, int(blob.sum()), tuple(int(v) for v in np.rint(com + origin)), False)
     _mark_confluent(labels, drawn)

@@ -32,6 +32,7 @@ class LesionModel:
     rim_coverage: tuple[float, float] = (0.35, 1.0)
     # Confounders of Rim- lesions: probabilities of vein_cross, vein_hug, hyperintense, streak.
     confounder_p: tuple[float, float, float, float] = (0.12, 0.10, 0.10, 0.06)
+    streak_chi: tuple[float, float] = (0.5, 1.0)  # ppm of the microbleed-like source of a `streak`
     rim_vein_p: float = 0.2  # Rim+ lesions crossed by a central vein
     # Label noise: ambiguous lesions (weak rims, rim-like confounders) get consensus_needed=1 with
     # this probability, and of those a fraction carries the wrong expert label.
@@ -42,12 +43,16 @@ class LesionModel:
 
 @dataclass(frozen=True)
 class Profile:
-    """A generator profile: voxel grid, vein count and lesion model (acquisition: `cohort.SITES`)."""
+    """A generator profile: voxel grid, vein count, lesion model and how the acquisition of every
+    site (`cohort.SITES`) is degraded: QSM field noise times `field_noise_scale`, TKD threshold
+    times `tkd_scale` (a lower threshold amplifies noise along the dipole cone: stronger streaking)."""
 
     name: str
     shape: tuple[int, int, int]
     lesions: LesionModel
     n_medullary_veins: int = 70
+    field_noise_scale: float = 1.0
+    tkd_scale: float = 1.0
 
 
 PROFILES: dict[str, Profile] = {
@@ -58,6 +63,17 @@ PROFILES: dict[str, Profile] = {
         LesionModel(n_min=4, n_max=9, rim_mean=1.0, volume_median=120.0, rim_volume_median=170.0,
                     volume_sigma=0.7, volume_min=40, volume_max=700),
         n_medullary_veins=25,
+    ),
+    # A noisier site than any of `default`'s: the same grid and lesion model, but twice the QSM
+    # field noise, a lower TKD threshold, 1.6x the medullary veins, stronger streak sources and
+    # more vein confounders on Rim- lesions (vein_cross, vein_hug, streak).
+    "noisy": Profile(
+        "noisy",
+        (112, 128, 112),
+        LesionModel(confounder_p=(0.20, 0.16, 0.10, 0.10), streak_chi=(0.8, 1.6)),
+        n_medullary_veins=112,
+        field_noise_scale=2.0,
+        tkd_scale=0.8,
     ),
 }
 
