@@ -1,0 +1,224 @@
+"""Cross-cohort transfer: train each method on all of cohort A, predict cohort B, score B's lesions.
+
+Per method: `prlkit train A --method M` (all labelled lesions, the method's own validation split),
+then `prlkit predict B`; the predicted lesion tables are joined with B's expert labels (its
+`_desc-lesions_dseg.tsv` tables, read by prlkit's own session loader) on (participant, session,
+lesion index). Scored: every labelled lesion B's predictions classify (not excluded, i.e. at
+least `lesions.min_voxels`, default 110). Reported: ROC-AUC, PR-AUC, lesions / Rim+, and the
+Spearman correlation of the score with lesion volume among Rim- lesions (a size bias a test
+cohort may not share). A training-free row `shell_minus_core` scores B directly with the mean QSM
+of the lesion's edge shell minus that of its core (`prlkit.synth.calibration.lesion_features`).
+
+Usage: PYTHONPATH=src python benchmarks/transfer.py --train A --test B --methods frodo,aprl --out DIR
+       [--profile quick] [--config FILE] [--threads 1] [--seed 0]
+Writes DIR/<method>/model (must not exist yet), DIR/<method>/pred, DIR/cache (patches) and
+DIR/transfer.json; prints a markdown table. A method whose training or prediction fails gets its
+error in the JSON and no row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+import prlkit
+from prlkit.config import LesionConfig, get_profile, load_config
+from prlkit.data.bids import discover_cohort
+from prlkit.data.session import load_session
+from prlkit.synth.calibration import lesion_features
+
+KEYS = ["participant_id", "session_id", "index"]
+TRAINING_FREE = "shell_minus_core"
+
+
+def read_predictions(pred_root: Path) -> pd.DataFrame:
+    """Every `_lesions.tsv` that `prlkit predict` wrote under `pred_root`, with participant and session ids."""
+    tables = []
+    for path in sorted((Path(pred_root) / "derivatives" / "prlkit").glob("sub-*/**/*_lesions.tsv")):
+        entities = dict(part.split("-", 1) for part in path.name[: -len("_lesions.tsv")].split("_"))
+        table = pd.read_csv(path, sep="\t", keep_default_na=False, na_values={"probability": [""]})
+        tables.append(table.assign(participant_id=f"sub-{entities['sub']}",
+                                   session_id=f"ses-{entities['ses']}" if "ses" in entities else ""))
+    if not tables:
+        raise FileNotFoundError(f"{pred_root}: no derivatives/prlkit/sub-*/**/*_lesions.tsv")
+    return pd.concat(tables, ignore_index=True)
+
+
+def expert_lesions(cohort: Path | str, lesions: LesionConfig) -> pd.DataFrame:
+    """Every lesion of a cohort with its expert `rim` label (NA: unlabelled), size, exclusion and
+    the training-free `shell_minus_core` QSM contrast."""
+    tables = []
+    for files in discover_cohort(cohort).sessions:
+        data = load_session(files, lesions)
+        features = lesion_features(data.qsm, data.instances)[["index", TRAINING_FREE]]
+        table = data.lesions[["index", "voxels", "volume_mm3", "rim", "excluded"]].merge(features, on="index")
+        tables.append(table.assign(participant_id=files.participant_id, session_id=files.session_id or ""))
+    return pd.concat(tables, ignore_index=True)
+
+
+def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Predicted lesions with their expert labels, one row per lesion of both tables; raises when a
+    lesion is in one table only (predictions of another cohort, or a changed lesion map)."""
+    joined = predictions[KEYS + ["probability", "excluded"]].merge(
+        labels[KEYS + ["rim", "volume_mm3"]], on=KEYS, how="outer", validate="one_to_one", indicator=True)
+    unmatched = joined[joined["_merge"] != "both"]
+    if len(unmatched):
+        first = unmatched.iloc[0]
+        side = "predictions" if first["_merge"] == "left_only" else "the test cohort's labels"
+        raise ValueError(f"{len(unmatched)} lesion(s) only in {side}, e.g. {first['participant_id']} "
+                         f"{first['session_id']} lesion {first['index']}")
+    return joined.drop(columns="_merge")
+
+
+def scored(table: pd.DataFrame, score_column: str) -> pd.DataFrame:
+    """The rows that count: not excluded, labelled, with a finite score."""
+    keep = (table["excluded"].fillna("") == "") & table["rim"].notna() & np.isfinite(table[score_column])
+    return table[keep]
+
+
+def transfer_metrics(rim: np.ndarray, score: np.ndarray, volume: np.ndarray) -> dict[str, float | int | None]:
+    """ROC-AUC, PR-AUC, counts, and the Spearman correlation of score with volume among Rim- lesions
+    (AUCs are None without both classes, the correlation with fewer than three Rim- lesions)."""
+    rim = np.asarray(rim, dtype=int)
+    score = np.asarray(score, dtype=float)
+    volume = np.asarray(volume, dtype=float)
+    both = 0 < rim.sum() < len(rim)
+    negative = rim == 0
+    rho, p = spearmanr(score[negative], volume[negative]) if negative.sum() >= 3 else (np.nan, np.nan)
+    return {
+        "n_lesions": int(len(rim)),
+        "n_rim_pos": int(rim.sum()),
+        "roc_auc": float(roc_auc_score(rim, score)) if both else None,
+        "pr_auc": float(average_precision_score(rim, score)) if both else None,
+        "spearman_volume_rim_neg": None if np.isnan(rho) else float(rho),
+        "spearman_p": None if np.isnan(p) else float(p),
+    }
+
+
+def run_prlkit(arguments: list[str], threads: int, log: Path) -> dict:
+    """Run `python -m prlkit --threads N ...` with the prlkit this script imported (OMP_NUM_THREADS=N
+    too); stdout and stderr go to `log`. Returns the command, wall time and exit status."""
+    command = [sys.executable, "-m", "prlkit", "--threads", str(threads), *arguments]
+    env = {**os.environ, "PYTHONPATH": str(Path(prlkit.__file__).resolve().parents[1]),
+           "OMP_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as out:
+        status = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    return {"command": shlex.join(command), "wall_s": round(time.perf_counter() - start, 1), "returncode": status}
+
+
+def train_and_predict(method: str, args: argparse.Namespace) -> tuple[dict, pd.DataFrame | None]:
+    """Train `method` on the training cohort and predict the test cohort; returns the run record
+    and the predicted lesion tables (None when a step failed; the record holds its log's tail)."""
+    folder = args.out / method
+    folder.mkdir(parents=True, exist_ok=True)
+    config = ["--config", str(args.config)] if args.config else ["--profile", args.profile]
+    steps = {
+        "train": ["train", str(args.train), "--out", str(folder / "model"), "--method", method, *config,
+                  "--seed", str(args.seed), "--cache-dir", str(args.out / "cache"), "--no-progress"],
+        "predict": ["predict", str(args.test), "--model", str(folder / "model"), "--out", str(folder / "pred"),
+                    "--no-progress"],
+    }
+    record: dict = {"load_before": os.getloadavg()}
+    for name, arguments in steps.items():
+        record[name] = run_prlkit(arguments, args.threads, folder / f"{name}.log")
+        if record[name]["returncode"] != 0:
+            record["error"] = (folder / f"{name}.log").read_text(encoding="utf-8")[-2000:]
+            return record, None
+    record["load_after"] = os.getloadavg()
+    return record, read_predictions(folder / "pred")
+
+
+def machine() -> dict:
+    """CPU model, core count, OS, Python, torch and prlkit versions, and where prlkit was imported from."""
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    cpu = names[0] if names else platform.processor()
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "prlkit": prlkit.__version__,
+            "prlkit_source": str(Path(prlkit.__file__).resolve().parent)}
+
+
+def source_revision() -> dict[str, str | bool | None]:
+    """The git commit of the imported prlkit's checkout and whether its files differ from it (None outside git)."""
+    source = str(Path(prlkit.__file__).resolve().parent)
+    try:
+        commit = subprocess.run(["git", "-C", source, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        changes = subprocess.run(["git", "-C", source, "status", "--porcelain", "--", "."], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "prlkit_modified": None}
+    return {"commit": commit, "prlkit_modified": bool(changes)}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One line per method: AUCs, counts, Spearman(score, volume | Rim-), train / predict seconds."""
+    def number(value: float | None, digits: int = 3) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    lines = ["| method | ROC-AUC | PR-AUC | lesions (Rim+) | Spearman score-volume, Rim- | train s | predict s |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        seconds = [str(row[step]["wall_s"]) if step in row else "-" for step in ("train", "predict")]
+        lines.append(f"| {row['method']} | {number(row['roc_auc'])} | {number(row['pr_auc'])} | "
+                     f"{row['n_lesions']} ({row['n_rim_pos']}) | {number(row['spearman_volume_rim_neg'], 2)} | "
+                     f"{seconds[0]} | {seconds[1]} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=Path, required=True, help="training cohort (BIDS folder or manifest)")
+    parser.add_argument("--test", type=Path, required=True, help="test cohort, with expert rim labels")
+    parser.add_argument("--methods", default="frodo,aprl", help="comma-separated registered methods")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--profile", default="quick", help="prlkit settings profile (default quick)")
+    parser.add_argument("--config", type=Path, help="prlkit config file (overrides --profile)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per prlkit call (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the validation split and training")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    result = {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine(), **source_revision(),
+              "load_before": os.getloadavg(), "train_cohort": str(args.train), "test_cohort": str(args.test),
+              "methods": {}}
+    lesions = (load_config(args.config) if args.config else get_profile(args.profile)).lesions
+    labels = expert_lesions(args.test, lesions)
+    rows = []
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        record, predictions = train_and_predict(method, args)
+        if predictions is not None:
+            table = scored(join_labels(predictions, labels), "probability")
+            record.update(transfer_metrics(table["rim"], table["probability"], table["volume_mm3"]))
+            rows.append({"method": method, **record})
+        result["methods"][method] = record
+        print(f"{method}: {record.get('error', 'done')}", file=sys.stderr, flush=True)
+    table = scored(labels, TRAINING_FREE)
+    record = transfer_metrics(table["rim"], table[TRAINING_FREE], table["volume_mm3"])
+    result["methods"][TRAINING_FREE] = record
+    rows.append({"method": TRAINING_FREE, **record})
+    result.update(load_after=os.getloadavg(), wall_s=round(time.perf_counter() - started, 1),
+                  table=markdown_table(rows))
+    (args.out / "transfer.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(result["table"])
+
+
+if __name__ == "__main__":
+    main()

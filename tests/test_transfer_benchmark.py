@@ -1,0 +1,138 @@
+"""benchmarks/transfer.py's own code, no training: reading and joining predicted lesion tables with
+expert labels, which lesions count, the metrics, and the shell-minus-core feature's known answer."""
+
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import write_subject
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import transfer  # noqa: E402
+
+from prlkit.config import LesionConfig  # noqa: E402
+from prlkit.predict import LESION_OUTPUT_COLUMNS  # noqa: E402
+from prlkit.synth.calibration import lesion_features  # noqa: E402
+
+
+def _predicted(path: Path, rows: list[dict]) -> None:
+    """A `_lesions.tsv` as `prlkit predict` writes it (excluded lesions: empty probability)."""
+    defaults = dict(voxels=200, volume_mm3=200.0, center_vox_i=1, center_vox_j=1, center_vox_k=1,
+                    center_mm_x=0.0, center_mm_y=0.0, center_mm_z=0.0, rim_pred=0, excluded="")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame([{**defaults, **row} for row in rows])[LESION_OUTPUT_COLUMNS]
+    table.to_csv(path, sep="\t", index=False, float_format="%.6g")
+
+
+@pytest.fixture
+def predictions(tmp_path):
+    base = tmp_path / "derivatives" / "prlkit"
+    _predicted(base / "sub-01" / "anat" / "sub-01_lesions.tsv",
+               [dict(index=1, probability=0.9), dict(index=2, probability=np.nan, excluded="too_small"),
+                dict(index=3, probability=0.2)])
+    _predicted(base / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_lesions.tsv",
+               [dict(index=1, probability=0.4), dict(index=2, probability=0.1)])
+    return transfer.read_predictions(tmp_path)
+
+
+def _labels(rows: list[tuple]) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=["participant_id", "session_id", "index", "rim", "volume_mm3"])
+    return table.assign(rim=table["rim"].astype("Int64"))
+
+
+LABELS = _labels([("sub-01", "", 1, 1, 300.0), ("sub-01", "", 2, 0, 50.0), ("sub-01", "", 3, 0, 120.0),
+                  ("sub-02", "ses-1", 1, pd.NA, 500.0), ("sub-02", "ses-1", 2, 0, 150.0)])
+
+
+def test_read_predictions_names_participant_and_session(predictions):
+    keys = list(predictions[["participant_id", "session_id", "index"]].itertuples(index=False, name=None))
+    assert keys == [("sub-01", "", 1), ("sub-01", "", 2), ("sub-01", "", 3), ("sub-02", "ses-1", 1),
+                    ("sub-02", "ses-1", 2)]
+    assert list(predictions["excluded"]) == ["", "too_small", "", "", ""]
+    assert np.isnan(predictions.loc[1, "probability"])
+
+
+def test_join_keeps_labelled_included_lesions_only(predictions):
+    joined = transfer.scored(transfer.join_labels(predictions, LABELS), "probability")
+    # sub-01 lesion 2 is excluded (too small), sub-02 lesion 1 has no expert label
+    assert sorted(zip(joined["participant_id"], joined["index"])) == [("sub-01", 1), ("sub-01", 3), ("sub-02", 2)]
+    row = joined[(joined["participant_id"] == "sub-02") & (joined["index"] == 2)].iloc[0]
+    assert row["probability"] == pytest.approx(0.1) and row["rim"] == 0 and row["volume_mm3"] == 150.0
+
+
+def test_join_refuses_lesions_missing_from_either_side(predictions):
+    with pytest.raises(ValueError, match="only in predictions.*sub-02 ses-1 lesion 2"):
+        transfer.join_labels(predictions, LABELS.iloc[:4])
+    extra = pd.concat([LABELS, _labels([("sub-03", "", 1, 0, 200.0)])], ignore_index=True)
+    with pytest.raises(ValueError, match="only in the test cohort's labels"):
+        transfer.join_labels(predictions, extra)
+
+
+def test_metrics_against_hand_computed_values():
+    rim = np.array([0, 0, 1, 0, 1, 0])
+    score = np.array([0.1, 0.7, 0.8, 0.3, 0.6, 0.2])
+    volume = np.array([100.0, 400.0, 300.0, 300.0, 200.0, 200.0])
+    metrics = transfer.transfer_metrics(rim, score, volume)
+    # 8 (Rim+, Rim-) pairs, 7 ranked right (0.6 < 0.7 is the miss)
+    assert metrics["roc_auc"] == pytest.approx(7 / 8)
+    # ranking: 0.8 (+), 0.7 (-), 0.6 (+): precision 1 at recall 1/2, 2/3 at recall 1
+    assert metrics["pr_auc"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert (metrics["n_lesions"], metrics["n_rim_pos"]) == (6, 2)
+    # Rim- lesions: scores 0.1, 0.7, 0.3, 0.2 and volumes 100, 400, 300, 200 rank alike
+    assert metrics["spearman_volume_rim_neg"] == pytest.approx(1.0)
+    assert metrics["spearman_p"] == pytest.approx(spearmanr([0.1, 0.7, 0.3, 0.2], [100, 400, 300, 200]).pvalue)
+
+
+def test_metrics_without_both_classes_are_none():
+    metrics = transfer.transfer_metrics(np.zeros(4, dtype=int), np.arange(4.0), np.arange(4.0))
+    assert metrics["roc_auc"] is None and metrics["pr_auc"] is None
+    assert metrics["spearman_volume_rim_neg"] == pytest.approx(1.0)
+    assert transfer.transfer_metrics(np.array([1, 0]), np.array([0.9, 0.1]),
+                                     np.ones(2))["spearman_volume_rim_neg"] is None
+
+
+def test_shell_minus_core_known_answer():
+    """A 5^3 cube lesion: core (inner 3^3) at -0.02 ppm, its border and the ring outside at 0.10 ppm.
+    A second lesion touching the ring at 5 ppm must not count as ring."""
+    labels = np.zeros((16, 16, 16), dtype=np.int32)
+    labels[4:9, 4:9, 4:9] = 1
+    labels[10:12, 4:9, 4:9] = 2
+    labels[9, 6, 6] = 2  # lesion 2 touches lesion 1 here: a ring voxel if it were background
+    qsm = np.zeros(labels.shape, dtype=np.float32)
+    qsm[3:10, 3:10, 3:10] = 0.10
+    qsm[5:8, 5:8, 5:8] = -0.02
+    qsm[labels == 2] = 5.0
+    features = lesion_features(qsm, labels).set_index("index")
+    assert features.loc[1, "shell_minus_core"] == pytest.approx(0.12, abs=1e-6)
+    assert features.loc[1, "voxels"] == 125
+
+
+def test_expert_lesions_read_labels_and_feature(tmp_path):
+    paths = write_subject(tmp_path, "sub-01", rims=(1, 0))
+    write_subject(tmp_path, "sub-02", session="ses-1", rims=(0, 1), seed=1)
+    (tmp_path / "participants.tsv").write_text("participant_id\nsub-01\nsub-02\n")
+    (tmp_path / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.9.0"}')
+    lesions = transfer.expert_lesions(tmp_path, LesionConfig(min_voxels=110))
+    assert list(lesions[["participant_id", "session_id", "index", "rim"]].itertuples(index=False, name=None)) == [
+        ("sub-01", "", 1, 1), ("sub-01", "", 2, 0), ("sub-02", "ses-1", 1, 0), ("sub-02", "ses-1", 2, 1)]
+    assert list(lesions["excluded"]) == ["", "too_small", "", "too_small"]
+    qsm = np.asarray(nib.load(paths["qsm"]).dataobj)
+    labels = np.asarray(nib.load(paths["lesions"]).dataobj).astype(np.int32)
+    expected = lesion_features(qsm, labels)["shell_minus_core"].to_numpy()
+    assert lesions["shell_minus_core"].to_numpy()[:2] == pytest.approx(expected)
+    assert len(transfer.scored(lesions, "shell_minus_core")) == 2
+
+
+def test_markdown_table_lists_every_row():
+    rows = [{"method": "aprl", "roc_auc": 0.91234, "pr_auc": None, "n_lesions": 10, "n_rim_pos": 2,
+             "spearman_volume_rim_neg": -0.256, "train": {"wall_s": 12.5}, "predict": {"wall_s": 3.0}},
+            {"method": "shell_minus_core", "roc_auc": 0.8, "pr_auc": 0.5, "n_lesions": 10, "n_rim_pos": 2,
+             "spearman_volume_rim_neg": None}]
+    lines = transfer.markdown_table(rows).splitlines()
+    assert lines[2] == "| aprl | 0.912 | n/a | 10 (2) | -0.26 | 12.5 | 3.0 |"
+    assert lines[3] == "| shell_minus_core | 0.800 | 0.500 | 10 (2) | n/a | - | - |"
