@@ -9,11 +9,12 @@ Spearman correlation of the score with lesion volume among Rim- lesions (a size 
 cohort may not share). A training-free row `shell_minus_core` scores B directly with the mean QSM
 of the lesion's edge shell minus that of its core (`prlkit.synth.calibration.lesion_features`).
 
-Usage: PYTHONPATH=src python benchmarks/transfer.py --train A --test B --methods frodo,aprl --out DIR
-       [--profile quick] [--config FILE] [--threads 1] [--seed 0]
-Writes DIR/<method>/model (must not exist yet), DIR/<method>/pred, DIR/cache (patches) and
-DIR/transfer.json; prints a markdown table. A method whose training or prediction fails gets its
-error in the JSON and no row.
+Usage: PYTHONPATH=src python benchmarks/transfer.py --train A --test B [C ...] --methods frodo,aprl
+       --out DIR [--profile quick] [--config FILE] [--threads 1] [--seed 0]
+Each method is trained once and predicts every test cohort. Writes DIR/<method>/model (must not
+exist yet), DIR/<method>/pred-<test folder name>, DIR/cache (patches) and DIR/transfer.json
+(command, machine, git commit, load averages, wall time of every call); prints a markdown table.
+A method whose training or prediction fails gets its error in the JSON and no row.
 """
 
 from __future__ import annotations
@@ -119,26 +120,34 @@ def run_prlkit(arguments: list[str], threads: int, log: Path) -> dict:
     return {"command": shlex.join(command), "wall_s": round(time.perf_counter() - start, 1), "returncode": status}
 
 
-def train_and_predict(method: str, args: argparse.Namespace) -> tuple[dict, pd.DataFrame | None]:
-    """Train `method` on the training cohort and predict the test cohort; returns the run record
-    and the predicted lesion tables (None when a step failed; the record holds its log's tail)."""
-    folder = args.out / method
+def run_step(name: str, arguments: list[str], threads: int, folder: Path) -> dict:
+    """One prlkit call logged to `folder/<name>.log`, with the load average before and after; on
+    failure the record holds the log's tail under `error`."""
     folder.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    record = run_prlkit(arguments, threads, folder / f"{name}.log")
+    record.update(load_before=load_before, load_after=os.getloadavg())
+    if record["returncode"] != 0:
+        record["error"] = (folder / f"{name}.log").read_text(encoding="utf-8")[-2000:]
+    return record
+
+
+def train_method(method: str, args: argparse.Namespace) -> dict:
+    """`prlkit train` of `method` on all of the training cohort into DIR/<method>/model."""
     config = ["--config", str(args.config)] if args.config else ["--profile", args.profile]
-    steps = {
-        "train": ["train", str(args.train), "--out", str(folder / "model"), "--method", method, *config,
-                  "--seed", str(args.seed), "--cache-dir", str(args.out / "cache"), "--no-progress"],
-        "predict": ["predict", str(args.test), "--model", str(folder / "model"), "--out", str(folder / "pred"),
-                    "--no-progress"],
-    }
-    record: dict = {"load_before": os.getloadavg()}
-    for name, arguments in steps.items():
-        record[name] = run_prlkit(arguments, args.threads, folder / f"{name}.log")
-        if record[name]["returncode"] != 0:
-            record["error"] = (folder / f"{name}.log").read_text(encoding="utf-8")[-2000:]
-            return record, None
-    record["load_after"] = os.getloadavg()
-    return record, read_predictions(folder / "pred")
+    arguments = ["train", str(args.train), "--out", str(args.out / method / "model"), "--method", method, *config,
+                 "--seed", str(args.seed), "--cache-dir", str(args.out / "cache"), "--no-progress"]
+    return run_step("train", arguments, args.threads, args.out / method)
+
+
+def predict_cohort(method: str, test: Path, args: argparse.Namespace) -> tuple[dict, pd.DataFrame | None]:
+    """`prlkit predict` of a test cohort with the method's model into DIR/<method>/pred-<cohort name>;
+    returns the run record and the predicted lesion tables (None when it failed)."""
+    folder = args.out / method / f"pred-{test.name}"
+    arguments = ["predict", str(test), "--model", str(args.out / method / "model"), "--out", str(folder),
+                 "--no-progress"]
+    record = run_step("predict", arguments, args.threads, folder)
+    return record, None if "error" in record else read_predictions(folder)
 
 
 def machine() -> dict:
@@ -168,15 +177,15 @@ def source_revision() -> dict[str, str | bool | None]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """One line per method: AUCs, counts, Spearman(score, volume | Rim-), train / predict seconds."""
+    """One line per (test cohort, method): AUCs, counts, Spearman(score, volume | Rim-), train / predict seconds."""
     def number(value: float | None, digits: int = 3) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    lines = ["| method | ROC-AUC | PR-AUC | lesions (Rim+) | Spearman score-volume, Rim- | train s | predict s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| test cohort | method | ROC-AUC | PR-AUC | lesions (Rim+) | Spearman score-volume, Rim- | train s "
+             "| predict s |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        seconds = [str(row[step]["wall_s"]) if step in row else "-" for step in ("train", "predict")]
-        lines.append(f"| {row['method']} | {number(row['roc_auc'])} | {number(row['pr_auc'])} | "
+        seconds = [str(row[step]) if row.get(step) is not None else "-" for step in ("train_s", "predict_s")]
+        lines.append(f"| {row['test']} | {row['method']} | {number(row['roc_auc'])} | {number(row['pr_auc'])} | "
                      f"{row['n_lesions']} ({row['n_rim_pos']}) | {number(row['spearman_volume_rim_neg'], 2)} | "
                      f"{seconds[0]} | {seconds[1]} |")
     return "\n".join(lines)
@@ -186,7 +195,8 @@ def main() -> None:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=Path, required=True, help="training cohort (BIDS folder or manifest)")
-    parser.add_argument("--test", type=Path, required=True, help="test cohort, with expert rim labels")
+    parser.add_argument("--test", type=Path, nargs="+", required=True,
+                        help="test cohort(s) with expert rim labels (folder names must differ)")
     parser.add_argument("--methods", default="frodo,aprl", help="comma-separated registered methods")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--profile", default="quick", help="prlkit settings profile (default quick)")
@@ -194,26 +204,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per prlkit call (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation split and training")
     args = parser.parse_args()
+    if len({test.name for test in args.test}) < len(args.test):
+        parser.error("--test: the cohorts' folder names must differ (they name the prediction folders)")
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     result = {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine(), **source_revision(),
-              "load_before": os.getloadavg(), "train_cohort": str(args.train), "test_cohort": str(args.test),
-              "methods": {}}
+              "load_before": os.getloadavg(), "train_cohort": str(args.train), "methods": {}, "tests": {}}
     lesions = (load_config(args.config) if args.config else get_profile(args.profile)).lesions
-    labels = expert_lesions(args.test, lesions)
+    labels = {test.name: expert_lesions(test, lesions) for test in args.test}
     rows = []
+    for test in args.test:
+        table = scored(labels[test.name], TRAINING_FREE)
+        result["tests"][test.name] = {"path": str(test), TRAINING_FREE: transfer_metrics(
+            table["rim"], table[TRAINING_FREE], table["volume_mm3"])}
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        record, predictions = train_and_predict(method, args)
-        if predictions is not None:
-            table = scored(join_labels(predictions, labels), "probability")
-            record.update(transfer_metrics(table["rim"], table["probability"], table["volume_mm3"]))
-            rows.append({"method": method, **record})
-        result["methods"][method] = record
-        print(f"{method}: {record.get('error', 'done')}", file=sys.stderr, flush=True)
-    table = scored(labels, TRAINING_FREE)
-    record = transfer_metrics(table["rim"], table[TRAINING_FREE], table["volume_mm3"])
-    result["methods"][TRAINING_FREE] = record
-    rows.append({"method": TRAINING_FREE, **record})
+        result["methods"][method] = train = train_method(method, args)
+        print(f"{method} train: {train.get('error', 'done')}", file=sys.stderr, flush=True)
+        for test in args.test if "error" not in train else []:
+            record, predictions = predict_cohort(method, test, args)
+            if predictions is not None:
+                table = scored(join_labels(predictions, labels[test.name]), "probability")
+                record.update(transfer_metrics(table["rim"], table["probability"], table["volume_mm3"]))
+                rows.append({"test": test.name, "method": method, "train_s": train["wall_s"],
+                             "predict_s": record["wall_s"], **record})
+            result["tests"][test.name][method] = record
+            print(f"{method} predict {test.name}: {record.get('error', 'done')}", file=sys.stderr, flush=True)
+    rows += [{"test": name, "method": TRAINING_FREE, **test[TRAINING_FREE]} for name, test in result["tests"].items()]
     result.update(load_after=os.getloadavg(), wall_s=round(time.perf_counter() - started, 1),
                   table=markdown_table(rows))
     (args.out / "transfer.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

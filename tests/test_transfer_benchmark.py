@@ -129,10 +129,11 @@ def test_expert_lesions_read_labels_and_feature(tmp_path):
 
 
 def test_markdown_table_lists_every_row():
-    rows = [{"method": "aprl", "roc_auc": 0.91234, "pr_auc": None, "n_lesions": 10, "n_rim_pos": 2,
-             "spearman_volume_rim_neg": -0.256, "train": {"wall_s": 12.5}, "predict": {"wall_s": 3.0}},
-            {"method": "shell_minus_core", "roc_auc": 0.8, "pr_auc": 0.5, "n_lesions": 10, "n_rim_pos": 2,
-             "spearman_volume_rim_neg": None}]
+    rows = [{"test": "b", "method": "aprl", "roc_auc": 0.91234, "pr_auc": None, "n_lesions": 10, "n_rim_pos": 2,
+             "spearman_volume_rim_neg": -0.256, "train_s": 12.5, "predict_s": 3.0},
+            {"test": "b", "method": "shell_minus_core", "roc_auc": 0.8, "pr_auc": 0.5, "n_lesions": 10,
+             "n_rim_pos": 2, "spearman_volume_rim_neg": None}]
     lines = transfer.markdown_table(rows).splitlines()
-    assert lines[2] == "| aprl | 0.912 | n/a | 10 (2) | -0.26 | 12.5 | 3.0 |"
-    assert lines[3] == "| shell_minus_core | 0.800 | 0.500 | 10 (2) | n/a | - | - |"
+    assert len(lines) == 4 and lines[0].count("|") == lines[1].count("|") == lines[2].count("|")
+    assert lines[2] == "| b | aprl | 0.912 | n/a | 10 (2) | -0.26 | 12.5 | 3.0 |"
+    assert lines[3] == "| b | shell_minus_core | 0.800 | 0.500 | 10 (2) | n/a | - | - |"
