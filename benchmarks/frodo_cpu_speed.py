@@ -21,13 +21,11 @@ from prlkit.config import FrodoConfig, get_profile
 from prlkit.models.frodo import FrodoNet, count_flops
 
 CANDIDATES: dict[str, FrodoConfig] = {
-    "24/48/96 (paper)": get_profile("paper").frodo,
-    "24/48/96 stem-stride 2": FrodoConfig(widths=(24, 48, 96), stem_stride=2),
-    "16/32/64 stem-stride 2": FrodoConfig(widths=(16, 32, 64), head_hidden=32, stem_stride=2),
-    "12/24/48 s2 (quick)": get_profile("quick").frodo,
-    "8/16/32 stem-stride 2": FrodoConfig(widths=(8, 16, 32), head_hidden=32, stem_stride=2),
-    "12/24/48": FrodoConfig(widths=(12, 24, 48), head_hidden=32),
-    "8/16/32": FrodoConfig(widths=(8, 16, 32), head_hidden=32),
+    "base 16 (paper, authors)": get_profile("paper").frodo,
+    "base 16 stem-stride 2": FrodoConfig(base_width=16, stem_stride=2),
+    "base 8": FrodoConfig(base_width=8),
+    "base 8 s2 BatchNorm (quick)": get_profile("quick").frodo,
+    "base 4 stem-stride 2": FrodoConfig(base_width=4, stem_stride=2),
 }
 
 

@@ -33,7 +33,7 @@ import patch_extraction  # noqa: E402
 from prlkit.synth.cohort import write_cohort  # noqa: E402
 from prlkit.synth.profiles import get_profile as synth_profile  # noqa: E402
 
-TINY_FRODO = {"widths": (4, 8, 8), "groups": 2, "se_reduction": 4, "head_hidden": 8}
+TINY_FRODO = {"base_width": 2, "se_reduction": 4}
 
 
 def cpu_rows(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:

@@ -79,12 +79,12 @@ def bids(tmp_path) -> Path:
 
 
 def tiny_config(**sections) -> dict:
-    """A config sized for CPU-second pipeline tests (16³ patches, a 4/8/8-wide network); each keyword
+    """A config sized for CPU-second pipeline tests (16³ patches, a 2/4/8/16-wide network); each keyword
     updates that section, e.g. tiny_config(finetune={"max_epochs": 2})."""
     config = {
         "profile": "quick",
         "patches": {"size": 16},
-        "frodo": {"widths": [4, 8, 8], "groups": 2, "se_reduction": 4, "head_hidden": 8},
+        "frodo": {"base_width": 2, "se_reduction": 4},
         "pretrain": {"max_epochs": 1, "batch_size": 8},
         "finetune": {"max_epochs": 1, "batch_size": 8},
         "methods": {"aprl": {"network": {"n_estimators": 20}}},  # the tests check wiring, not the forest

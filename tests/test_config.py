@@ -7,7 +7,7 @@ from prlkit.errors import PrlkitError
 
 
 def test_profiles_differ_in_patch_size():
-    assert get_profile("paper").patches.size == 32
+    assert get_profile("paper").patches.size == 64
     assert get_profile("quick").patches.size == 24
     with pytest.raises(PrlkitError, match="unknown profile"):
         get_profile("fast")
@@ -54,8 +54,8 @@ def test_broken_yaml(tmp_path):
 
 
 def test_stage_sections_round_trip_and_validate(tmp_path):
-    config = config_from_dict({"profile": "quick", "frodo": {"widths": [4, 8, 8]}, "pretrain": {"kind": "none"}})
-    assert config.frodo.widths == (4, 8, 8) and config.pretrain.kind == "none"
+    config = config_from_dict({"profile": "quick", "frodo": {"base_width": 4}, "pretrain": {"kind": "none"}})
+    assert config.frodo.widths == (4, 8, 16, 32) and config.pretrain.kind == "none"
     assert config.finetune == get_profile("quick").finetune
     save_config(config, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == config

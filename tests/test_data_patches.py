@@ -51,13 +51,46 @@ def test_many_cubes_in_one_call_match_single_ones():
 
 
 def test_gating_radius_and_mask_are_exact():
-    assert gating_radius(np.array([8, 27, 1000]), 0.5).tolist() == [1, 2, 5]
+    assert gating_radius(np.array([8, 27, 1000]), PatchConfig(gate_rule="cbrt", gate_k=0.5)).tolist() == [1, 2, 5]
     cube = np.zeros((1, 9, 9, 9), np.int32)
     cube[0, 4, 4, 4] = 3
     cube[0, 0, 0, 0] = 9  # a neighbouring lesion: must not count as this lesion's voxels
-    mask = gating_masks(cube, np.array([3]), np.array([2]))[0]
+    mask = gating_masks(cube, np.array([3]), np.array([2]), "cbrt")[0]
     np.testing.assert_array_equal(mask, ball((9, 9, 9), (4, 4, 4), 2))
-    assert not gating_masks(cube, np.array([5]), np.array([2])).any()  # lesion absent from its cube
+    assert not gating_masks(cube, np.array([5]), np.array([2]), "cbrt").any()  # lesion absent from its cube
+    city_block = gating_masks(cube, np.array([3]), np.array([2]), "authors")[0]
+    np.testing.assert_array_equal(city_block, np.abs(np.indices((9, 9, 9)) - 4).sum(axis=0) <= 2)
+
+
+def test_authors_gating_radius_formula():
+    """r = round(clip(0.75 rho, 5, 16)), rho = (3V / 4 pi)^(1/3): the authors' patches_extraction.py."""
+    voxels = np.array([110, 500, 1150, 4000, 30000, 200000])
+    rho = (3 * voxels / (4 * np.pi)) ** (1 / 3)
+    expected = [int(round(float(np.clip(0.75 * r, 5, 16)))) for r in rho]
+    assert gating_radius(voxels, PatchConfig()).tolist() == expected
+    assert expected[0] == 5 and expected[-1] == 16
+
+
+def test_authors_gating_equals_iterated_6_connected_dilation_of_the_whole_volume():
+    """The cube-local computation equals SciPy's binary_dilation of the full lesion mask, cropped, even for a
+    lesion that reaches past the cube (its voxels just outside still gate voxels inside)."""
+    shape = (40, 40, 40)
+    instances = np.zeros(shape, np.int32)
+    instances[ball(shape, (20, 20, 20), 3)] = 1
+    instances[20, 20, 4:37] = 1  # a long arm past both faces of a 16^3 cube
+    instances[ball(shape, (8, 30, 30), 2)] = 2
+    session = SessionData(files=SessionFiles("sub-01", None, None, None, None), qsm=np.zeros(shape, np.float32),
+                          flair=np.ones(shape, np.float32), instances=instances, affine=np.eye(4),
+                          lesions=lesion_table(instances, np.eye(4), LesionConfig(min_voxels=0)))
+    config = PatchConfig(size=16)
+    row = session.lesions.iloc[:1]
+    patches = session_patches(session, row, config)
+    radius = int(gating_radius(row["voxels"].to_numpy(), config)[0])
+    dilated = ndimage.binary_dilation(instances == 1, ndimage.generate_binary_structure(3, 1), iterations=radius)
+    corner = np.floor(row[["center_vox_i", "center_vox_j", "center_vox_k"]].to_numpy()[0] + 0.5).astype(int) - 8
+    expected = dilated[tuple(slice(c, c + 16) for c in corner)]
+    np.testing.assert_array_equal(patches[0, 2].astype(bool), expected)
+    np.testing.assert_allclose(patches[0, 0], 0.5 * expected)  # 0 ppm -> 0.5 in [0, 1], zero outside the gate
 
 
 def make_session(shape=(30, 30, 30), center=(15, 15, 15), radius=4):
@@ -75,14 +108,14 @@ def make_session(shape=(30, 30, 30), center=(15, 15, 15), radius=4):
 
 def test_session_patches_gate_every_channel():
     session = make_session()
-    config = PatchConfig(size=16, gate_k=0.5)
+    config = PatchConfig(size=16, gate_k=0.5, gate_rule="cbrt", qsm_scale="signed")
     patches = session_patches(session, session.lesions.iloc[:1], config)
     assert patches.shape == (1, 3, 16, 16, 16) and patches.dtype == np.float32
-    radius = gating_radius(np.array([session.lesions.voxels.iloc[0]]), 0.5)[0]
+    radius = gating_radius(np.array([session.lesions.voxels.iloc[0]]), config)[0]
     lesion = ball((16, 16, 16), (8, 8, 8), 4)
     expected_mask = ndimage.distance_transform_edt(~lesion) <= radius
     np.testing.assert_array_equal(patches[0, 2], expected_mask.astype(np.float32))
-    qsm = normalise_qsm(session.qsm, config.qsm_window_ppm)[7:23, 7:23, 7:23]
+    qsm = normalise_qsm(session.qsm, config.qsm_window_ppm, "signed")[7:23, 7:23, 7:23]
     np.testing.assert_array_equal(patches[0, 0], qsm * expected_mask)
     assert (patches[0, :2][:, ~expected_mask] == 0).all()
 
@@ -110,9 +143,15 @@ def test_flair_normalisation_matches_numpy_percentiles():
     np.testing.assert_allclose(normalise_flair(flair * 7.3, (0.5, 99.5)), out, atol=1e-5)
 
 
-def test_qsm_normalisation_preserves_zero_and_contrast():
+def test_qsm_normalisation_signed_preserves_zero_and_contrast():
     qsm = np.array([-0.5, -0.15, 0.0, 0.1, 0.25, 3.0], np.float32)
-    np.testing.assert_allclose(normalise_qsm(qsm, (-0.15, 0.25)), [-0.6, -0.6, 0.0, 0.4, 1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(normalise_qsm(qsm, (-0.15, 0.25), "signed"), [-0.6, -0.6, 0.0, 0.4, 1.0, 1.0], rtol=1e-6)
+
+
+def test_qsm_normalisation_unit_is_the_authors_linear_map():
+    """Clip to +-0.3 ppm (their +-300 ppb) and map linearly to [0, 1]."""
+    qsm = np.array([-1.0, -0.3, -0.15, 0.0, 0.06, 0.3, 2.0], np.float32)
+    np.testing.assert_allclose(normalise_qsm(qsm, (-0.3, 0.3), "unit"), [0, 0, 0.25, 0.5, 0.6, 1, 1], atol=1e-6)
 
 
 def test_empty_lesion_selection_gives_empty_array():

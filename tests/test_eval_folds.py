@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import GroupShuffleSplit
 
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.eval.folds import (
@@ -11,6 +12,7 @@ from prlkit.eval.folds import (
     load_folds,
     make_folds,
     participant_burden,
+    pretraining_split,
     rim_group,
     save_folds,
     split_fold,
@@ -115,7 +117,7 @@ def test_lesion_level_split():
     folds = make_folds(lesions, seed=0)
     fold_of = folds.set_index("participant_id")["fold"]
     for test_fold in range(5):
-        split = split_fold(lesions, folds, test_fold, seed=1)
+        split = split_fold(lesions, folds, test_fold, by="lesion", seed=1)
         train, val, test = set(split.train), set(split.val), set(split.test)
         assert not (train & val or train & test or val & test)
         assert train | val | test == _usable_index(lesions)
@@ -126,23 +128,45 @@ def test_lesion_level_split():
         assert len(val) == pytest.approx(0.2 * (len(train) + len(val)), abs=1)
         dev_rate = lesions.loc[list(train | val), "rim"].mean()
         assert lesions.loc[list(val), "rim"].mean() == pytest.approx(dev_rate, abs=0.03)
-    again = split_fold(lesions, folds, 2, seed=1)
-    assert np.array_equal(again.val, split_fold(lesions, folds, 2, seed=1).val)
-    assert not np.array_equal(again.val, split_fold(lesions, folds, 2, seed=2).val)
+    again = split_fold(lesions, folds, 2, by="lesion", seed=1)
+    assert np.array_equal(again.val, split_fold(lesions, folds, 2, by="lesion", seed=1).val)
+    assert not np.array_equal(again.val, split_fold(lesions, folds, 2, by="lesion", seed=2).val)
 
 
-def test_participant_level_split():
+def test_participant_level_split_is_the_authors_redrawn_group_shuffle_split():
+    """Default: ceil(0.2 n) development participants by GroupShuffleSplit(seed + attempt), redrawn until
+    the validation set (and, prlkit's addition, the training set) holds a Rim+ participant."""
     lesions = _cohort()
     folds = make_folds(lesions, seed=0)
-    split = split_fold(lesions, folds, 0, by="participant", seed=4)
-    train_p = set(lesions.loc[split.train, "participant_id"])
-    val_p = set(lesions.loc[split.val, "participant_id"])
-    assert train_p.isdisjoint(val_p) and (lesions.loc[split.val, "rim"] == 1).any()
-    dev = folds[folds["fold"] != 0]
-    n_val_expected = sum(int(np.floor(0.2 * n + 0.5)) for n in dev["rim_group"].value_counts())
-    # Participants whose lesions are all excluded or unlabeled contribute no lesion to either set.
-    assert len(val_p) <= n_val_expected and len(val_p) >= n_val_expected - 2
-    assert set(split.train) | set(split.val) | set(split.test) == _usable_index(lesions)
+    for seed in range(6):
+        split = split_fold(lesions, folds, 0, seed=seed)
+        assert np.array_equal(split.val, split_fold(lesions, folds, 0, by="participant", seed=seed).val)
+        train_p = set(lesions.loc[split.train, "participant_id"])
+        val_p = set(lesions.loc[split.val, "participant_id"])
+        assert train_p.isdisjoint(val_p)
+        assert (lesions.loc[split.val, "rim"] == 1).any() and (lesions.loc[split.train, "rim"] == 1).any()
+        dev = lesions.loc[np.r_[split.train, split.val]]
+        ids = np.array(sorted(dev["participant_id"].unique()))
+        with_rim = set(dev.loc[dev["rim"] == 1, "participant_id"])
+        for attempt in range(50):
+            train_rows, val_rows = next(GroupShuffleSplit(1, test_size=0.2, random_state=seed + attempt).split(
+                ids, groups=ids))
+            if with_rim & set(ids[val_rows]) and with_rim & set(ids[train_rows]):
+                break
+        assert val_p == set(ids[val_rows]) and len(val_p) == int(np.ceil(0.2 * ids.size))
+        assert set(split.train) | set(split.val) | set(split.test) == _usable_index(lesions)
+
+
+def test_pretraining_split_holds_out_participants():
+    lesions = _cohort()
+    dev = lesions[(lesions["excluded"] == "") & lesions["rim"].notna()]
+    train, val = pretraining_split(dev, 0.15, seed=3)
+    assert set(train) | set(val) == set(dev.index) and not set(train) & set(val)
+    train_p, val_p = set(dev.loc[train, "participant_id"]), set(dev.loc[val, "participant_id"])
+    assert train_p.isdisjoint(val_p) and len(val_p) == int(np.ceil(0.15 * dev["participant_id"].nunique()))
+    assert np.array_equal(val, pretraining_split(dev, 0.15, seed=3)[1])
+    with pytest.raises(PrlkitError, match="at least 2"):
+        pretraining_split(dev[dev["participant_id"] == dev["participant_id"].iloc[0]], 0.15, seed=0)
 
 
 def test_split_errors():
@@ -153,8 +177,10 @@ def test_split_errors():
     with pytest.raises(PrlkitError, match="without a fold"):
         split_fold(lesions, folds.iloc[1:], 0)
     with pytest.raises(PrlkitError, match="at least 2 Rim"):
+        split_fold(lesions.assign(rim=0.0), folds, 0, by="lesion")
+    with pytest.raises(PrlkitError, match="0 development participant"):
         split_fold(lesions.assign(rim=0.0), folds, 0)
     one_rim = lesions.assign(rim=0.0)
     one_rim.loc[one_rim.index[one_rim["excluded"] == ""][:3], "rim"] = 1.0  # a single Rim+ participant
-    with pytest.raises(PrlkitError, match="no Rim\\+ lesion"):
+    with pytest.raises(PrlkitError, match="1 development participant.*needs at least 2.*--val-split lesion"):
         split_fold(one_rim, make_folds(one_rim, seed=0), 4, by="participant", seed=0)

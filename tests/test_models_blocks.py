@@ -5,17 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prlkit.models.blocks import ResidualBlock3D, SEResidualBlock3D, SpatialFiLM, group_norm
+from prlkit.models.blocks import ResidualBlock3D, SpatialFiLM, group_norm, squeeze_excite
 
 
 def _seeded_randn(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def test_group_norm_uses_gcd_groups():
-    assert group_norm(24, 8).num_groups == 8
-    assert group_norm(12, 8).num_groups == 4
-    assert group_norm(7, 8).num_groups == 1
+def test_group_norm_uses_the_largest_of_16_8_4_2_1_dividing_groups():
+    """The authors' rule, e.g. 16 groups for their widths 16-128, 8 for 24, 4 for 12, 1 for 7."""
+    assert [group_norm(c).num_groups for c in (16, 32, 128, 24, 12, 6, 7)] == [16, 16, 16, 8, 4, 2, 1]
 
 
 def test_residual_block_shapes_and_skip_kind():
@@ -23,7 +22,7 @@ def test_residual_block_shapes_and_skip_kind():
     same = ResidualBlock3D(4, 4)
     assert isinstance(same.skip, nn.Identity)
     assert same(x).shape == (2, 4, 8, 8, 8)
-    down = ResidualBlock3D(4, 6, stride=2, groups=2)
+    down = ResidualBlock3D(4, 6, stride=2)
     assert isinstance(down.skip, nn.Conv3d) and down.skip.kernel_size == (1, 1, 1) and down.skip.stride == (2, 2, 2)
     assert down(x).shape == (2, 6, 4, 4, 4)
     assert isinstance(ResidualBlock3D(4, 6).skip, nn.Conv3d)
@@ -31,7 +30,7 @@ def test_residual_block_shapes_and_skip_kind():
 
 def test_residual_block_is_preactivation_formula():
     torch.manual_seed(0)
-    block = ResidualBlock3D(4, 4, groups=2)
+    block = ResidualBlock3D(4, 4)
     x = _seeded_randn(1, 4, 5, 5, 5)
     h = block.conv1(torch.relu(block.norm1(x)))
     expected = block.conv2(torch.relu(block.norm2(h))) + x
@@ -39,22 +38,21 @@ def test_residual_block_is_preactivation_formula():
 
 
 def test_se_block_matches_explicit_squeeze_excitation():
-    """MONAI's ChannelSELayer = GAP -> bottleneck (C//r) -> ReLU -> expand -> sigmoid -> channel scaling."""
+    """MONAI's ChannelSELayer = GAP -> bottleneck (C//r, with bias) -> ReLU -> expand -> sigmoid -> channel scaling."""
     torch.manual_seed(0)
-    block = SEResidualBlock3D(8, 8, groups=2, se_reduction=4)
-    fc1, fc2 = block.recalibrate.fc[0], block.recalibrate.fc[2]
-    assert (fc1.in_features, fc1.out_features, fc2.out_features) == (8, 2, 8)
-    x = _seeded_randn(2, 8, 4, 4, 4)
-    residual = block.conv2(torch.relu(block.norm2(block.conv1(torch.relu(block.norm1(x))))))
-    squeezed = residual.mean(dim=(2, 3, 4))
-    scale = torch.sigmoid(fc2(torch.relu(fc1(squeezed))))
-    torch.testing.assert_close(block(x), residual * scale[:, :, None, None, None] + x)
+    se = squeeze_excite(64, 16)
+    fc1, fc2 = se.fc[0], se.fc[2]
+    assert (fc1.in_features, fc1.out_features, fc2.out_features) == (64, 4, 64)
+    assert fc1.bias is not None and fc2.bias is not None
+    x = _seeded_randn(2, 64, 4, 4, 4)
+    scale = torch.sigmoid(fc2(torch.relu(fc1(x.mean(dim=(2, 3, 4))))))
+    torch.testing.assert_close(se(x), x * scale[:, :, None, None, None])
 
 
-def test_se_reduction_is_clamped_for_narrow_widths():
-    block = SEResidualBlock3D(2, 4, groups=2, se_reduction=16)
-    assert block.recalibrate.fc[0].out_features == 1
-    assert block(_seeded_randn(1, 2, 4, 4, 4)).shape == (1, 4, 4, 4, 4)
+def test_se_bottleneck_is_at_least_one_unit():
+    """max(1, C // 16), the authors' rule, also for narrow test widths."""
+    assert [squeeze_excite(c).fc[0].out_features for c in (2, 8, 16, 24, 128)] == [1, 1, 1, 1, 8]
+    assert squeeze_excite(2)(_seeded_randn(1, 2, 4, 4, 4)).shape == (1, 2, 4, 4, 4)
 
 
 def test_film_starts_as_identity_modulation():

@@ -75,7 +75,7 @@ def test_cpu_table_formats_every_measurement(monkeypatch, tmp_path):
     monkeypatch.setattr(patch_extraction, "measure", lambda *a: extraction)
     monkeypatch.setattr(cpu_inference, "BATCHES", (2,))
     monkeypatch.setattr(cpu_inference, "trained_like", lambda profile: FrodoNet(FrodoConfig(**run.TINY_FRODO)).eval())
-    tiny_profile = SimpleNamespace(patches=SimpleNamespace(size=8))
+    tiny_profile = SimpleNamespace(patches=SimpleNamespace(size=32))  # the smallest size with 2^3 deep maps
     monkeypatch.setattr(cpu_inference, "get_profile", lambda profile: tiny_profile)
     session = {"lesions": 3, **{k: 1.0 for k in ("before_s", "total_s", "network_s", "network_before_s", "other_s",
                                                   "read_s")}}  # fmt: skip

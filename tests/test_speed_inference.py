@@ -11,16 +11,16 @@ import torch
 from conftest import tiny_config, write_toy_rim_cohort
 
 from prlkit import predict as predict_module
-from prlkit.config import FrodoConfig, config_from_dict
+from prlkit.config import FrodoConfig, config_from_dict, get_profile
 from prlkit.data.bids import discover_cohort
 from prlkit.data.session import load_session
 from prlkit.eval.calibration import PriorShift
 from prlkit.methods.trained import TrainedModel, load_trained_model
-from prlkit.models.blocks import ResidualBlock3D, SEResidualBlock3D
+from prlkit.models.blocks import ResidualBlock3D
 from prlkit.models.frodo import FrodoNet, inference_model
 from prlkit.predict import PredictedSession, load_ensemble, predict_sessions
 
-QUICK_WIDTHS = FrodoConfig(widths=(12, 24, 48), head_hidden=32, stem_stride=2, norm="batch")
+QUICK_WIDTHS = get_profile("quick").frodo
 
 
 def varied_patches(n: int, size: int, seed: int = 1) -> torch.Tensor:
@@ -47,7 +47,7 @@ def randomised(config: FrodoConfig, x: torch.Tensor, seed: int = 0) -> FrodoNet:
             conv.weight.normal_(0.0, 0.1, generator=generator)
         net.eval()
         logits = net(x)
-        last, scale = net.head[-1], 2.0 / logits.std()
+        last, scale = net.head.out, 2.0 / logits.std()
         last.weight.mul_(scale)
         last.bias.sub_(logits.mean()).mul_(scale)
     return net
@@ -56,12 +56,12 @@ def randomised(config: FrodoConfig, x: torch.Tensor, seed: int = 0) -> FrodoNet:
 @pytest.mark.parametrize("norm", ["batch", "group"])
 def test_inference_model_gives_the_same_probabilities(norm):
     x = varied_patches(6, 24)
-    net = randomised(FrodoConfig(widths=(12, 24, 48), head_hidden=32, stem_stride=2, norm=norm), x)
+    net = randomised(dataclasses.replace(QUICK_WIDTHS, norm=norm), x)
     fast = inference_model(net)
     with torch.no_grad():
         expected, got = torch.sigmoid(net(x)), torch.sigmoid(fast(x))
     assert 0.1 < expected.std()  # the probabilities differ between patches: the check has teeth
-    assert (got - expected).abs().max() <= 1e-6
+    assert (got - expected).abs().max() <= 2e-5  # float32 rounding (channels_last kernels) through 12 residual blocks and SE
     blocks = [m for m in fast.modules() if isinstance(m, ResidualBlock3D)]
     folded = [isinstance(b.norm2, torch.nn.Identity) for b in blocks]
     assert all(folded) if norm == "batch" else not any(folded)
@@ -91,10 +91,9 @@ def saved(tmp_path_factory):
     root = tmp_path_factory.mktemp("speed")
     dataset = write_toy_rim_cohort(root / "bids", n_participants=3)
     config = config_from_dict(tiny_config())
-    TrainedModel(method="frodo", module=randomised(config.frodo, varied_patches(8, 16)), model_config={
-        "widths": list(config.frodo.widths), "groups": config.frodo.groups, "se_reduction": config.frodo.se_reduction,
-        "head_hidden": config.frodo.head_hidden, "stem_stride": config.frodo.stem_stride, "norm": config.frodo.norm,
-    }, config=config, threshold=0.5, calibrator=PriorShift(0.5, 0.2), training={}).save(root / "model")  # fmt: skip
+    TrainedModel(method="frodo", module=randomised(config.frodo, varied_patches(8, 16)),
+                 model_config=dataclasses.asdict(config.frodo), config=config, threshold=0.5,
+                 calibrator=PriorShift(0.5, 0.2), training={}).save(root / "model")  # fmt: skip
     return dataset, root / "model"
 
 
@@ -106,7 +105,7 @@ def test_ensemble_probabilities_match_the_saved_model(saved):
     expected = plain.probabilities(patches, torch.device("cpu"))
     got = ensemble.probabilities(patches, torch.device("cpu"))
     assert np.ptp(expected) > 0.01
-    assert np.abs(got - expected).max() <= 1e-6
+    assert np.abs(got - expected).max() <= 2e-5
 
 
 def test_predict_reads_each_session_once_and_keeps_only_lesion_voxels(saved, tmp_path, monkeypatch):
@@ -142,13 +141,13 @@ def test_bad_last_session_still_leaves_no_output(saved, tmp_path):
 
 @pytest.mark.parametrize("norm", ["batch", "group"])
 def test_in_place_block_trains_like_the_out_of_place_formula(norm):
-    block = SEResidualBlock3D(4, 8, stride=2, groups=2, se_reduction=4, norm=norm).train()
+    block = ResidualBlock3D(4, 8, stride=2, norm=norm).train()
     twin = copy.deepcopy(block)
     x = torch.randn(3, 4, 6, 6, 6, generator=torch.Generator().manual_seed(0))
     x_block, x_twin = x.clone().requires_grad_(), x.clone().requires_grad_()
     out = block(x_block)
     residual = twin.conv2(torch.relu(twin.norm2(twin.conv1(torch.relu(twin.norm1(x_twin))))))
-    expected = twin.recalibrate(residual) + twin.skip(x_twin)
+    expected = residual + twin.skip(x_twin)
     weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
     (out * weights).sum().backward()
     (expected * weights).sum().backward()

@@ -1,7 +1,7 @@
 """Configuration as data: dataclasses with named profiles, saved next to every output.
 
-Profiles: `paper` follows the published protocol (32³ patches); `quick` makes CPU demos and
-tests practical (24³ patches). A YAML or JSON file may override any field; unknown keys are
+Profiles: `paper` follows the authors' released code (64³ patches, their network and recipe);
+`quick` is a smaller, faster variant that makes CPU demos and tests practical (24³ patches). A YAML or JSON file may override any field; unknown keys are
 errors so that a typo never silently falls back to a default.
 """
 
@@ -38,15 +38,28 @@ class LesionConfig:
 
 @dataclass(frozen=True)
 class PatchConfig:
-    """Lesion-centred cubes: size, per-participant intensity normalisation and gating."""
+    """Lesion-centred cubes: size, per-participant intensity normalisation and gating.
 
-    size: int = 32  # cube edge in voxels, centred on the lesion's centre of mass
+    Defaults are the authors' released code (``patches_extraction.py``, ``frodo/dataset.py``): 64^3
+    cubes; QSM clipped to +-0.3 ppm (their +-300 ppb) and mapped linearly to [0, 1]
+    (``qsm_scale: unit``); every channel multiplied by the lesion mask dilated
+    r = round(clip(0.75 rho, 5, 16)) times with a 6-connected element, rho = (3V / 4 pi)^(1/3)
+    (``gate_rule: authors``). prlkit's own choices (the ``quick`` profile): ``qsm_scale: signed``
+    (clip, then divide by the window's largest magnitude, so 0 ppm and the zero padding agree) and
+    ``gate_rule: cbrt`` (r = ceil(k V^(1/3)), Euclidean ball, no bounds).
+    """
+
+    size: int = 64  # cube edge in voxels, centred on the lesion's rounded centre of mass
     flair_percentiles: tuple[float, float] = (0.5, 99.5)  # mapped to [0, 1] over brain voxels
-    qsm_window_ppm: tuple[float, float] = (-0.15, 0.25)  # clipped, then divided by max(|lo|, |hi|)
+    qsm_window_ppm: tuple[float, float] = (-0.3, 0.3)  # clipped, then scaled by qsm_scale
+    qsm_scale: str = "unit"  # unit: window -> [0, 1] (authors) | signed: divided by max(|low|, |high|) (prlkit)
     gate: bool = True  # zero everything outside the dilated lesion mask
-    gate_k: float = 0.5  # dilation radius r = ceil(k * lesion_voxels^(1/3)) voxels
+    gate_rule: str = "authors"  # authors | cbrt (see the class docstring)
+    gate_k: float = 0.75  # radius factor of either rule
+    gate_bounds: tuple[int, int] = (5, 16)  # authors rule: the radius is clipped to these voxels
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "gate_bounds", tuple(int(b) for b in self.gate_bounds))
         if self.size < 4 or self.size % 2:
             raise PrlkitError(f"patches.size must be an even number >= 4, not {self.size}")
         low, high = self.flair_percentiles
@@ -55,68 +68,62 @@ class PatchConfig:
         low, high = self.qsm_window_ppm
         if not low < 0 < high:
             raise PrlkitError(f"patches.qsm_window_ppm must satisfy low < 0 < high, not {low}, {high}")
+        if self.qsm_scale not in QSM_SCALES:
+            raise PrlkitError(f"patches.qsm_scale must be one of {', '.join(QSM_SCALES)}, not {self.qsm_scale!r}")
+        if self.gate_rule not in GATE_RULES:
+            raise PrlkitError(f"patches.gate_rule must be one of {', '.join(GATE_RULES)}, not {self.gate_rule!r}")
         if self.gate_k <= 0:
             raise PrlkitError(f"patches.gate_k must be > 0, not {self.gate_k}")
+        if len(self.gate_bounds) != 2 or not 0 <= self.gate_bounds[0] <= self.gate_bounds[1]:
+            raise PrlkitError(f"patches.gate_bounds must be two radii 0 <= low <= high, not {self.gate_bounds}")
 
 
+QSM_SCALES = ("unit", "signed")
+GATE_RULES = ("authors", "cbrt")
 FRODO_NORMS = ("group", "batch")
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("constant", "multistep", "poly", "plateau")
+THRESHOLD_SCALES = ("raw", "calibrated")
 
 
 @dataclass(frozen=True)
 class FrodoConfig:
-    """Hyper-parameters of :class:`FrodoNet` (the paper gives no widths; these are documented choices).
+    """Hyper-parameters of :class:`FrodoNet`; the defaults are the authors' released network.
 
-    widths: (encoder stage-1 width, encoder stage-2 / FiLM width, deep SE-stage width).
-    norm: ``group`` (GroupNorm, the paper) or ``batch`` (BatchNorm3d). GroupNorm normalises each
-      patch by its own statistics and so removes the absolute susceptibility level; measured on
-      synthetic cohorts, the network then sits at chance for hundreds of steps and needs ~80+
-      Rim+ training lesions, while with BatchNorm it learns within a few epochs from ~25
-      (``benchmarks/learning_curve.py``, ``--norm``). ``quick`` uses ``batch``; ``paper`` keeps ``group``.
-    groups: GroupNorm groups (``gcd(groups, width)`` is used, see ``blocks.group_norm``).
-    se_reduction: SE bottleneck reduction r (16 as in Hu et al. 2018 and the authors' code).
-    head_hidden: units of the head's first fully connected layer.
-    dropout: dropout before the head's last layer (0.3 as in the authors' code).
-    stem_stride: stride of the 3x3x3 stem convolution (2 = 8x fewer voxels in every later layer).
-    deep_stride: stride of the first SE block (2 = downsample once more before pooling).
-
-    Profiles (``get_profile(name).frodo``), measured with ``benchmarks/frodo_cpu_speed.py`` on the
-    shared 2-core CPU (torch 2.13; other jobs were running, so +-30 % or worse):
-    - ``paper``: widths 24/48/96, stem stride 1, head 64: 1.46 M parameters, 12.8 GFLOP forward
-      per 32^3 lesion (5.4 at 24^3); forward+backward of 10 patches of 32^3 takes ~2.8 s with
-      channels_last_3d -- sized for a GPU, as in the paper.
-    - ``quick``: widths 12/24/48, stem stride 2, head 32: 0.37 M parameters, 0.40 GFLOP per 32^3
-      lesion (0.17 at 24^3); forward+backward of 10 patches takes ~0.14 s at 24^3 and ~0.3 s at
-      32^3 on one busy core, inference ~100-250 lesions/s. The stride-2 stem (its 3x3x3 kernel
-      still sees every voxel) is what makes it cheap; narrower widths alone do not (8/16/32 at
-      stem stride 1 still takes 0.3-0.6 s at 24^3: at few channels, full-resolution convolutions
-      and GroupNorm are far from peak speed).
+    base_width: encoder widths base and 2 x base, deep stages 4 x and 8 x base (16: the authors'
+      ``MultiModalClassifier(base_filters=16)``, 2,213,645 parameters, 47.2 GFLOP per 64^3 lesion).
+      The head's hidden layer has max(32, 4 x base) units, as in their code.
+    norm: ``group`` (GroupNorm, largest of 16/8/4/2/1 groups dividing the width: the authors) or
+      ``batch`` (BatchNorm3d, prlkit's choice for ``quick``). GroupNorm normalises each patch by
+      its own statistics and so removes the absolute susceptibility level; measured on small
+      synthetic cohorts, BatchNorm learns from far fewer Rim+ lesions (``benchmarks/learning_curve.py``).
+    se_reduction: SE bottleneck reduction r (16 in the authors' code).
+    dropout: dropout in the head (0.5: the authors' ``train.py``; their model's own default is 0.3).
+    stem_stride: stride of the 3x3x3 stem convolution (1: the authors; 2 = 8x fewer voxels in every
+      later layer, prlkit's ``quick``).
     """
 
-    widths: tuple[int, int, int] = (24, 48, 96)
+    base_width: int = 16
     norm: str = "group"
-    groups: int = 8
     se_reduction: int = 16
-    head_hidden: int = 64
-    dropout: float = 0.3
+    dropout: float = 0.5
     stem_stride: int = 1
-    deep_stride: int = 2
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        if len(self.widths) != 3 or min(self.widths) < 1:
-            raise PrlkitError(f"frodo widths must be three positive integers, got {self.widths}")
-        for name in ("groups", "se_reduction", "head_hidden"):
-            if getattr(self, name) < 1:
-                raise PrlkitError(f"frodo {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("stem_stride", "deep_stride"):
-            if getattr(self, name) not in (1, 2):
-                raise PrlkitError(f"frodo {name} must be 1 or 2, got {getattr(self, name)}")
+        for name in ("base_width", "se_reduction"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise PrlkitError(f"frodo {name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if self.stem_stride not in (1, 2):
+            raise PrlkitError(f"frodo stem_stride must be 1 or 2, got {self.stem_stride}")
         if not 0.0 <= self.dropout < 1.0:
             raise PrlkitError(f"frodo dropout must be in [0, 1), got {self.dropout}")
         if self.norm not in FRODO_NORMS:
             raise PrlkitError(f"frodo norm must be group or batch, got {self.norm!r}")
+
+    @property
+    def widths(self) -> tuple[int, int, int, int]:
+        """Channel widths: encoder stage 1, encoder stage 2 (= FiLM), deep stage 3, deep stage 4."""
+        return tuple(self.base_width * m for m in (1, 2, 4, 8))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ class TrainConfig:
     batch_size: int = 10
     learning_rate: float = 1e-4
     weight_decay: float = 1e-2
+    weight_decay_all: bool = False  # True: decay every parameter (the authors' AdamW); False: weights only
     grad_clip_norm: float = 1.0
     patience: int = 20  # epochs without improvement of the validation score before stopping
     seed: int = 0
@@ -157,40 +165,70 @@ class PretrainConfig(TrainConfig):
     """Stage 1, self-supervised: `regression` (FLAIR embedding -> QSM embedding, MSE; the method),
     `contrastive` (NT-Xent between the modalities; ablation) or `none` (from scratch; ablation).
 
-    stop_gradient: the QSM embedding is a fixed target (no gradient): no constant-embedding
-    collapse is possible, but the QSM encoder then keeps its initialisation in stage 1. False
-    follows the authors' released code (both learn; collapse possible). The paper leaves it open.
+    Defaults are the authors' ``train_ssl.py``: AdamW lr 5e-5, weight decay 0.05 on every
+    parameter, batch 10, patience 20 on the validation loss, validation = `val_fraction` (15 %)
+    of the participants; no stop-gradient (both encoders learn). prlkit pretrains on the
+    development participants of each fold only (theirs splits every participant of the data).
+    stop_gradient: True makes the QSM embedding a fixed target: no constant-embedding collapse is
+    possible, but the QSM encoder then keeps its initialisation in stage 1.
     """
 
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.05
+    weight_decay_all: bool = True
     kind: str = "regression"
-    stop_gradient: bool = True
+    stop_gradient: bool = False
     temperature: float = 0.5  # NT-Xent temperature of the contrastive ablation
+    val_fraction: float = 0.15  # participants held out for stage-1 early stopping
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.kind not in ("regression", "contrastive", "none"):
             raise PrlkitError(f"pretrain.kind must be regression, contrastive or none, not {self.kind!r}")
+        if not 0 < self.val_fraction < 1:
+            raise PrlkitError(f"pretrain.val_fraction must be in (0, 1), not {self.val_fraction}")
 
 
 @dataclass(frozen=True)
 class FinetuneConfig(TrainConfig):
-    """Stage 2, supervised: BCE + λ·SupCon, class-balanced sampler, early stopping on validation PR-AUC."""
+    """Stage 2, supervised: BCE + λ·SupCon, class-balanced sampler, early stopping on validation PR-AUC.
 
-    supcon_temperature: float = 0.1  # τ (the paper's value was lost in extraction)
+    Defaults are the authors' ``train.py``: AdamW lr 1e-4, weight decay 0.05 on every parameter,
+    batch 16, gradient clipping 1.0, at most 200 epochs, patience 20, SupCon temperature 0.1.
+    threshold_on: ``raw`` (the authors' ``evaluate.py``: F1-optimal t over 0.00-1.00 in steps of
+    0.01 on the uncalibrated validation probabilities, Rim+ if p > t) or ``calibrated`` (prlkit: the
+    same search on calibrated probabilities, grid 0.01-0.99, Rim+ if p >= t). Either way the saved
+    threshold applies to calibrated probabilities with p >= threshold (calibrators are increasing).
+    calibration (prlkit's addition, for expected Rim+ counts): prior | platt | temperature.
+    """
+
+    batch_size: int = 16
+    weight_decay: float = 0.05
+    weight_decay_all: bool = True
+    supcon_temperature: float = 0.1
     calibration: str = "prior"  # prior | platt | temperature: maps sampler-inflated scores to probabilities
+    threshold_on: str = "raw"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.calibration not in ("prior", "platt", "temperature"):
             raise PrlkitError(f"finetune.calibration must be prior, platt or temperature, not {self.calibration!r}")
+        if self.threshold_on not in THRESHOLD_SCALES:
+            raise PrlkitError(f"finetune.threshold_on must be one of {', '.join(THRESHOLD_SCALES)}, "
+                              f"not {self.threshold_on!r}")
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Validation split of the development data, and outer folds for cross-validation."""
+    """Validation split of the development data, and outer folds for cross-validation.
+
+    by: ``participant`` (the authors' code: `val_fraction` of the development participants, redrawn
+    until the validation set holds a Rim+ participant) or ``lesion`` (the paper text: `val_fraction`
+    of the lesions, stratified by label).
+    """
 
     val_fraction: float = 0.2
-    by: str = "lesion"  # lesion (the paper) | participant (stricter: no participant in train and validation)
+    by: str = "participant"
     n_folds: int = 5
     seed: int = 0
 
@@ -314,16 +352,20 @@ class Config:
 SHARED_SECTIONS = ("profile", "lesions", "patches", "split", "methods")  # one patch set and one fold plan per run
 
 
-# The paper gives AdamW, batch 10 and patience 20 but lost its learning rate in extraction: 1e-4.
-# `quick` trades fidelity for CPU minutes: 24³ patches, narrow network, larger steps, short patience.
+# `paper`: the authors' released code (network, both stages, patches, split, threshold); see
+# docs/main_method.md. `quick`: a smaller, faster CPU variant of the same network with prlkit's
+# deviations (BatchNorm, base width 8, stride-2 stem, 24^3 patches, prlkit's QSM scaling and gating,
+# larger steps, short budgets, threshold on calibrated probabilities).
 PROFILES: dict[str, Config] = {
     "paper": Config(profile="paper"),
     "quick": Config(
         profile="quick",
-        patches=PatchConfig(size=24),
-        frodo=FrodoConfig(widths=(12, 24, 48), head_hidden=32, stem_stride=2, norm="batch"),
-        pretrain=PretrainConfig(max_epochs=8, patience=3, batch_size=16, learning_rate=1e-3),
-        finetune=FinetuneConfig(max_epochs=30, patience=8, batch_size=16, learning_rate=1e-3),
+        patches=PatchConfig(size=24, qsm_window_ppm=(-0.15, 0.25), qsm_scale="signed", gate_rule="cbrt", gate_k=0.5),
+        frodo=FrodoConfig(base_width=8, stem_stride=2, norm="batch"),
+        pretrain=PretrainConfig(max_epochs=8, patience=3, batch_size=16, learning_rate=1e-3, weight_decay=1e-2,
+                                weight_decay_all=False),
+        finetune=FinetuneConfig(max_epochs=30, patience=8, batch_size=16, learning_rate=1e-3, weight_decay=1e-2,
+                                weight_decay_all=False, threshold_on="calibrated"),
         segment=SegmentConfig(patch_size=24, channels=(8, 16, 32), strides=(2, 2), res_units=1, rounds_per_epoch=2,
                               norm="batch", overlap=0.25, sw_batch_size=8,
                               train=TrainConfig(max_epochs=20, batch_size=8, learning_rate=3e-3, patience=6)),

@@ -76,7 +76,7 @@ def load_for_inference(folder: Path, fast: bool = True) -> TrainedModel:
 def load_ensemble(folder: Path, method: str | None = None, fast: bool = True) -> Ensemble:
     """A `prlkit train` folder (model.json), or a `prlkit cv` folder (fold models of `method`).
 
-    `fast=False` keeps the networks as trained (for benchmarks; predictions agree within 1e-6).
+    `fast=False` keeps the networks as trained (for benchmarks; predictions agree within 2e-5).
     """
     if (folder / "model.json").is_file():
         return Ensemble([load_for_inference(folder, fast)])

@@ -31,7 +31,7 @@ from prlkit.data.patches import CHANNELS, session_patches
 from prlkit.data.session import load_session
 from prlkit.errors import PrlkitError
 
-CACHE_FORMAT = 2  # bump when the layout or the patch computation changes
+CACHE_FORMAT = 3  # bump when the layout or the patch computation changes
 CACHE_DTYPE = np.float16  # halves disk and memory; 5e-4 relative precision is far below MRI noise
 
 

@@ -1,7 +1,8 @@
 """Lesion-centred cubes: per-participant normalisation, zero-padded extraction, adaptive gating.
 
 Channel order of every patch array: 0 = QSM, 1 = FLAIR, 2 = mask (the gating mask, i.e. the
-dilated lesion mask, when gating is on; else the lesion's own voxels). Models that do not use the
+dilated lesion mask, when gating is on; else the lesion's own voxels). As in the authors' code, the
+intensities are normalised per volume before the cube is cut, and gating multiplies every channel. Models that do not use the
 mask (the main method) take channels 0-1.
 """
 
@@ -28,10 +29,16 @@ def normalise_flair(flair: np.ndarray, percentiles: tuple[float, float]) -> np.n
     return np.clip((flair - low) / scale, 0.0, 1.0).astype(np.float32)
 
 
-def normalise_qsm(qsm: np.ndarray, window_ppm: tuple[float, float]) -> np.ndarray:
-    """Clip to the ppm window and divide by its largest magnitude, so 0 ppm stays 0 (as padding does)."""
+def normalise_qsm(qsm: np.ndarray, window_ppm: tuple[float, float], scale: str = "unit") -> np.ndarray:
+    """Clip to the ppm window, then ``unit``: map it linearly to [0, 1] (the authors' code), or
+    ``signed``: divide by its largest magnitude, so 0 ppm stays 0 as the zero padding does (prlkit)."""
     low, high = window_ppm
-    return (np.clip(qsm, low, high) / max(abs(low), abs(high))).astype(np.float32)
+    clipped = np.clip(qsm, low, high)
+    if scale == "unit":
+        return ((clipped - low) / (high - low)).astype(np.float32)
+    if scale == "signed":
+        return (clipped / max(abs(low), abs(high))).astype(np.float32)
+    raise ValueError(f"unknown QSM scale {scale!r}")
 
 
 def patch_corners(centers_vox: np.ndarray, size: int) -> np.ndarray:
@@ -51,20 +58,36 @@ def extract_cubes(volume: np.ndarray, corners: np.ndarray, size: int) -> np.ndar
     return windows[i, j, k]
 
 
-def gating_radius(voxels: np.ndarray, k: float) -> np.ndarray:
-    """Dilation radius in voxels, growing with lesion size: ceil(k · voxels^(1/3))."""
-    return np.ceil(k * np.cbrt(np.asarray(voxels, dtype=float))).astype(int)
+def gating_radius(voxels: np.ndarray, config: PatchConfig) -> np.ndarray:
+    """Dilation radius in voxels, growing with lesion size V.
+
+    ``authors``: round(clip(k · rho, low, high)) with rho = (3V / 4 pi)^(1/3), the radius of the
+    sphere of volume V (the authors' code; numpy's round, half to even, as Python's). ``cbrt``:
+    ceil(k · V^(1/3)) (prlkit).
+    """
+    voxels = np.asarray(voxels, dtype=float)
+    if config.gate_rule == "authors":
+        rho = np.cbrt(3.0 * voxels / (4.0 * np.pi))
+        return np.round(np.clip(config.gate_k * rho, *config.gate_bounds)).astype(int)
+    return np.ceil(config.gate_k * np.cbrt(voxels)).astype(int)
 
 
-def gating_masks(instance_cubes: np.ndarray, labels: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Per cube, the lesion's own voxels dilated by its radius (Euclidean ball); bool (n, s, s, s).
+def gating_masks(instance_cubes: np.ndarray, labels: np.ndarray, radii: np.ndarray, rule: str) -> np.ndarray:
+    """Per cube, the lesion's own voxels dilated by its radius; bool (n, s, s, s).
 
-    A cube holding none of its lesion's voxels (a ring-shaped lesion larger than the cube) is all False.
+    ``authors``: the 6-connected structuring element applied r times, i.e. every voxel within
+    city-block distance r; ``cbrt``: a Euclidean ball of radius r. A cube holding none of its
+    lesion's voxels (a ring-shaped lesion larger than the cube) is all False. The caller passes
+    cubes with a margin of the largest radius, so lesion voxels just outside the cube count.
     """
     masks = np.zeros(instance_cubes.shape, dtype=bool)
     for n, (cube, label, radius) in enumerate(zip(instance_cubes, labels, radii)):
         outside = cube != label
-        if not outside.all():
+        if outside.all():
+            continue
+        if rule == "authors":
+            masks[n] = ndimage.distance_transform_cdt(outside, metric="taxicab") <= radius
+        else:
             masks[n] = ndimage.distance_transform_edt(outside) <= radius
     return masks
 
@@ -76,12 +99,15 @@ def session_patches(session: SessionData, lesions: pd.DataFrame, config: PatchCo
         return np.zeros((0, len(CHANNELS), size, size, size), dtype=np.float32)
     centers = lesions[["center_vox_i", "center_vox_j", "center_vox_k"]].to_numpy()
     corners = patch_corners(centers, size)
-    qsm = extract_cubes(normalise_qsm(session.qsm, config.qsm_window_ppm), corners, size)
+    qsm = extract_cubes(normalise_qsm(session.qsm, config.qsm_window_ppm, config.qsm_scale), corners, size)
     flair = extract_cubes(normalise_flair(session.flair, config.flair_percentiles), corners, size)
     labels = lesions["index"].to_numpy()
     if config.gate:
-        radii = gating_radius(lesions["voxels"].to_numpy(), config.gate_k)
-        mask = gating_masks(extract_cubes(session.instances, corners, size), labels, radii)
+        radii = gating_radius(lesions["voxels"].to_numpy(), config)
+        margin = int(radii.max())  # lesion voxels up to the radius outside the cube still gate inside it
+        wide = extract_cubes(session.instances, corners - margin, size + 2 * margin)
+        mask = gating_masks(wide, labels, radii, config.gate_rule)[:, margin:margin + size, margin:margin + size,
+                                                                     margin:margin + size]  # fmt: skip
         qsm, flair = qsm * mask, flair * mask
     else:
         mask = extract_cubes(session.instances, corners, size) == labels[:, None, None, None]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from prlkit.atomic import write_text_atomic
 from prlkit.errors import InputFileError, PrlkitError
@@ -168,7 +168,7 @@ class FoldSplit:
 
 
 def split_fold(lesions: pd.DataFrame, folds: pd.DataFrame, test_fold: int, *, val_fraction: float = 0.2,
-               by: str = "lesion", seed: int = 0) -> FoldSplit:
+               by: str = "participant", seed: int = 0) -> FoldSplit:
     """Split one outer fold: the test fold's lesions, and the other folds' lesions into train/validation.
 
     Only non-excluded, labeled lesions are split; see :func:`split_development` for the
@@ -195,14 +195,15 @@ def labelled_lesions(lesions: pd.DataFrame) -> pd.DataFrame:
     return usable[usable["rim"].notna()]
 
 
-def split_development(dev: pd.DataFrame, *, val_fraction: float = 0.2, by: str = "lesion",
+def split_development(dev: pd.DataFrame, *, val_fraction: float = 0.2, by: str = "participant",
                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Sorted index labels (train, validation) of development lesions (from :func:`labelled_lesions`).
 
-    ``by="lesion"`` (the main paper §3.2) draws `val_fraction` of the lesions at random, stratified
-    by rim label (`sklearn.model_selection.train_test_split`); ``by="participant"`` (stricter: no
-    participant in both train and validation) draws round(`val_fraction` · n) participants from each
-    Rim+ group. Either way the validation set must contain a Rim+ lesion: it drives the F1 threshold.
+    ``by="participant"`` (the authors' code, ``split_train_val``): ceil(`val_fraction` · n) of the n
+    development participants, drawn by scikit-learn's ``GroupShuffleSplit`` with seed, seed + 1, ...
+    until the validation set holds a participant with a Rim+ lesion (it drives early stopping and the
+    F1 threshold); prlkit also requires one left for training. ``by="lesion"`` (the paper text, §3.2)
+    draws `val_fraction` of the lesions at random, stratified by rim label (``train_test_split``).
     """
     if by not in ("lesion", "participant"):
         raise PrlkitError(f"development split: by must be 'lesion' or 'participant', got {by!r}")
@@ -214,14 +215,40 @@ def split_development(dev: pd.DataFrame, *, val_fraction: float = 0.2, by: str =
         train, val = train_test_split(dev.index.to_numpy(), test_size=val_fraction, stratify=dev["rim"],
                                       random_state=seed)
     else:
-        rng = np.random.default_rng(seed)
-        burden = participant_burden(dev)
-        val_ids: list[str] = []
-        for _, group in burden.groupby("rim_group", sort=True):
-            ids = rng.permutation(group["participant_id"].astype(str).to_numpy())
-            val_ids.extend(ids[: int(np.floor(val_fraction * ids.size + 0.5))])
-        is_val = dev["participant_id"].isin(val_ids).to_numpy()
+        is_val = dev["participant_id"].isin(_validation_participants(dev, val_fraction, seed)).to_numpy()
         train, val = dev.index.to_numpy()[~is_val], dev.index.to_numpy()[is_val]
     if not (dev.loc[val, "rim"] == 1).any():
         raise PrlkitError("development split: the validation set has no Rim+ lesion")
     return np.sort(train), np.sort(val)
+
+
+SPLIT_ATTEMPTS = 50  # the authors' code redraws the validation participants up to 50 times
+
+
+def _validation_participants(dev: pd.DataFrame, val_fraction: float, seed: int) -> list[str]:
+    """The validation participants of the authors' redrawn participant split (see :func:`split_development`)."""
+    ids = np.array(sorted(dev["participant_id"].astype(str).unique()))
+    with_rim = set(dev.loc[dev["rim"] == 1, "participant_id"].astype(str))
+    if len(with_rim) < 2:
+        raise PrlkitError(f"development split: {len(with_rim)} development participant(s) with a Rim+ lesion; a "
+                          "participant-level validation split needs at least 2 (one for training, one for validation)"
+                          "; use --val-split lesion for the paper text's lesion-level split")  # fmt: skip
+    for attempt in range(SPLIT_ATTEMPTS):
+        splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed + attempt)
+        train_rows, val_rows = next(splitter.split(ids, groups=ids))
+        if with_rim & set(ids[val_rows]) and with_rim & set(ids[train_rows]):
+            return ids[val_rows].tolist()
+    raise PrlkitError(f"development split: {SPLIT_ATTEMPTS} draws of the validation participants never put a Rim+ "
+                      "participant on both sides; use --val-split lesion or a larger --val-fraction")
+
+
+def pretraining_split(dev: pd.DataFrame, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted index labels (train, validation) of the label-free stage 1: ceil(`val_fraction` · n) of the
+    development participants held out by ``GroupShuffleSplit`` (the authors' ``train_ssl.py``)."""
+    ids = np.array(sorted(dev["participant_id"].astype(str).unique()))
+    if ids.size < 2:
+        raise PrlkitError("pretraining split: needs at least 2 development participants")
+    splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+    _, val_rows = next(splitter.split(ids, groups=ids))
+    is_val = dev["participant_id"].astype(str).isin(ids[val_rows]).to_numpy()
+    return np.sort(dev.index.to_numpy()[~is_val]), np.sort(dev.index.to_numpy()[is_val])

@@ -23,6 +23,7 @@ from prlkit.errors import PrlkitError
 
 #: F1 grid search thresholds (the main paper's grid was lost in extraction): 0.01, 0.02, ..., 0.99.
 DEFAULT_THRESHOLD_GRID = np.round(np.arange(1, 100) / 100, 2)
+AUTHORS_THRESHOLD_GRID = np.round(np.arange(0, 101) / 100, 2)  # the authors' evaluate.py: 0.00, 0.01, ..., 1.00
 
 #: Counts and rates returned by `decision_metrics`, in table order.
 CONFUSION_KEYS = ("tp", "fp", "fn", "tn", "accuracy", "f1", "sensitivity", "specificity", "ppv", "npv")
@@ -106,11 +107,13 @@ def partial_roc_auc(y_true: np.ndarray, y_score: np.ndarray, max_fpr: float = 0.
     return PartialAUC(max_fpr, raw, mcclish_standardize(raw, max_fpr))
 
 
-def _counts_over_thresholds(y: np.ndarray, s: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, ...]:
-    """TP, FP, FN, TN for the rule ``s >= t`` at every threshold, vectorised with sorted scores."""
+def _counts_over_thresholds(y: np.ndarray, s: np.ndarray, thresholds: np.ndarray,
+                            strict: bool = False) -> tuple[np.ndarray, ...]:  # fmt: skip
+    """TP, FP, FN, TN for the rule ``s >= t`` (``s > t`` if `strict`) at every threshold, vectorised with sorted scores."""
     pos, neg = np.sort(s[y == 1]), np.sort(s[y == 0])
-    tp = pos.size - np.searchsorted(pos, thresholds, side="left")
-    fp = neg.size - np.searchsorted(neg, thresholds, side="left")
+    side = "right" if strict else "left"
+    tp = pos.size - np.searchsorted(pos, thresholds, side=side)
+    fp = neg.size - np.searchsorted(neg, thresholds, side=side)
     return tp, fp, pos.size - tp, neg.size - fp
 
 
@@ -122,19 +125,25 @@ def _ratio(num: np.ndarray | int, den: np.ndarray | int) -> np.ndarray:
 
 
 def select_threshold_f1(y_val: np.ndarray, p_val: np.ndarray,
-                        grid: np.ndarray | Sequence[float] = DEFAULT_THRESHOLD_GRID) -> float:
+                        grid: np.ndarray | Sequence[float] = DEFAULT_THRESHOLD_GRID, strict: bool = False) -> float:
     """Threshold that maximises F1 on the validation split, by grid search (main paper §3.2, QSMRim-Net §2.5).
 
-    Every grid value t is scored with the rule ``p >= t``; among thresholds with the maximal F1 the
-    smallest is returned (the most sensitive one), so the choice is deterministic.
+    Every grid value t is scored with the rule ``p >= t`` (``p > t`` with `strict`, as the authors'
+    evaluate.py); among thresholds with the maximal F1 the smallest is returned (the most sensitive
+    one, and the first an ascending search keeps), so the choice is deterministic.
     """
     y, s = check_scores(y_val, p_val, what="F1 threshold selection")
     thresholds = np.sort(np.asarray(grid, dtype=np.float64))
     if thresholds.size == 0:
         raise PrlkitError("F1 threshold selection: the threshold grid is empty")
-    tp, fp, fn, _ = _counts_over_thresholds(y, s, thresholds)
+    tp, fp, fn, _ = _counts_over_thresholds(y, s, thresholds, strict)
     f1 = np.nan_to_num(_ratio(2 * tp, 2 * tp + fp + fn), nan=-1.0)
     return float(thresholds[int(np.argmax(f1))])
+
+
+def strictly_above(threshold: float) -> float:
+    """The ``p >= t'`` threshold equal to the rule ``p > threshold`` on floats: the next float up, at most 1."""
+    return min(1.0, float(np.nextafter(threshold, np.inf)))
 
 
 def decision_metrics(y_true: np.ndarray, decision: np.ndarray) -> dict[str, float]:

@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 
 from prlkit.config import Config
-from prlkit.eval.calibration import brier_score, fit_calibrator
-from prlkit.eval.metrics import pr_auc, roc_auc, select_threshold_f1
+from prlkit.eval.calibration import Calibrator, brier_score, fit_calibrator
+from prlkit.eval.metrics import AUTHORS_THRESHOLD_GRID, pr_auc, roc_auc, select_threshold_f1, strictly_above
 from prlkit.methods.trained import TrainedModel
 from prlkit.train.loop import FitResult, Split
 from prlkit.train.stages import predict_probabilities
@@ -31,8 +31,8 @@ def finalize(
     train_prior: float = 0.5,
 ) -> TrainedModel:
     """The trained model: calibrated on validation (`train_prior`: the Rim+ prior the model was trained
-    at, 0.5 with balanced sampling, class weighting or SMOTE), threshold maximising F1 on the calibrated
-    validation probabilities."""
+    at, 0.5 with balanced sampling, class weighting or SMOTE), threshold maximising F1 on validation
+    (see :func:`decision_threshold`)."""
     y_val = val.y.numpy()
     raw = predict_probabilities(net, val.x, device, features=val.features)
     calibrator = fit_calibrator(config.finetune.calibration, y_val, raw, train_prior=train_prior)
@@ -55,10 +55,23 @@ def finalize(
         module=net.eval(),
         model_config=json_ready(dataclasses.asdict(model_config)),
         config=config,
-        threshold=select_threshold_f1(y_val, calibrated),
+        threshold=decision_threshold(config.finetune.threshold_on, y_val, raw, calibrator),
         calibrator=calibrator,
         training=training,
     )
+
+
+def decision_threshold(scale: str, y_val: np.ndarray, raw: np.ndarray, calibrator: Calibrator) -> float:
+    """The F1-optimal validation threshold, for the rule calibrated p >= threshold that prlkit applies.
+
+    ``raw`` (the authors' evaluate.py): t over 0.00-1.00 on the uncalibrated probabilities with the rule
+    p > t, carried to the calibrated scale (calibrators are increasing, so the decisions are the same).
+    ``calibrated``: the search on calibrated probabilities, grid 0.01-0.99, rule p >= t.
+    """
+    if scale == "calibrated":
+        return select_threshold_f1(y_val, calibrator.apply(raw))
+    raw_threshold = select_threshold_f1(y_val, raw, grid=AUTHORS_THRESHOLD_GRID, strict=True)
+    return strictly_above(float(calibrator.apply(np.array([raw_threshold]))[0]))
 
 
 def json_ready(values: dict[str, Any]) -> dict[str, Any]:

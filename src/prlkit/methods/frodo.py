@@ -9,6 +9,7 @@ import torch
 
 from prlkit.config import Config
 from prlkit.data.cache import PatchSet
+from prlkit.eval.folds import pretraining_split
 from prlkit.methods.finalize import finalize
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
@@ -31,19 +32,24 @@ def train_frodo(
     progress: bool = True,
 ) -> tuple[TrainedModel, dict[str, FitResult]]:
     """Train the two-stream network on `train_index` lesions; validation lesions drive early
-    stopping, the F1 threshold and the calibration. Returns the model and each stage's fit."""
+    stopping, the F1 threshold and the calibration. Stage 1 (no labels) learns from every
+    development lesion (train and validation), holding out `pretrain.val_fraction` of the
+    participants for its own early stopping. Returns the model and each stage's fit."""
     train = lesion_split(patch_set, train_index, IMAGE_CHANNELS)
     val = lesion_split(patch_set, val_index, IMAGE_CHANNELS)
     seed = config.finetune.seed
     fits: dict[str, FitResult] = {}
     net = FrodoNet(config.frodo, seed=seed)
     if config.pretrain.kind != "none":
+        development = patch_set.lesions.loc[np.sort(np.r_[train_index, val_index])]
+        pre_train, pre_val = (lesion_split(patch_set, index, IMAGE_CHANNELS) for index in
+                              pretraining_split(development, config.pretrain.val_fraction, config.pretrain.seed))
         pretraining = CrossModalPretraining(
-            FrodoNet(config.frodo, seed=seed), len(train.y), config.pretrain.batch_size, config.pretrain.kind,
+            FrodoNet(config.frodo, seed=seed), len(pre_train.y), config.pretrain.batch_size, config.pretrain.kind,
             config.pretrain.stop_gradient, config.pretrain.temperature, seed=seed,
         )  # fmt: skip
         fits["pretrain"] = fit(
-            pretraining, train, val, config.pretrain, run_dir / "pretrain", device,
+            pretraining, pre_train, pre_val, config.pretrain, run_dir / "pretrain", device,
             augment=random_symmetries, resume=resume, progress=progress, description="pretrain",
         )  # fmt: skip
         net.load_pretrained_state_dict(pretraining.net.pretrained_state_dict())

@@ -1,13 +1,12 @@
 """3D building blocks of the two-stream network: pre-activation residual blocks, spatial FiLM, SE.
 
-Squeeze-and-excitation is MONAI's ``ChannelSELayer`` (GAP -> Linear C->C//r -> ReLU ->
-Linear C//r->C -> sigmoid -> channel scaling; a Linear on the pooled vector is the same
-map as the paper's 1x1x1 convolution on the pooled 1x1x1 map).
+Shapes and rules follow the authors' released code (veronicapignedoli/FRODO, ``frodo/model.py``);
+the code is prlkit's own. Squeeze-and-excitation is MONAI's ``ChannelSELayer`` (GAP -> Linear
+C->C//r -> ReLU -> Linear -> sigmoid -> channel scaling): a Linear on the pooled vector is the same
+map as the authors' 1x1x1 convolution on the pooled 1x1x1 map (``prlkit.models.authors`` converts).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from monai.networks.blocks import ChannelSELayer
@@ -15,44 +14,49 @@ from torch import nn
 
 from prlkit.config import FRODO_NORMS
 
-
-def group_norm(channels: int, groups: int) -> nn.GroupNorm:
-    """GroupNorm with ``gcd(groups, channels)`` groups, so any channel width is accepted."""
-    return nn.GroupNorm(math.gcd(groups, channels), channels)
+GROUP_CHOICES = (16, 8, 4, 2, 1)
 
 
-def norm_layer(kind: str, channels: int, groups: int) -> nn.Module:
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with the largest of 16, 8, 4, 2, 1 groups that divides ``channels`` (the authors' rule)."""
+    return nn.GroupNorm(next(g for g in GROUP_CHOICES if channels % g == 0), channels)
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
     """``group`` (:func:`group_norm`, per-sample statistics) or ``batch`` (BatchNorm3d, batch statistics).
 
     Per-sample normalisation rescales every patch by its own statistics, which removes the
     absolute susceptibility level that makes QSM quantitative; batch statistics keep it.
     """
     if kind == "group":
-        return group_norm(channels, groups)
+        return group_norm(channels)
     if kind == "batch":
         return nn.BatchNorm3d(channels)
     raise ValueError(f"norm must be one of {FRODO_NORMS}, not {kind!r}")
 
 
+def squeeze_excite(channels: int, reduction: int = 16) -> ChannelSELayer:
+    """SE with a bottleneck of max(1, channels // reduction) units (the authors' rule; MONAI's layer)."""
+    return ChannelSELayer(spatial_dims=3, in_channels=channels, r=min(reduction, channels))
+
+
 class ResidualBlock3D(nn.Module):
     """Pre-activation residual block (He et al. 2016): norm -> ReLU -> conv3 -> norm -> ReLU -> conv3, plus skip.
 
-    The skip is a 1x1x1 convolution (same stride) when the stride or the width changes,
-    the identity otherwise. ``norm`` is ``group`` (GroupNorm with ``groups`` groups, see
-    :func:`group_norm`) or ``batch`` (see :func:`norm_layer`).
+    The skip reads the block input before its normalisation: a 1x1x1 convolution without bias
+    (same stride) when the stride or the width changes, the identity otherwise.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 8, norm: str = "group"):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, norm: str = "group"):
         super().__init__()
-        self.norm1 = norm_layer(norm, in_channels, groups)
+        self.norm1 = norm_layer(norm, in_channels)
         self.conv1 = nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.norm2 = norm_layer(norm, out_channels, groups)
+        self.norm2 = norm_layer(norm, out_channels)
         self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False)
         if stride != 1 or in_channels != out_channels:
             self.skip: nn.Module = nn.Conv3d(in_channels, out_channels, 1, stride=stride, bias=False)
         else:
             self.skip = nn.Identity()
-        self.recalibrate: nn.Module = nn.Identity()
         self.relu = nn.ReLU(inplace=True)  # on a norm's (or the folded conv's) fresh output: saves a copy
 
     def fold_batch_norm(self) -> None:
@@ -71,32 +75,16 @@ class ResidualBlock3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual = self.conv1(self.relu(self.norm1(x)))
         residual = self.conv2(self.relu(self.norm2(residual)))
-        return self.recalibrate(residual).add_(self.skip(x))  # in place: no operand is saved for backward
-
-
-class SEResidualBlock3D(ResidualBlock3D):
-    """Pre-activation residual block whose residual branch is recalibrated by squeeze-and-excitation.
-
-    SE sits on the residual branch before the addition, as in SE-ResNet (Hu et al. 2018).
-    The bottleneck has ``max(1, out_channels // se_reduction)`` units (reduction clamped to
-    the width so small test widths still build).
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 8, se_reduction: int = 16,
-        norm: str = "group",
-    ):
-        super().__init__(in_channels, out_channels, stride=stride, groups=groups, norm=norm)
-        self.recalibrate = ChannelSELayer(spatial_dims=3, in_channels=out_channels, r=min(se_reduction, out_channels))
+        return residual.add_(self.skip(x))  # in place: no operand is saved for backward
 
 
 class SpatialFiLM(nn.Module):
     """Spatial FiLM: FLAIR map F modulates QSM map Q voxel-wise, then [Q', F] is mixed back to C channels.
 
-    gamma(F), beta(F) are 1x1x1 convolutions of F and Q' = Q * (1 + gamma) + beta.
+    gamma(F), beta(F) are 1x1x1 convolutions (with bias) of F and Q' = Q * (1 + gamma) + beta.
     The gamma/beta convolutions are initialised to zero, so at initialisation Q' = Q
     (identity modulation) and QSM stays the dominant signal; FLAIR conditioning is learned.
-    The mix is a 1x1x1 convolution from 2C to C channels with PyTorch's default init.
+    The mix is a 1x1x1 convolution with bias from 2C to C channels with PyTorch's default init.
     """
 
     def __init__(self, channels: int):

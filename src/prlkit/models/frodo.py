@@ -1,9 +1,14 @@
-"""The main method's network ("frodo"): asymmetric two-stream QSM/FLAIR encoder with spatial FiLM and SE.
+"""The main method's network ("frodo"): the authors' two-stream QSM/FLAIR classifier, in prlkit's code.
 
-Pignedoli et al. §2.1. Input patches are (B, C, S, S, S) with channel 0 = QSM and channel 1 =
-FLAIR; further channels (e.g. a gating mask) are ignored. Each modality has its own encoder;
-FLAIR modulates QSM through spatial FiLM, a deeper stage of two SE residual blocks follows,
-then global average pooling gives the lesion embedding and a two-layer head gives one logit.
+Pignedoli et al. §2.1 as released in their code (veronicapignedoli/FRODO, ``frodo/model.py``,
+``MultiModalClassifier``): per modality a stem convolution and four pre-activation residual blocks
+(the third downsamples); FLAIR modulates QSM through spatial FiLM and [Q', F] is mixed back;
+two deep stages, each a stride-2 residual block, a residual block and squeeze-and-excitation on
+the stage output; global average pooling; a head Linear -> ReLU -> Dropout -> Linear whose hidden
+vector is the SupCon embedding. Input patches are (B, C, S, S, S) with channel 0 = QSM and
+channel 1 = FLAIR; further channels (the gating mask) are ignored. With ``FrodoConfig()`` (the
+``paper`` profile) the network has the authors' 2,213,645 parameters and reproduces their outputs
+(tests/test_models_authors.py); ``prlkit.models.authors`` converts their checkpoints.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from prlkit.config import FrodoConfig
 from prlkit.errors import PrlkitError
-from prlkit.models.blocks import ResidualBlock3D, SEResidualBlock3D, SpatialFiLM
+from prlkit.models.blocks import ResidualBlock3D, SpatialFiLM, squeeze_excite
 
 QSM_CHANNEL = 0
 FLAIR_CHANNEL = 1
@@ -37,59 +42,83 @@ def seeded_construction(seed: int | None) -> Iterator[None]:
 
 
 class Encoder(nn.Sequential):
-    """One modality's encoder: 3x3x3 stem conv, two residual blocks, a stride-2 residual block, one more."""
+    """One modality's encoder: 3x3x3 stem conv (no bias), two residual blocks, a stride-2 residual block, one more."""
 
-    def __init__(self, width1: int, width2: int, groups: int = 8, stem_stride: int = 1, norm: str = "group"):
+    def __init__(self, width1: int, width2: int, stem_stride: int = 1, norm: str = "group"):
         super().__init__(
             nn.Conv3d(1, width1, 3, stride=stem_stride, padding=1, bias=False),
-            ResidualBlock3D(width1, width1, groups=groups, norm=norm),
-            ResidualBlock3D(width1, width1, groups=groups, norm=norm),
-            ResidualBlock3D(width1, width2, stride=2, groups=groups, norm=norm),
-            ResidualBlock3D(width2, width2, groups=groups, norm=norm),
+            ResidualBlock3D(width1, width1, norm=norm),
+            ResidualBlock3D(width1, width1, norm=norm),
+            ResidualBlock3D(width1, width2, stride=2, norm=norm),
+            ResidualBlock3D(width2, width2, norm=norm),
         )
 
 
+class DeepStage(nn.Sequential):
+    """A stride-2 residual block, a residual block, then squeeze-and-excitation of the stage output."""
+
+    def __init__(self, in_channels: int, out_channels: int, se_reduction: int = 16, norm: str = "group"):
+        super().__init__(
+            ResidualBlock3D(in_channels, out_channels, stride=2, norm=norm),
+            ResidualBlock3D(out_channels, out_channels, norm=norm),
+            squeeze_excite(out_channels, se_reduction),
+        )
+
+
+class ClassifierHead(nn.Module):
+    """Pooled features -> Linear(C, max(32, C // 2)) -> ReLU -> Dropout -> Linear(., 1).
+
+    ``forward`` returns the logit (B, 1) and the hidden vector after ReLU and dropout, which the
+    authors' code feeds to the supervised contrastive loss.
+    """
+
+    def __init__(self, in_features: int, dropout: float):
+        super().__init__()
+        self.hidden_dim = max(32, in_features // 2)
+        self.hidden = nn.Sequential(nn.Linear(in_features, self.hidden_dim), nn.ReLU(), nn.Dropout(dropout))
+        self.out = nn.Linear(self.hidden_dim, 1)
+
+    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.hidden(pooled)
+        return self.out(hidden), hidden
+
+
 class FrodoOutput(NamedTuple):
-    """Logits (B,) and the raw (not L2-normalised) lesion embeddings (B, widths[2]) for SupCon."""
+    """Logits (B,) and the raw (not L2-normalised) SupCon embeddings (B, embedding_dim): the head's hidden vector."""
 
     logit: torch.Tensor
     embedding: torch.Tensor
 
 
 class FrodoNet(nn.Module):
-    """Asymmetric two-stream network (Pignedoli et al. §2.1): QSM/FLAIR encoders -> FiLM -> 2 SE blocks -> head.
+    """Two-stream network: QSM/FLAIR encoders -> spatial FiLM + mix -> two SE stages -> pooled -> head.
 
     ``seed`` makes the initialisation reproducible without changing the global RNG state.
-    ``forward`` returns logits (B,); :meth:`forward_features` also returns the embedding.
+    ``forward`` returns logits (B,); :meth:`forward_features` also returns the SupCon embedding.
     On CPU, ``model.to(memory_format=torch.channels_last_3d)`` (and the same for the input)
-    is 1.2-2.6x faster for the ``paper`` widths; results are the same.
+    is faster for the ``paper`` widths; results are the same.
     """
 
     def __init__(self, config: FrodoConfig | None = None, seed: int | None = None):
         super().__init__()
         self.config = config or FrodoConfig()
-        w1, w2, w3 = self.config.widths
-        g, norm = self.config.groups, self.config.norm
+        c1, c2, c3, c4 = self.config.widths
+        norm = self.config.norm
         with seeded_construction(seed):
-            self.qsm_encoder = Encoder(w1, w2, g, self.config.stem_stride, norm)
-            self.flair_encoder = Encoder(w1, w2, g, self.config.stem_stride, norm)
-            self.film = SpatialFiLM(w2)
+            self.qsm_encoder = Encoder(c1, c2, self.config.stem_stride, norm)
+            self.flair_encoder = Encoder(c1, c2, self.config.stem_stride, norm)
+            self.film = SpatialFiLM(c2)
             self.deep = nn.Sequential(
-                SEResidualBlock3D(w2, w3, self.config.deep_stride, g, self.config.se_reduction, norm),
-                SEResidualBlock3D(w3, w3, 1, g, self.config.se_reduction, norm),
+                DeepStage(c2, c3, self.config.se_reduction, norm),
+                DeepStage(c3, c4, self.config.se_reduction, norm),
             )
             self.pool = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten())
-            self.head = nn.Sequential(
-                nn.Linear(w3, self.config.head_hidden),
-                nn.ReLU(),
-                nn.Dropout(self.config.dropout),
-                nn.Linear(self.config.head_hidden, 1),
-            )
+            self.head = ClassifierHead(c4, self.config.dropout)
 
     @property
     def embedding_dim(self) -> int:
-        """Size of the lesion embedding (the deep stage's width)."""
-        return self.config.widths[2]
+        """Size of the SupCon embedding (the head's hidden layer)."""
+        return self.head.hidden_dim
 
     @property
     def encoder_dim(self) -> int:
@@ -106,10 +135,10 @@ class FrodoNet(nn.Module):
         return self.qsm_encoder(q), self.flair_encoder(f)
 
     def forward_features(self, x: torch.Tensor) -> FrodoOutput:
-        """Logits (B,) and lesion embeddings (B, embedding_dim) (the globally pooled deep features)."""
+        """Logits (B,) and SupCon embeddings (B, embedding_dim)."""
         q, f = self._encode_maps(x)
-        embedding = self.pool(self.deep(self.film(q, f)))
-        return FrodoOutput(self.head(embedding).squeeze(1), embedding)
+        logit, hidden = self.head(self.pool(self.deep(self.film(q, f))))
+        return FrodoOutput(logit.squeeze(1), hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x).logit

@@ -37,7 +37,7 @@ class SegmentVolume:
 def image_channels(session: SessionData, config: Config) -> np.ndarray:
     """QSM and FLAIR normalised exactly as the lesion patches are (per session), plus the mask if asked."""
     channels = [
-        normalise_qsm(session.qsm, config.patches.qsm_window_ppm),
+        normalise_qsm(session.qsm, config.patches.qsm_window_ppm, config.patches.qsm_scale),
         normalise_flair(session.flair, config.patches.flair_percentiles),
     ]
     if config.segment.lesion_channel:

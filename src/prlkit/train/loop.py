@@ -71,9 +71,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def parameter_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on weight matrices/kernels only, not on biases, norms or scalars."""
+def parameter_groups(module: torch.nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict]:
+    """Optimiser groups: weight decay on weight matrices/kernels only, not on biases, norms or scalars;
+    with `decay_all`, on every parameter (the authors' AdamW over all parameters)."""
     params = [p for p in module.parameters() if p.requires_grad]
+    if decay_all:
+        return [{"params": params, "weight_decay": weight_decay}]
     return [
         {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
@@ -110,7 +113,8 @@ def fit(
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     module = stage.module.to(device)
-    optimizer = OPTIMIZER_CLASSES[config.optimizer](parameter_groups(module, config.weight_decay), lr=config.learning_rate)
+    groups = parameter_groups(module, config.weight_decay, config.weight_decay_all)
+    optimizer = OPTIMIZER_CLASSES[config.optimizer](groups, lr=config.learning_rate)
     state = {"epoch": 0, "best_score": None, "best_epoch": -1, "bad_epochs": 0, "history": []}
     if resume and (run_dir / "checkpoint.json").is_file():
         state = load_checkpoint(run_dir, module, optimizer)

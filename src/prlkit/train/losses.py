@@ -58,10 +58,10 @@ def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5)
 def cross_modal_regression_loss(pred_q: torch.Tensor, z_q: torch.Tensor, stop_gradient: bool) -> torch.Tensor:
     """Stage-1 loss MSE(g(z_f), z_q) with the QSM embedding as target.
 
-    ``stop_gradient=True`` detaches z_q: the QSM encoder then gets no gradient from this loss
-    (only the FLAIR encoder and g learn). ``False`` (the authors' public code) trains both
-    encoders but admits the collapsed solution z_q = g(z_f) = constant, so watch the
-    embedding spread during pretraining.
+    ``stop_gradient=False`` (the authors' released code, the default) trains both encoders but
+    admits the collapsed solution z_q = g(z_f) = constant, so watch the embedding spread during
+    pretraining. ``True`` detaches z_q: the QSM encoder then gets no gradient from this loss (only
+    the FLAIR encoder and g learn).
     """
     return F.mse_loss(pred_q, z_q.detach() if stop_gradient else z_q)
 
@@ -91,7 +91,8 @@ class CompositeLoss(nn.Module):
 
     Initial a = -2.5 (lambda = 0.079, the authors' public code). Because SupCon >= 0,
     dL/da >= 0: gradient descent can only lower lambda (by about the learning rate per AdamW
-    step), so in practice lambda stays near its initial value; keep ``a`` out of weight decay.
+    step), so in practice lambda stays near its initial value. The authors' AdamW also decays
+    ``a`` (weight decay on every parameter); ``weight_decay_all: false`` exempts it.
     """
 
     def __init__(self, temperature: float = 0.1, initial_a: float = -2.5):
