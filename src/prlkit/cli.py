@@ -12,7 +12,8 @@ from prlkit.errors import PrlkitError
 
 # Sub-command modules, in the order `prlkit --help` lists them. Each module defines
 # `register(subparsers)` (adds its parser, sets `func`) and its own `run(args) -> int`.
-COMMANDS = ["simulate", "prepare", "validate", "train", "cv", "compare", "predict", "segment", "report", "demo"]
+COMMANDS = ["simulate", "prepare", "validate", "train", "cv", "compare", "predict", "segment", "report",
+            "convert_checkpoint", "demo"]
 
 
 def positive_int(text: str) -> int:

@@ -180,6 +180,7 @@ class PretrainConfig(TrainConfig):
     stop_gradient: bool = False
     temperature: float = 0.5  # NT-Xent temperature of the contrastive ablation
     val_fraction: float = 0.15  # participants held out for stage-1 early stopping
+    encoders: str = ""  # a safetensors file of pretrained encoders (convert-checkpoint of best.pt): replaces stage 1
 
     def __post_init__(self) -> None:
         super().__post_init__()

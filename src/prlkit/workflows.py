@@ -13,6 +13,7 @@ from prlkit.eval.experiment import cross_validate
 from prlkit.eval.folds import make_folds, save_folds
 from prlkit.eval.results import summarise, write_results
 from prlkit.eval.subsets import write_confluence_results
+from prlkit.methods.registry import deviations_from_paper
 from prlkit.report.plots import write_cv_figures
 
 
@@ -34,7 +35,9 @@ def run_cross_validation(
     save_folds(folds, out / "folds.tsv")
     oof = cross_validate(patch_set, folds, methods, config, out, device, progress)
     oof.to_csv(out / "oof_predictions.tsv", sep="\t", index=False)
-    results = summarise(oof, reference)
+    results = summarise(oof, reference) | {"settings": {
+        method: {"profile": config.profile, "deviations_from_paper": deviations_from_paper(method, config)}
+        for method in methods}}  # fmt: skip
     write_results(results, out)
     write_confluence_results(oof, patch_set.sessions, config.lesions, out)
     write_cv_figures(oof, out)

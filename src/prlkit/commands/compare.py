@@ -50,7 +50,20 @@ def run(args: argparse.Namespace) -> int:
     if reference not in methods:
         raise PrlkitError(f"--reference {reference} is not among the runs' methods ({', '.join(methods)})")
     args.out.mkdir(parents=True, exist_ok=True)
-    write_results(summarise(oof, reference), args.out)
+    write_results(summarise(oof, reference) | {"settings": run_settings(args.runs, methods)}, args.out)
     write_cv_figures(oof, args.out)
     print((args.out / "results.md").read_text())
     return 0
+
+
+def run_settings(runs: list, methods: list[str]) -> dict:
+    """Each method's profile and deviations, as its cv run's results.json recorded them (runs made before
+    prlkit recorded them give none, and the table says "?")."""
+    import json
+
+    settings: dict = {}
+    for run_dir in runs:
+        path = run_dir / "results.json"
+        recorded = json.loads(path.read_text()).get("settings", {}) if path.is_file() else {}
+        settings |= {method: value for method, value in recorded.items() if method in methods}
+    return settings

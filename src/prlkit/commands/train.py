@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -35,10 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the main method); prlseg trains with `prlkit segment train`")  # fmt: skip
     parser.add_argument("--out", required=True, type=Path, help="output folder for the model")
     parser.add_argument("--val-fraction", type=float, help="validation fraction (default from the profile: 0.2)")
-    parser.add_argument("--val-split", choices=("lesion", "participant"), help="split validation by lesion "
-                        "(the paper) or by participant (stricter)")  # fmt: skip
+    parser.add_argument("--val-split", choices=("lesion", "participant"), help="validation split: by "
+                        "participant (the authors' code, default) or by lesion (the paper text)")  # fmt: skip
     parser.add_argument("--seed", type=int, help="seed of the split and of training")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument("--pretrained-encoders", type=Path, metavar="FILE", help="frodo: start fine-tuning from "
+                        "these encoders instead of stage 1 (encoders.safetensors of `prlkit convert-checkpoint best.pt`)")
     add_config_options(parser, default_profile="quick")
     add_data_options(parser)
     parser.set_defaults(func=run)
@@ -55,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
     spec = get_method(args.method)
     config = method_config(args.method, with_split_overrides(config_from_args(args), val_fraction=args.val_fraction,
                                                   by=args.val_split, seed=args.seed))  # fmt: skip
+    if args.pretrained_encoders:
+        if spec.train is not get_method("frodo").train:
+            raise PrlkitError(f"--pretrained-encoders: {args.method} has no frodo encoders to start from")
+        config = dataclasses.replace(config, pretrain=dataclasses.replace(
+            config.pretrain, encoders=str(args.pretrained_encoders.resolve())))
     split = config.split
     out: Path = args.out
     require_empty_output(out, args.resume)

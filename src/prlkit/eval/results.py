@@ -85,11 +85,12 @@ def mean_sd(cell: dict[str, float]) -> str:
 
 def results_markdown(results: dict[str, Any]) -> str:
     """The papers' table shapes: methods as rows, metrics as mean ± SD over folds; then the tests."""
+    settings = results.get("settings", {})
     lines = ["# Cross-validation results", "", "## Lesion level (mean ± SD over folds)", ""]
-    lines += ["| method | " + " | ".join(TABLE_METRICS) + " |", "|---|" + "---|" * len(TABLE_METRICS)]
+    lines += ["| method | profile | " + " | ".join(TABLE_METRICS) + " |", "|---|---|" + "---|" * len(TABLE_METRICS)]
     for method in results["methods"]:
         cells = [mean_sd(results["summary"][method].get(metric, {})) for metric in TABLE_METRICS]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} | {settings.get(method, {}).get('profile', '?')} | " + " | ".join(cells) + " |")
     if results["comparisons"]:
         lines += ["", f"## Against {results['reference']} (pooled out-of-fold predictions)", "",
                   "| method | AUC | reference AUC | difference (95 % CI) | DeLong z | DeLong p | McNemar χ² | McNemar p |",
@@ -113,6 +114,12 @@ def results_markdown(results: dict[str, Any]) -> str:
         o = results["high_specificity_operating_point"][method]
         lines.append(f"| {method} | {o['sensitivity']:.3f} | {o['specificity']:.3f} | {o['threshold']:.3f} "
                      f"| {o['brier']:.3f} |")  # fmt: skip
+    if settings:
+        lines += ["", "## Settings that differ from the `paper` profile (the authors' code for the main method)", ""]
+        for method in results["methods"]:
+            deviations = settings.get(method, {}).get("deviations_from_paper")
+            described = "unknown" if deviations is None else ", ".join(f"`{d}`" for d in deviations) or "none"
+            lines.append(f"- {method}: {described}")
     return "\n".join(lines) + "\n"
 
 

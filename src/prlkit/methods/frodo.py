@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from prlkit.config import Config
 from prlkit.data.cache import PatchSet
+from prlkit.errors import InputFileError
 from prlkit.eval.folds import pretraining_split
 from prlkit.methods.finalize import finalize
 from prlkit.methods.splits import lesion_split
@@ -40,7 +43,9 @@ def train_frodo(
     seed = config.finetune.seed
     fits: dict[str, FitResult] = {}
     net = FrodoNet(config.frodo, seed=seed)
-    if config.pretrain.kind != "none":
+    if config.pretrain.encoders:
+        net.load_pretrained_state_dict(read_encoders(Path(config.pretrain.encoders)))
+    elif config.pretrain.kind != "none":
         development = patch_set.lesions.loc[np.sort(np.r_[train_index, val_index])]
         pre_train, pre_val = (lesion_split(patch_set, index, IMAGE_CHANNELS) for index in
                               pretraining_split(development, config.pretrain.val_fraction, config.pretrain.seed))
@@ -60,3 +65,13 @@ def train_frodo(
     )  # fmt: skip
     model = finalize("frodo", net, config.frodo, config, val, patch_set.lesions, train_index, val_index, fits, device)
     return model, fits
+
+
+def read_encoders(path: Path) -> dict[str, torch.Tensor]:
+    """Pretrained encoder weights from a safetensors file (`prlkit convert-checkpoint best.pt`)."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise InputFileError(path, "pretrained encoders file not found") from None
+    except (OSError, SafetensorError) as error:
+        raise InputFileError(path, f"not a readable safetensors file ({error})") from None

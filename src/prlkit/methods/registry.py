@@ -177,3 +177,17 @@ def build_network(network: str, model_config: dict[str, Any], source: Path | Non
         return module_class(config_class(**model_config))
     except (TypeError, PrlkitError) as error:
         raise fail(f"invalid model_config for {network}: {error}") from None
+
+
+COMPARED_SECTIONS = ("lesions", "patches", "frodo", "network", "pretrain", "finetune", "split")
+
+
+def deviations_from_paper(name: str, config: Config) -> list[str]:
+    """The settings in which method `name` run with `config` differs from the same method under the `paper`
+    profile (the authors' code for the main method), as 'section.key=value'; seeds are left out."""
+    from prlkit.config import get_profile
+
+    ours, paper = (config_to_dict(method_config(name, c)) for c in (config, get_profile("paper")))
+    return [f"{section}.{key}={value}" for section in COMPARED_SECTIONS
+            for key, value in (ours[section] or {}).items()
+            if key != "seed" and (paper[section] or {}).get(key) != value]  # fmt: skip
