@@ -154,3 +154,32 @@ def test_cv_with_the_paper_profile_runs_and_says_so(tmp_path):
                            for m in ("frodo", "frodo_scratch"))  # same seed, same fine-tuning: stage 1 differs
     for stream in ("qsm_encoder.", "flair_encoder."):
         assert any(not torch.equal(pretrained[k], scratch[k]) for k in pretrained if k.startswith(stream)), stream
+
+
+def test_chance_level_model_gets_one_warning_line(tmp_path, caplog):
+    """Labels unrelated to the images (lesion 1 of everyone is "Rim+", whatever its shell) cannot be learned:
+    the model is flagged; the p-value is SciPy's one-sided Mann-Whitney test, recorded in model.json."""
+    dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=6)
+    for table in dataset.rglob("*_dseg.tsv"):
+        table.write_text("index\trim\n1\t1\n2\t0\n3\t0\n4\t0\n")
+    config = tiny_config(pretrain={"kind": "none"}, finetune={"max_epochs": 1, "learning_rate": 1e-12})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    with caplog.at_level("WARNING", logger="prlkit"):
+        assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--config", str(tmp_path / "c.yaml"),
+                     "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--val-fraction", "0.4"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if "no better than chance" in r.getMessage()]
+    training = json.loads((tmp_path / "model" / "model.json").read_text())["training"]
+    assert training["val_chance_p"] >= 0.05
+    assert len(warnings) == 1 and "\n" not in warnings[0] and "frodo: validation ROC-AUC" in warnings[0]
+
+
+def test_chance_p_value_is_scipys_one_sided_mann_whitney():
+    from scipy.stats import mannwhitneyu
+
+    from prlkit.methods.finalize import chance_p_value
+
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    separated = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.3, 0.2, 0.1])
+    assert chance_p_value(y, separated) == mannwhitneyu(separated[:3], separated[3:], alternative="greater").pvalue
+    assert chance_p_value(y, separated) < 0.05 < chance_p_value(y, separated[::-1])
+    assert chance_p_value(np.zeros(4, int), np.arange(4.0)) == 1.0

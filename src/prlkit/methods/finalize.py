@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from prlkit.config import Config
 from prlkit.eval.calibration import Calibrator, brier_score, fit_calibrator
@@ -15,6 +17,8 @@ from prlkit.eval.metrics import AUTHORS_THRESHOLD_GRID, pr_auc, roc_auc, select_
 from prlkit.methods.trained import TrainedModel
 from prlkit.train.loop import FitResult, Split
 from prlkit.train.stages import predict_probabilities
+
+log = logging.getLogger("prlkit")
 
 
 def finalize(
@@ -47,9 +51,14 @@ def finalize(
         "val_pr_auc": float(pr_auc(y_val, calibrated)),
         "val_roc_auc": float(roc_auc(y_val, calibrated)),
         "val_brier": float(brier_score(y_val, calibrated)),
+        "val_chance_p": chance_p_value(y_val, raw),
         "stages": {name: {"best_epoch": r.best_epoch, "best_score": r.best_score, "epochs_run": r.epochs_run}
                    for name, r in fits.items()},  # fmt: skip
     }
+    if not training["val_chance_p"] < CHANCE_ALPHA:
+        log.warning("%s: validation ROC-AUC %.2f (%d Rim+ of %d lesions) is no better than chance (one-sided "
+                    "Mann-Whitney p = %.2g): this model has not learned to tell Rim+ lesions apart", network,
+                    training["val_roc_auc"], training["n_val_rim_pos"], training["n_val"], training["val_chance_p"])
     return TrainedModel(
         method=network,
         module=net.eval(),
@@ -59,6 +68,18 @@ def finalize(
         calibrator=calibrator,
         training=training,
     )
+
+
+CHANCE_ALPHA = 0.05  # a validation ROC-AUC not significantly above 0.5 at this level gets a warning
+
+
+def chance_p_value(y_val: np.ndarray, scores: np.ndarray) -> float:
+    """One-sided Mann-Whitney U p-value that Rim+ validation lesions score higher than Rim- ones
+    (U / (n+ n-) is the ROC-AUC, so this tests ROC-AUC > 0.5); 1.0 when a class is missing."""
+    positives, negatives = scores[y_val == 1], scores[y_val == 0]
+    if positives.size == 0 or negatives.size == 0:
+        return 1.0
+    return float(stats.mannwhitneyu(positives, negatives, alternative="greater").pvalue)
 
 
 def decision_threshold(scale: str, y_val: np.ndarray, raw: np.ndarray, calibrator: Calibrator) -> float:
