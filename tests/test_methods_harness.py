@@ -57,7 +57,8 @@ def trained(data, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive", "qsmrimnet", "aprl"])
+@pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive", "frodo_rim", "qsmrimnet",
+                                    "aprl"])
 def test_method_trains_saves_and_loads(data, trained, method, tmp_path):
     patch_set, train, val, config = data
     model, fits, folder = trained(method)

@@ -101,6 +101,9 @@ class FrodoConfig:
     dropout: dropout in the head (0.5: the authors' ``train.py``; their model's own default is 0.3).
     stem_stride: stride of the 3x3x3 stem convolution (1: the authors; 2 = 8x fewer voxels in every
       later layer, prlkit's ``quick``).
+    border_channel: prlkit's variant (method ``frodo_rim``), not the authors': the QSM encoder also
+      reads the signed distance to the lesion's border (patch channel 3), so where the rim should be
+      is given rather than inferred from FLAIR.
     """
 
     base_width: int = 16
@@ -108,6 +111,7 @@ class FrodoConfig:
     se_reduction: int = 16
     dropout: float = 0.5
     stem_stride: int = 1
+    border_channel: bool = False
 
     def __post_init__(self) -> None:
         for name in ("base_width", "se_reduction"):

@@ -21,8 +21,6 @@ from prlkit.train.augment import random_symmetries
 from prlkit.train.loop import FitResult, Split, fit
 from prlkit.train.stages import CrossModalPretraining, SupervisedFinetuning
 
-IMAGE_CHANNELS = 2  # QSM and FLAIR; frodo does not use the gating-mask channel
-
 
 def train_frodo(
     patch_set: PatchSet,
@@ -38,16 +36,17 @@ def train_frodo(
     stopping, the F1 threshold and the calibration. Stage 1 (no labels) learns from every
     development lesion (train and validation), holding out `pretrain.val_fraction` of the
     participants for its own early stopping. Returns the model and each stage's fit."""
-    train = lesion_split(patch_set, train_index, IMAGE_CHANNELS)
-    val = lesion_split(patch_set, val_index, IMAGE_CHANNELS)
     seed = config.finetune.seed
     fits: dict[str, FitResult] = {}
     net = FrodoNet(config.frodo, seed=seed)
+    channels = net.input_channels  # not the gating mask (and not the border unless the variant reads it)
+    train = lesion_split(patch_set, train_index, channels)
+    val = lesion_split(patch_set, val_index, channels)
     if config.pretrain.encoders:
         net.load_pretrained_state_dict(read_encoders(Path(config.pretrain.encoders)))
     elif config.pretrain.kind != "none":
         development = patch_set.lesions.loc[np.sort(np.r_[train_index, val_index])]
-        pre_train, pre_val = (lesion_split(patch_set, index, IMAGE_CHANNELS) for index in
+        pre_train, pre_val = (lesion_split(patch_set, index, channels) for index in
                               pretraining_split(development, config.pretrain.val_fraction, config.pretrain.seed))
         pretraining = CrossModalPretraining(
             FrodoNet(config.frodo, seed=seed), len(pre_train.y), config.pretrain.batch_size, config.pretrain.kind,

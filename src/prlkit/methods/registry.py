@@ -6,6 +6,7 @@ A method is a network plus its training recipe. Ablations of the main method are
 | method            | network   | trained by                         | input                          |
 |-------------------|-----------|------------------------------------|--------------------------------|
 | frodo (+ablations)| frodo     | methods.frodo (two stages)         | patch (QSM, FLAIR)             |
+| frodo_rim         | frodo     | methods.frodo (two stages)         | patch (QSM + border, FLAIR)    |
 | resnet18          | resnet18  | methods.supervised                 | patch (QSM, FLAIR)             |
 | rimnet            | rimnet    | methods.supervised                 | patch (QSM, FLAIR), 28^3 crop  |
 | deepprl           | deepprl   | methods.supervised                 | patch (mask, FLAIR, QSM)       |
@@ -90,6 +91,10 @@ METHODS: dict[str, MethodSpec] = {
     "frodo_contrastive": MethodSpec(
         "frodo", _train_frodo, "ablation: NT-Xent pretraining instead of cross-modal regression",
         {"pretrain": {"kind": "contrastive"}},
+    ),  # fmt: skip
+    "frodo_rim": MethodSpec(
+        "frodo", _train_frodo, "prlkit's variant, not the authors': the QSM encoder also reads the signed distance "
+        "to the lesion border (where a rim would be), same recipe otherwise", {"frodo": {"border_channel": True}},
     ),  # fmt: skip
     "resnet18": MethodSpec(
         "resnet18", _supervised("resnet18", {"loss": "bce", "balanced": True}),

@@ -9,9 +9,9 @@ from prlkit.data.cache import PatchSet
 from prlkit.train.loop import Split
 
 
-def lesion_split(patch_set: PatchSet, index: np.ndarray, channels: int = 3) -> Split:
-    """The patches (float16, as cached; the first `channels` channels), rim labels and lesion features
-    (float64) of lesion-table rows `index`."""
+def lesion_split(patch_set: PatchSet, index: np.ndarray, channels: int | None = None) -> Split:
+    """The patches (float16, as cached; the first `channels` channels, all by default), rim labels and
+    lesion features (float64) of lesion-table rows `index`."""
     rows = patch_set.lesions.loc[index]
     if (rows["patch"] < 0).any():
         raise ValueError("lesions without a patch (excluded) cannot be used for training")
