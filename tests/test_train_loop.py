@@ -123,3 +123,18 @@ def test_balanced_sampler_on_a_rare_class():
 def test_resolve_device():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_keep_last_returns_the_final_epoch_not_the_best(tmp_path):
+    train, val = toy_data(200, 1), toy_data(100, 2)
+    val = Split(val.x, 1 - val.y)  # flipped labels: learning makes the validation score worse, the best epoch is early
+    best_stage, last_stage = ToyStage(train.y), ToyStage(train.y)
+    best = fit(best_stage, train, val, config(max_epochs=5), tmp_path / "best", torch.device("cpu"), progress=False)
+    last = fit(last_stage, train, val, config(max_epochs=5, keep="last"), tmp_path / "last", torch.device("cpu"),
+               progress=False)  # fmt: skip
+    assert best.history == last.history and last.best_epoch == best.best_epoch < 4  # same run; the best is not last
+    best_weights = load_file(str(tmp_path / "best" / "best.safetensors"))
+    assert all(torch.equal(v, best_weights[k]) for k, v in best_stage.module.state_dict().items())
+    assert not all(torch.equal(v, best_weights[k]) for k, v in last_stage.module.state_dict().items())
+    with pytest.raises(Exception, match="keep"):
+        TrainConfig(keep="median")

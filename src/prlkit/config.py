@@ -141,6 +141,7 @@ class TrainConfig:
     weight_decay_all: bool = False  # True: decay every parameter (the authors' AdamW); False: weights only
     grad_clip_norm: float = 1.0
     patience: int = 20  # epochs without improvement of the validation score before stopping
+    keep: str = "best"  # best: the best validation epoch's weights (early stopping) | last: the final epoch's
     seed: int = 0
     optimizer: str = "adamw"  # adamw (decoupled weight decay) | adam (weight decay as L2, as the baselines' papers)
     schedule: str = "constant"  # constant | multistep | poly | plateau (see prlkit.train.schedule)
@@ -154,6 +155,8 @@ class TrainConfig:
         for name in ("max_epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise PrlkitError(f"train.{name} must be >= 1, not {getattr(self, name)}")
+        if self.keep not in ("best", "last"):
+            raise PrlkitError(f"train.keep must be best or last, not {self.keep!r}")
         if self.optimizer not in OPTIMIZERS:
             raise PrlkitError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.schedule not in SCHEDULES:

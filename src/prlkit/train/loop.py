@@ -106,7 +106,8 @@ def fit(
     progress: bool = True,
     description: str = "train",
 ) -> FitResult:
-    """Train `stage.module` (config's optimiser and schedule, clipping, early stopping); leave it at its best epoch.
+    """Train `stage.module` (config's optimiser and schedule, clipping, early stopping); leave it at its best
+    epoch (`config.keep: best`) or at its last (`last`: validation only reports, e.g. a fixed epoch budget).
 
     Writes `metrics.jsonl` (one line per epoch), `checkpoint.*` (every epoch, for `resume`) and
     `best.safetensors` (weights of the best validation epoch) into `run_dir`.
@@ -163,7 +164,7 @@ def fit(
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.4f}", **{stage.score_name: f"{score:.4f}"})
     bar.close()
-    if state["best_epoch"] >= 0:
+    if state["best_epoch"] >= 0 and config.keep == "best":
         module.load_state_dict(load_file(str(run_dir / "best.safetensors"), device=str(device)))
     return FitResult(
         best_epoch=state["best_epoch"],
