@@ -206,3 +206,17 @@ def test_qsmrimnet_three_seed_vote_trains_three_members_and_round_trips(data, tm
     x, device, features = _val_inputs(patch_set, val)
     np.testing.assert_array_equal(load_trained_model(tmp_path / "model").probabilities(x, device, features),
                                   model.probabilities(x, device, features))
+
+
+def test_frodo_seed_ensemble_trains_each_member_with_its_own_seed_and_round_trips(data, tmp_path):
+    patch_set, train, val, _ = data
+    config = method_config("frodo", config_from_dict(tiny_config(frodo={"seeds": 2}, pretrain={"kind": "none"})))
+    model, fits = get_method("frodo").train(patch_set, train, val, config, tmp_path / "runs", torch.device("cpu"),
+                                            progress=False)  # fmt: skip
+    assert sorted(fits) == ["finetune-seed0", "finetune-seed1"] and len(model.module.members) == 2
+    first, second = (member.head.out.weight for member in model.module.members)
+    assert not torch.equal(first, second)
+    model.save(tmp_path / "model")
+    x, device, features = _val_inputs(patch_set, val)
+    np.testing.assert_array_equal(load_trained_model(tmp_path / "model").probabilities(x, device, features),
+                                  model.probabilities(x, device, features))

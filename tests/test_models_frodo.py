@@ -10,7 +10,15 @@ from torch import nn
 
 from prlkit.config import FrodoConfig, get_profile
 from prlkit.errors import PrlkitError
-from prlkit.models.frodo import CrossModalPredictor, Encoder, FrodoNet, count_flops
+from prlkit.models.frodo import (
+    CrossModalPredictor,
+    Encoder,
+    FrodoEnsemble,
+    FrodoNet,
+    build_frodo,
+    count_flops,
+    inference_model,
+)
 from prlkit.train.losses import CompositeLoss
 
 
@@ -225,3 +233,17 @@ def test_border_channel_variant_reads_channel_3_and_the_faithful_network_does_no
     assert not torch.allclose(variant(x), variant(y))
     with pytest.raises(PrlkitError, match="C>=4"):
         variant(x[:, :3])
+
+
+def test_seed_ensemble_averages_its_members_logits():
+    config = dataclasses.replace(TINY, seeds=3)
+    ensemble = build_frodo(config).eval()
+    assert isinstance(ensemble, FrodoEnsemble) and len(ensemble.members) == 3
+    assert isinstance(build_frodo(TINY), FrodoNet)
+    x = _patches(2, 16)
+    torch.testing.assert_close(ensemble(x), torch.stack([m(x) for m in ensemble.members]).mean(dim=0))
+    fast = inference_model(ensemble)
+    assert isinstance(fast, FrodoEnsemble) and fast is not ensemble
+    torch.testing.assert_close(fast(x), ensemble(x), rtol=0, atol=1e-5)
+    with pytest.raises(PrlkitError, match="seeds"):
+        FrodoConfig(seeds=0)

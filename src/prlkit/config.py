@@ -104,6 +104,8 @@ class FrodoConfig:
     border_channel: prlkit's variant (method ``frodo_rim``), not the authors': the QSM encoder also
       reads the signed distance to the lesion's border (patch channel 3), so where the rim should be
       is given rather than inferred from FLAIR.
+    seeds: prlkit's variant: train this many independently seeded networks and average their logits
+      (the authors train one).
     """
 
     base_width: int = 16
@@ -112,9 +114,10 @@ class FrodoConfig:
     dropout: float = 0.5
     stem_stride: int = 1
     border_channel: bool = False
+    seeds: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("base_width", "se_reduction"):
+        for name in ("base_width", "se_reduction", "seeds"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise PrlkitError(f"frodo {name} must be an integer >= 1, got {getattr(self, name)!r}")
         if self.stem_stride not in (1, 2):

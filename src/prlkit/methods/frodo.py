@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from prlkit.eval.folds import pretraining_split
 from prlkit.methods.finalize import finalize
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
-from prlkit.models.frodo import FrodoNet
+from prlkit.models.frodo import FrodoEnsemble, FrodoNet
 from prlkit.train.augment import random_symmetries
 from prlkit.train.loop import FitResult, Split, fit
 from prlkit.train.stages import CrossModalPretraining, SupervisedFinetuning
@@ -36,17 +37,38 @@ def train_frodo(
     stopping, the F1 threshold and the calibration. Stage 1 (no labels) learns from every
     development lesion (train and validation), holding out `pretrain.val_fraction` of the
     participants for its own early stopping. Returns the model and each stage's fit."""
+    channels = FrodoNet(config.frodo).input_channels  # not the gating mask (nor the border unless it is read)
+    train = lesion_split(patch_set, train_index, channels)
+    val = lesion_split(patch_set, val_index, channels)
+    fits: dict[str, FitResult] = {}
+    members = []
+    for k in range(config.frodo.seeds):  # one network, or prlkit's seed ensemble
+        member_config = dataclasses.replace(config, finetune=dataclasses.replace(
+            config.finetune, seed=config.finetune.seed + k), pretrain=dataclasses.replace(
+            config.pretrain, seed=config.pretrain.seed + k))  # fmt: skip
+        member_dir = run_dir if config.frodo.seeds == 1 else run_dir / f"seed{k}"
+        net, member_fits = _train_one(patch_set, train_index, val_index, train, val, member_config, member_dir,
+                                      device, resume, progress)  # fmt: skip
+        members.append(net)
+        fits |= {name if config.frodo.seeds == 1 else f"{name}-seed{k}": value for name, value in member_fits.items()}
+    module = members[0] if len(members) == 1 else FrodoEnsemble(members)
+    model = finalize("frodo", module, config.frodo, config, val, patch_set.lesions, train_index, val_index, fits,
+                     device)  # fmt: skip
+    return model, fits
+
+
+def _train_one(patch_set: PatchSet, train_index: np.ndarray, val_index: np.ndarray, train: Split, val: Split,
+               config: Config, run_dir: Path, device: torch.device, resume: bool,
+               progress: bool) -> tuple[FrodoNet, dict[str, FitResult]]:  # fmt: skip
+    """Both stages of one network seeded by `config.finetune.seed`."""
     seed = config.finetune.seed
     fits: dict[str, FitResult] = {}
     net = FrodoNet(config.frodo, seed=seed)
-    channels = net.input_channels  # not the gating mask (and not the border unless the variant reads it)
-    train = lesion_split(patch_set, train_index, channels)
-    val = lesion_split(patch_set, val_index, channels)
     if config.pretrain.encoders:
         net.load_pretrained_state_dict(read_encoders(Path(config.pretrain.encoders)))
     elif config.pretrain.kind != "none":
         development = patch_set.lesions.loc[np.sort(np.r_[train_index, val_index])]
-        pre_train, pre_val = (lesion_split(patch_set, index, channels) for index in
+        pre_train, pre_val = (lesion_split(patch_set, index, val.x.shape[1]) for index in
                               pretraining_split(development, config.pretrain.val_fraction, config.pretrain.seed))
         pretraining = CrossModalPretraining(
             FrodoNet(config.frodo, seed=seed), len(pre_train.y), config.pretrain.batch_size, config.pretrain.kind,
@@ -62,8 +84,7 @@ def train_frodo(
         finetuning, train, val, config.finetune, run_dir / "finetune", device,
         augment=random_symmetries, resume=resume, progress=progress, description="finetune",
     )  # fmt: skip
-    model = finalize("frodo", net, config.frodo, config, val, patch_set.lesions, train_index, val_index, fits, device)
-    return model, fits
+    return net, fits
 
 
 def read_encoders(path: Path) -> dict[str, torch.Tensor]:

@@ -36,7 +36,7 @@ from prlkit.models.baselines.deepprl import DeepPRL, DeepPRLConfig
 from prlkit.models.baselines.qsmrimnet import QSMRimNetConfig, build_qsmrimnet
 from prlkit.models.baselines.resnet import ResNet18Baseline, ResNet18Config
 from prlkit.models.baselines.rimnet import RimNet, RimNetConfig
-from prlkit.models.frodo import FrodoNet
+from prlkit.models.frodo import build_frodo
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class MethodSpec:
 
 # network name -> (its config dataclass, the module built from it)
 NETWORKS: dict[str, tuple[type, Callable[[Any], torch.nn.Module]]] = {
-    "frodo": (FrodoConfig, FrodoNet),
+    "frodo": (FrodoConfig, build_frodo),
     "resnet18": (ResNet18Config, ResNet18Baseline),
     "rimnet": (RimNetConfig, RimNet),
     "deepprl": (DeepPRLConfig, DeepPRL),

@@ -177,6 +177,29 @@ class FrodoNet(nn.Module):
         self.load_state_dict(dict(state), strict=False)
 
 
+class FrodoEnsemble(nn.Module):
+    """Independently seeded networks whose logits are averaged (prlkit's variant, ``frodo.seeds > 1``)."""
+
+    def __init__(self, members: list[FrodoNet]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def input_channels(self) -> int:
+        """How many leading patch channels the members need."""
+        return self.members[0].input_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
+def build_frodo(config: FrodoConfig) -> nn.Module:
+    """One network, or the ensemble of `config.seeds` of them (each trained with its own seed)."""
+    if config.seeds == 1:
+        return FrodoNet(config)
+    return FrodoEnsemble([FrodoNet(config) for _ in range(config.seeds)])
+
+
 class CrossModalPredictor(nn.Module):
     """Stage-1 MLP g mapping the FLAIR embedding z_f into the QSM embedding space (discarded after stage 1)."""
 
@@ -198,6 +221,8 @@ def inference_model(net: nn.Module) -> nn.Module:
     networks have nothing to fold and are returned as they are, in eval mode (no copy: QSMRim-Net
     and ResNet-18 hold 33 M parameters).
     """
+    if isinstance(net, FrodoEnsemble):
+        return FrodoEnsemble([inference_model(member) for member in net.members]).eval()
     if not isinstance(net, FrodoNet):
         return net.eval()
     fast = copy.deepcopy(net).eval()
