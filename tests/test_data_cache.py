@@ -24,7 +24,7 @@ SMALL = QUICK.__class__(profile="quick", lesions=LesionConfig(min_voxels=20), pa
 def test_patch_set_matches_direct_extraction(bids, tmp_path):
     cohort = discover_cohort(bids)
     patch_set = build_patch_set(cohort, SMALL, cache_dir=tmp_path / "cache", progress=False)
-    assert patch_set.patches.shape == (4, 4, 12, 12, 12) and patch_set.patches.dtype == np.float16
+    assert patch_set.patches.shape == (4, 3, 12, 12, 12) and patch_set.patches.dtype == np.float16
     assert list(patch_set.lesions["participant_id"]) == ["sub-01", "sub-01", "sub-02", "sub-02"]
     assert list(patch_set.lesions["patch"]) == [0, 1, 2, 3]
     assert patch_set.lesions["rim"].tolist() == [1, 0, 1, 0]

@@ -8,7 +8,6 @@ from prlkit.config import LesionConfig, PatchConfig
 from prlkit.data.bids import SessionFiles
 from prlkit.data.lesions import lesion_table
 from prlkit.data.patches import (
-    border_distance,
     extract_cubes,
     gating_masks,
     gating_radius,
@@ -107,11 +106,11 @@ def make_session(shape=(30, 30, 30), center=(15, 15, 15), radius=4):
     return SessionData(files=files, qsm=qsm, flair=flair, instances=instances, affine=affine, lesions=lesions)
 
 
-def test_session_patches_gate_every_image_channel():
+def test_session_patches_gate_every_channel():
     session = make_session()
     config = PatchConfig(size=16, gate_k=0.5, gate_rule="cbrt", qsm_scale="signed")
     patches = session_patches(session, session.lesions.iloc[:1], config)
-    assert patches.shape == (1, 4, 16, 16, 16) and patches.dtype == np.float32
+    assert patches.shape == (1, 3, 16, 16, 16) and patches.dtype == np.float32
     radius = gating_radius(np.array([session.lesions.voxels.iloc[0]]), config)[0]
     lesion = ball((16, 16, 16), (8, 8, 8), 4)
     expected_mask = ndimage.distance_transform_edt(~lesion) <= radius
@@ -159,13 +158,3 @@ def test_empty_lesion_selection_gives_empty_array():
     session = make_session()
     assert session_patches(session, session.lesions.iloc[:0], PatchConfig(size=8)).shape == (0, 3, 8, 8, 8)
 
-
-def test_border_channel_is_the_signed_distance_to_the_lesion_edge():
-    """Channel 3: positive outside, negative inside, saturating at +-8 voxels, equal to SciPy's EDTs."""
-    session = make_session()
-    patches = session_patches(session, session.lesions.iloc[:1], PatchConfig(size=16))
-    lesion = ball((16, 16, 16), (8, 8, 8), 4)
-    expected = np.clip(ndimage.distance_transform_edt(~lesion) - ndimage.distance_transform_edt(lesion), -8, 8) / 8
-    np.testing.assert_allclose(patches[0, 3], expected, atol=1e-6)
-    assert patches[0, 3][lesion].max() < 0 < patches[0, 3][~lesion].min()
-    assert border_distance(np.zeros((1, 4, 4, 4), np.int32), np.array([1])).min() == 1.0  # no lesion in the cube

@@ -1,5 +1,6 @@
 """Every registered method trains through the one harness and round-trips through its model files."""
 
+import dataclasses
 import json
 import shutil
 
@@ -57,8 +58,7 @@ def trained(data, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive", "frodo_rim", "qsmrimnet",
-                                    "aprl"])
+@pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive", "qsmrimnet", "aprl"])
 def test_method_trains_saves_and_loads(data, trained, method, tmp_path):
     patch_set, train, val, config = data
     model, fits, folder = trained(method)
@@ -220,3 +220,11 @@ def test_frodo_seed_ensemble_trains_each_member_with_its_own_seed_and_round_trip
     x, device, features = _val_inputs(patch_set, val)
     np.testing.assert_array_equal(load_trained_model(tmp_path / "model").probabilities(x, device, features),
                                   model.probabilities(x, device, features))
+
+
+def test_frodo_ensemble_is_the_measured_recipe_on_the_same_network():
+    config = method_config("frodo_ensemble", config_from_dict(tiny_config()))
+    assert config.frodo.seeds == 3 and config.pretrain.kind == "none"
+    assert (config.finetune.max_epochs, config.finetune.patience, config.finetune.keep) == (40, 40, "last")
+    faithful = method_config("frodo", config_from_dict(tiny_config()))
+    assert dataclasses.replace(config.frodo, seeds=1) == faithful.frodo

@@ -222,19 +222,6 @@ def test_profiles_normalisation():
     assert get_profile("paper").frodo.norm == "group" and get_profile("quick").frodo.norm == "batch"
 
 
-def test_border_channel_variant_reads_channel_3_and_the_faithful_network_does_not():
-    x = _patches(2, 16, channels=4)
-    y = x.clone()
-    y[:, 3] = torch.rand_like(y[:, 3])
-    faithful, variant = FrodoNet(TINY, seed=0).eval(), FrodoNet(dataclasses.replace(TINY, border_channel=True), seed=0).eval()
-    assert faithful.input_channels == 2 and variant.input_channels == 4
-    assert variant.qsm_encoder[0].in_channels == 2 and faithful.qsm_encoder[0].in_channels == 1
-    torch.testing.assert_close(faithful(x), faithful(y))
-    assert not torch.allclose(variant(x), variant(y))
-    with pytest.raises(PrlkitError, match="C>=4"):
-        variant(x[:, :3])
-
-
 def test_seed_ensemble_averages_its_members_logits():
     config = dataclasses.replace(TINY, seeds=3)
     ensemble = build_frodo(config).eval()

@@ -69,7 +69,7 @@ def test_flair_normalisation_and_patches_on_real_scan(realdata):
     )
     included = table[table["excluded"] == ""]
     patches = session_patches(session, included, PatchConfig(size=32))
-    assert patches.shape == (len(included), 4, 32, 32, 32)
+    assert patches.shape == (len(included), 3, 32, 32, 32)
     centre = patches[:, 2, 16, 16, 16]
     assert centre.mean() > 0.8  # the centre of mass lies inside (or next to) most real lesions
     assert (patches[:, 1][patches[:, 2] == 0] == 0).all()

@@ -101,11 +101,8 @@ class FrodoConfig:
     dropout: dropout in the head (0.5: the authors' ``train.py``; their model's own default is 0.3).
     stem_stride: stride of the 3x3x3 stem convolution (1: the authors; 2 = 8x fewer voxels in every
       later layer, prlkit's ``quick``).
-    border_channel: prlkit's variant (method ``frodo_rim``), not the authors': the QSM encoder also
-      reads the signed distance to the lesion's border (patch channel 3), so where the rim should be
-      is given rather than inferred from FLAIR.
-    seeds: prlkit's variant: train this many independently seeded networks and average their logits
-      (the authors train one).
+    seeds: prlkit's variant (method ``frodo_ensemble``), not the authors': train this many
+      independently seeded networks and average their logits (the authors train one).
     """
 
     base_width: int = 16
@@ -113,7 +110,6 @@ class FrodoConfig:
     se_reduction: int = 16
     dropout: float = 0.5
     stem_stride: int = 1
-    border_channel: bool = False
     seeds: int = 1
 
     def __post_init__(self) -> None:

@@ -3,7 +3,7 @@
 A cache entry is a folder named by a hash of the patch and lesion settings and of every input
 file's path, size and modification time: any change of settings or inputs gives a new key, so
 stale patches are never reused. It holds `patches.npy` (float16, memory-mappable, shape
-(N, 4, S, S, S), channels `prlkit.data.patches.CHANNELS`), `lesions.tsv` (every lesion of the
+(N, 3, S, S, S), channels `prlkit.data.patches.CHANNELS`), `lesions.tsv` (every lesion of the
 cohort, excluded ones too; column `patch`
 is the row in patches.npy or -1), `features.npy` (float64 (L, F): lesion-level QSM features of
 every lesion-table row, from the raw map in ppm, see `prlkit.data.features`), `features.json`
@@ -32,7 +32,7 @@ from prlkit.data.patches import CHANNELS, session_patches
 from prlkit.data.session import load_session
 from prlkit.errors import PrlkitError
 
-CACHE_FORMAT = 4  # bump when the layout or the patch computation changes
+CACHE_FORMAT = 5  # bump when the layout or the patch computation changes
 CACHE_DTYPE = np.float16  # halves disk and memory; 5e-4 relative precision is far below MRI noise
 
 

@@ -1,8 +1,7 @@
 """Lesion-centred cubes: per-participant normalisation, zero-padded extraction, adaptive gating.
 
 Channel order of every patch array: 0 = QSM, 1 = FLAIR, 2 = mask (the gating mask, i.e. the
-dilated lesion mask, when gating is on; else the lesion's own voxels), 3 = border (the signed
-distance to the lesion's border, see :func:`border_distance`; not gated). As in the authors' code, the
+dilated lesion mask, when gating is on; else the lesion's own voxels). As in the authors' code, the
 intensities are normalised per volume before the cube is cut, and gating multiplies every channel. Models that do not use the
 mask (the main method) take channels 0-1.
 """
@@ -17,8 +16,7 @@ from scipy import ndimage
 from prlkit.config import PatchConfig
 from prlkit.data.session import SessionData
 
-CHANNELS = ("qsm", "flair", "mask", "border")
-BORDER_CLIP = 8.0  # voxels: the border channel saturates at this distance from the lesion's edge
+CHANNELS = ("qsm", "flair", "mask")
 
 
 def normalise_flair(flair: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
@@ -94,21 +92,8 @@ def gating_masks(instance_cubes: np.ndarray, labels: np.ndarray, radii: np.ndarr
     return masks
 
 
-def border_distance(instance_cubes: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per cube, the signed Euclidean distance to its lesion's border in voxels (positive outside, negative
-    inside), clipped to +-BORDER_CLIP and divided by it: float32 (n, s, s, s) in [-1, 1]. A cube without
-    its lesion is all 1. The rim of a Rim+ lesion sits where this is just above 0."""
-    out = np.ones(instance_cubes.shape, dtype=np.float32)
-    for n, (cube, label) in enumerate(zip(instance_cubes, labels)):
-        lesion = cube == label
-        if lesion.any():
-            signed = ndimage.distance_transform_edt(~lesion) - ndimage.distance_transform_edt(lesion)
-            out[n] = np.clip(signed, -BORDER_CLIP, BORDER_CLIP) / BORDER_CLIP
-    return out
-
-
 def session_patches(session: SessionData, lesions: pd.DataFrame, config: PatchConfig) -> np.ndarray:
-    """float32 (n, 4, s, s, s) patches [QSM, FLAIR, mask, border] for the given rows of the lesion table."""
+    """float32 (n, 3, s, s, s) patches [QSM, FLAIR, mask] for the given rows of the lesion table."""
     size = config.size
     if lesions.empty:
         return np.zeros((0, len(CHANNELS), size, size, size), dtype=np.float32)
@@ -117,7 +102,6 @@ def session_patches(session: SessionData, lesions: pd.DataFrame, config: PatchCo
     qsm = extract_cubes(normalise_qsm(session.qsm, config.qsm_window_ppm, config.qsm_scale), corners, size)
     flair = extract_cubes(normalise_flair(session.flair, config.flair_percentiles), corners, size)
     labels = lesions["index"].to_numpy()
-    border = border_distance(extract_cubes(session.instances, corners, size), labels)
     if config.gate:
         radii = gating_radius(lesions["voxels"].to_numpy(), config)
         margin = int(radii.max())  # lesion voxels up to the radius outside the cube still gate inside it
@@ -127,4 +111,4 @@ def session_patches(session: SessionData, lesions: pd.DataFrame, config: PatchCo
         qsm, flair = qsm * mask, flair * mask
     else:
         mask = extract_cubes(session.instances, corners, size) == labels[:, None, None, None]
-    return np.stack([qsm, flair, mask.astype(np.float32), border], axis=1).astype(np.float32)
+    return np.stack([qsm, flair, mask.astype(np.float32)], axis=1).astype(np.float32)

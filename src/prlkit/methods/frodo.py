@@ -17,7 +17,7 @@ from prlkit.eval.folds import pretraining_split
 from prlkit.methods.finalize import finalize
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
-from prlkit.models.frodo import FrodoEnsemble, FrodoNet
+from prlkit.models.frodo import IMAGE_CHANNELS, FrodoEnsemble, FrodoNet
 from prlkit.train.augment import random_symmetries
 from prlkit.train.loop import FitResult, Split, fit
 from prlkit.train.stages import CrossModalPretraining, SupervisedFinetuning
@@ -37,9 +37,8 @@ def train_frodo(
     stopping, the F1 threshold and the calibration. Stage 1 (no labels) learns from every
     development lesion (train and validation), holding out `pretrain.val_fraction` of the
     participants for its own early stopping. Returns the model and each stage's fit."""
-    channels = FrodoNet(config.frodo).input_channels  # not the gating mask (nor the border unless it is read)
-    train = lesion_split(patch_set, train_index, channels)
-    val = lesion_split(patch_set, val_index, channels)
+    train = lesion_split(patch_set, train_index, IMAGE_CHANNELS)
+    val = lesion_split(patch_set, val_index, IMAGE_CHANNELS)
     fits: dict[str, FitResult] = {}
     members = []
     for k in range(config.frodo.seeds):  # one network, or prlkit's seed ensemble
@@ -68,7 +67,7 @@ def _train_one(patch_set: PatchSet, train_index: np.ndarray, val_index: np.ndarr
         net.load_pretrained_state_dict(read_encoders(Path(config.pretrain.encoders)))
     elif config.pretrain.kind != "none":
         development = patch_set.lesions.loc[np.sort(np.r_[train_index, val_index])]
-        pre_train, pre_val = (lesion_split(patch_set, index, val.x.shape[1]) for index in
+        pre_train, pre_val = (lesion_split(patch_set, index, IMAGE_CHANNELS) for index in
                               pretraining_split(development, config.pretrain.val_fraction, config.pretrain.seed))
         pretraining = CrossModalPretraining(
             FrodoNet(config.frodo, seed=seed), len(pre_train.y), config.pretrain.batch_size, config.pretrain.kind,

@@ -6,7 +6,7 @@ A method is a network plus its training recipe. Ablations of the main method are
 | method            | network   | trained by                         | input                          |
 |-------------------|-----------|------------------------------------|--------------------------------|
 | frodo (+ablations)| frodo     | methods.frodo (two stages)         | patch (QSM, FLAIR)             |
-| frodo_rim         | frodo     | methods.frodo (two stages)         | patch (QSM + border, FLAIR)    |
+| frodo_ensemble    | frodo     | methods.frodo (3 seeds, stage 2)   | patch (QSM, FLAIR)             |
 | resnet18          | resnet18  | methods.supervised                 | patch (QSM, FLAIR)             |
 | rimnet            | rimnet    | methods.supervised                 | patch (QSM, FLAIR), 28^3 crop  |
 | deepprl           | deepprl   | methods.supervised                 | patch (mask, FLAIR, QSM)       |
@@ -83,6 +83,10 @@ def _supervised(network: str, recipe_kwargs: dict[str, Any]) -> Callable:
     return train
 
 
+# frodo_ensemble: measured with benchmarks/transfer.py (benchmarks/README.md, "Transfer to another cohort")
+ENSEMBLE_RECIPE = {"frodo": {"seeds": 3}, "pretrain": {"kind": "none"},
+                   "finetune": {"max_epochs": 40, "patience": 40, "keep": "last"}}
+
 METHODS: dict[str, MethodSpec] = {
     "frodo": MethodSpec("frodo", _train_frodo, "two-stream QSM-FLAIR network, cross-modal pretraining (main method)"),
     "frodo_scratch": MethodSpec(
@@ -92,9 +96,10 @@ METHODS: dict[str, MethodSpec] = {
         "frodo", _train_frodo, "ablation: NT-Xent pretraining instead of cross-modal regression",
         {"pretrain": {"kind": "contrastive"}},
     ),  # fmt: skip
-    "frodo_rim": MethodSpec(
-        "frodo", _train_frodo, "prlkit's variant, not the authors': the QSM encoder also reads the signed distance "
-        "to the lesion border (where a rim would be), same recipe otherwise", {"frodo": {"border_channel": True}},
+    "frodo_ensemble": MethodSpec(
+        "frodo", _train_frodo, "prlkit's data-efficient variant, not the authors': the same network trained from "
+        "scratch for a fixed epoch budget (the last epoch kept, no early stopping on a few validation Rim+), three "
+        "seeds averaged", ENSEMBLE_RECIPE,
     ),  # fmt: skip
     "resnet18": MethodSpec(
         "resnet18", _supervised("resnet18", {"loss": "bce", "balanced": True}),

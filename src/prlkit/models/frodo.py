@@ -28,7 +28,7 @@ from prlkit.models.blocks import ResidualBlock3D, SpatialFiLM, squeeze_excite
 
 QSM_CHANNEL = 0
 FLAIR_CHANNEL = 1
-BORDER_CHANNEL = 3  # prlkit.data.patches.CHANNELS
+IMAGE_CHANNELS = 2  # frodo reads QSM and FLAIR, not the gating-mask channel
 
 
 @contextlib.contextmanager
@@ -45,9 +45,9 @@ def seeded_construction(seed: int | None) -> Iterator[None]:
 class Encoder(nn.Sequential):
     """One modality's encoder: 3x3x3 stem conv (no bias), two residual blocks, a stride-2 residual block, one more."""
 
-    def __init__(self, width1: int, width2: int, stem_stride: int = 1, norm: str = "group", in_channels: int = 1):
+    def __init__(self, width1: int, width2: int, stem_stride: int = 1, norm: str = "group"):
         super().__init__(
-            nn.Conv3d(in_channels, width1, 3, stride=stem_stride, padding=1, bias=False),
+            nn.Conv3d(1, width1, 3, stride=stem_stride, padding=1, bias=False),
             ResidualBlock3D(width1, width1, norm=norm),
             ResidualBlock3D(width1, width1, norm=norm),
             ResidualBlock3D(width1, width2, stride=2, norm=norm),
@@ -106,7 +106,7 @@ class FrodoNet(nn.Module):
         c1, c2, c3, c4 = self.config.widths
         norm = self.config.norm
         with seeded_construction(seed):
-            self.qsm_encoder = Encoder(c1, c2, self.config.stem_stride, norm, len(self.qsm_channels))
+            self.qsm_encoder = Encoder(c1, c2, self.config.stem_stride, norm)
             self.flair_encoder = Encoder(c1, c2, self.config.stem_stride, norm)
             self.film = SpatialFiLM(c2)
             self.deep = nn.Sequential(
@@ -126,21 +126,10 @@ class FrodoNet(nn.Module):
         """Size of each modality's pooled bottleneck embedding (the FiLM width)."""
         return self.config.widths[1]
 
-    @property
-    def qsm_channels(self) -> list[int]:
-        """Patch channels the QSM encoder reads: QSM, and the border distance in the ``frodo_rim`` variant."""
-        return [QSM_CHANNEL, BORDER_CHANNEL] if self.config.border_channel else [QSM_CHANNEL]
-
-    @property
-    def input_channels(self) -> int:
-        """How many leading patch channels the network needs."""
-        return max(*self.qsm_channels, FLAIR_CHANNEL) + 1
-
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.ndim != 5 or x.shape[1] < self.input_channels:
-            raise PrlkitError(f"frodo expects patches shaped (B, C>={self.input_channels}, S, S, S), got "
-                              f"{tuple(x.shape)}")  # fmt: skip
-        return x[:, self.qsm_channels], x[:, FLAIR_CHANNEL : FLAIR_CHANNEL + 1]
+        if x.ndim != 5 or x.shape[1] < IMAGE_CHANNELS:
+            raise PrlkitError(f"frodo expects patches shaped (B, C>=2, S, S, S), got {tuple(x.shape)}")
+        return x[:, QSM_CHANNEL : QSM_CHANNEL + 1], x[:, FLAIR_CHANNEL : FLAIR_CHANNEL + 1]
 
     def _encode_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q, f = self._split(x)
@@ -183,11 +172,6 @@ class FrodoEnsemble(nn.Module):
     def __init__(self, members: list[FrodoNet]):
         super().__init__()
         self.members = nn.ModuleList(members)
-
-    @property
-    def input_channels(self) -> int:
-        """How many leading patch channels the members need."""
-        return self.members[0].input_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([member(x) for member in self.members]).mean(dim=0)
