@@ -167,7 +167,7 @@ def test_chance_level_model_gets_one_warning_line(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="prlkit"):
         assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--config", str(tmp_path / "c.yaml"),
                      "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--val-fraction", "0.4"]) == 0
-    warnings = [r.getMessage() for r in caplog.records if "no better than chance" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "not significantly better than chance" in r.getMessage()]
     training = json.loads((tmp_path / "model" / "model.json").read_text())["training"]
     assert training["val_chance_p"] >= 0.05
     assert len(warnings) == 1 and "\n" not in warnings[0] and "frodo: validation ROC-AUC" in warnings[0]

@@ -228,3 +228,13 @@ def test_frodo_ensemble_is_the_measured_recipe_on_the_same_network():
     assert (config.finetune.max_epochs, config.finetune.patience, config.finetune.keep) == (40, 40, "last")
     faithful = method_config("frodo", config_from_dict(tiny_config()))
     assert dataclasses.replace(config.frodo, seeds=1) == faithful.frodo
+
+
+def test_deviations_from_paper_list_only_the_sections_a_method_uses():
+    from prlkit.methods.registry import deviations_from_paper
+
+    quick = config_from_dict({"profile": "quick"})
+    frodo, aprl = deviations_from_paper("frodo", quick), deviations_from_paper("aprl", quick)
+    assert "frodo.base_width=8" in frodo and "patches.size=24" in frodo and "pretrain.max_epochs=8" in frodo
+    assert "patches.size=24" in aprl and not any(d.startswith(("frodo.", "pretrain.")) for d in aprl)
+    assert deviations_from_paper("frodo", config_from_dict({"profile": "paper"})) == []

@@ -56,8 +56,9 @@ def finalize(
                    for name, r in fits.items()},  # fmt: skip
     }
     if not training["val_chance_p"] < CHANCE_ALPHA:
-        log.warning("%s: validation ROC-AUC %.2f (%d Rim+ of %d lesions) is no better than chance (one-sided "
-                    "Mann-Whitney p = %.2g): this model has not learned to tell Rim+ lesions apart", network,
+        log.warning("%s: validation ROC-AUC %.2f (%d Rim+ of %d lesions) is not significantly better than chance "
+                    "(one-sided Mann-Whitney p = %.2g): the model may not have learned to tell Rim+ lesions apart, "
+                    "or the validation set is too small to show it", network,
                     training["val_roc_auc"], training["n_val_rim_pos"], training["n_val"], training["val_chance_p"])
     return TrainedModel(
         method=network,

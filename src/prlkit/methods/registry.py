@@ -194,10 +194,13 @@ COMPARED_SECTIONS = ("lesions", "patches", "frodo", "network", "pretrain", "fine
 
 def deviations_from_paper(name: str, config: Config) -> list[str]:
     """The settings in which method `name` run with `config` differs from the same method under the `paper`
-    profile (the authors' code for the main method), as 'section.key=value'; seeds are left out."""
+    profile (the authors' code for the main method), as 'section.key=value'; seeds are left out, and so are
+    the main network's own sections (`frodo`, `pretrain`) for the other methods."""
     from prlkit.config import get_profile
 
     ours, paper = (config_to_dict(method_config(name, c)) for c in (config, get_profile("paper")))
-    return [f"{section}.{key}={value}" for section in COMPARED_SECTIONS
+    own = COMPARED_SECTIONS if get_method(name).network == "frodo" else \
+        tuple(section for section in COMPARED_SECTIONS if section not in ("frodo", "pretrain"))
+    return [f"{section}.{key}={value}" for section in own
             for key, value in (ours[section] or {}).items()
             if key != "seed" and (paper[section] or {}).get(key) != value]  # fmt: skip
