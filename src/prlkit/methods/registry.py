@@ -88,7 +88,8 @@ ENSEMBLE_RECIPE = {"frodo": {"seeds": 3}, "pretrain": {"kind": "none"},
                    "finetune": {"max_epochs": 40, "patience": 40, "keep": "last"}}
 
 METHODS: dict[str, MethodSpec] = {
-    "frodo": MethodSpec("frodo", _train_frodo, "two-stream QSM-FLAIR network, cross-modal pretraining (main method)"),
+    "frodo": MethodSpec("frodo", _train_frodo, "the main method as its authors' code builds it: two-stream QSM-FLAIR "
+                        "network, cross-modal pretraining, BCE + SupCon (profile paper = their recipe)"),
     "frodo_scratch": MethodSpec(
         "frodo", _train_frodo, "ablation: no pretraining, same fine-tuning", {"pretrain": {"kind": "none"}}
     ),

@@ -200,7 +200,8 @@ def inference_model(net: nn.Module) -> nn.Module:
     """An eval-mode copy of ``net`` for fast CPU prediction; ``net`` itself (and its state_dict) is untouched.
 
     For a :class:`FrodoNet`: each residual block's second BatchNorm is folded into the convolution
-    before it, and weights are stored channels_last_3d (1.6x for ``paper`` on 2 cores; benchmarks/README.md).
+    before it, and weights are stored channels_last_3d (1.6x for the earlier 32^3 ``paper`` network; not yet
+    re-measured for the authors' 64^3 network on an idle machine: benchmarks/README.md). Ensembles: per member.
     Probabilities agree with ``net`` within float rounding (tests/test_speed_inference.py). Other
     networks have nothing to fold and are returned as they are, in eval mode (no copy: QSMRim-Net
     and ResNet-18 hold 33 M parameters).
