@@ -1,8 +1,9 @@
 """Configuration as data: dataclasses with named profiles, saved next to every output.
 
 Profiles: `paper` follows the authors' released code (64³ patches, their network and recipe);
-`quick` is a smaller, faster variant that makes CPU demos and tests practical (24³ patches). A YAML or JSON file may override any field; unknown keys are
-errors so that a typo never silently falls back to a default.
+`quick` is a smaller, faster variant that makes CPU demos and tests practical (24³ patches). A
+YAML or JSON file may override any field; unknown keys are errors so that a typo never silently
+falls back to a default.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "encoders.safetensors for `prlkit train --pretrained-encoders`. The file is read with "
         "torch.load(weights_only=True): nothing stored in it runs. Their probabilities are not calibrated.",
     )
-    parser.add_argument("checkpoint", type=Path, metavar="SRC.pt", help="fold_k.pt (train.py) or best.pt (train_ssl.py)")
+    parser.add_argument("checkpoint", type=Path, metavar="SRC.pt",
+                        help="fold_k.pt (train.py) or best.pt (train_ssl.py)")
     parser.add_argument("--out", required=True, type=Path, help="new output folder")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="the fold's decision threshold t (Rim+ if p > t), e.g. from the `threshold` column of "
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise PrlkitError(f"--threshold {args.threshold}: must lie in [0, 1]")
     config = config_from_args(args)
     state = authors.read_checkpoint(args.checkpoint)
-    frodo = dataclasses.replace(authors.network_config(state, args.checkpoint), dropout=config.frodo.dropout)
+    frodo = authors.network_config(state, args.checkpoint, dropout=config.frodo.dropout)
     converted = authors.convert_state_dict(state, args.checkpoint)
     provenance = {"source": str(args.checkpoint), "sha256": hashlib.sha256(args.checkpoint.read_bytes()).hexdigest(),
                   "converted_from": "veronicapignedoli/FRODO state dict"}  # fmt: skip

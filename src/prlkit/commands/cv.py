@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--folds", type=Path, help="folds.tsv of an earlier run, to reuse its split")
     parser.add_argument("--n-folds", type=int, help="number of outer folds (default from the profile: 5)")
     parser.add_argument("--val-split", choices=("lesion", "participant"), help="validation split inside the "
-                        "development folds: by participant (the authors' code, default) or by lesion (the paper text)")  # fmt: skip
+                        "development folds: by participant (the authors' code, default) or by lesion "
+                        "(the paper text)")  # fmt: skip
     parser.add_argument("--seed", type=int, help="seed of folds, splits and training")
     add_config_options(parser, default_profile="quick")
     add_data_options(parser)

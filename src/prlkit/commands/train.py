@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="seed of the split and of training")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     parser.add_argument("--pretrained-encoders", type=Path, metavar="FILE", help="frodo: start fine-tuning from "
-                        "these encoders instead of stage 1 (encoders.safetensors of `prlkit convert-checkpoint best.pt`)")
+                        "these encoders instead of stage 1 (encoders.safetensors of "
+                        "`prlkit convert-checkpoint best.pt`)")
     add_config_options(parser, default_profile="quick")
     add_data_options(parser)
     parser.set_defaults(func=run)

@@ -2,8 +2,8 @@
 
 Channel order of every patch array: 0 = QSM, 1 = FLAIR, 2 = mask (the gating mask, i.e. the
 dilated lesion mask, when gating is on; else the lesion's own voxels). As in the authors' code, the
-intensities are normalised per volume before the cube is cut, and gating multiplies every channel. Models that do not use the
-mask (the main method) take channels 0-1.
+intensities are normalised per volume before the cube is cut, and gating multiplies every channel.
+Models that do not use the mask (the main method) take channels 0-1.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from prlkit.config import Config, FrodoConfig, config_from_dict, config_to_dict
+from prlkit.config import Config, FrodoConfig, config_from_dict, config_to_dict, get_profile
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.models.baselines.aprl import APRLModel, FittedAPRLConfig
 from prlkit.models.baselines.deepprl import DeepPRL, DeepPRLConfig
@@ -197,8 +197,6 @@ def deviations_from_paper(name: str, config: Config) -> list[str]:
     """The settings in which method `name` run with `config` differs from the same method under the `paper`
     profile (the authors' code for the main method), as 'section.key=value'; seeds are left out, and so are
     the main network's own sections (`frodo`, `pretrain`) for the other methods."""
-    from prlkit.config import get_profile
-
     ours, paper = (config_to_dict(method_config(name, c)) for c in (config, get_profile("paper")))
     own = COMPARED_SECTIONS if get_method(name).network == "frodo" else \
         tuple(section for section in COMPARED_SECTIONS if section not in ("frodo", "pretrain"))
