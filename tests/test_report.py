@@ -18,7 +18,7 @@ from prlkit.errors import PrlkitError
 from prlkit.eval.results import summarise, write_results
 from prlkit.predict import write_dataset_description, write_session, write_subjects_table
 from prlkit.report.gallery import display_session, lesion_figure
-from prlkit.report.plots import write_cv_figures
+from prlkit.report.plots import figure_png, write_cv_figures
 
 METHODS = ("frodo", "aprl", "deepprl")
 
@@ -195,7 +195,8 @@ def test_display_ignores_storage_order(predicted):
     images = [[axis.images[0].get_array() for axis in figure.axes] for figure in figures]
     for left, right in zip(*images):
         np.testing.assert_array_equal(left, right)
-    assert all(axis.collections for axis in figures[0].axes)  # every panel has its outline
+    assert not any(axis.collections for axis in figures[0].axes[:3])  # the first row shows QSM bare
+    assert all(axis.collections for axis in figures[0].axes[3:])  # the other panels have the outline
 
 
 def test_panels_are_the_planes_through_the_lesion_centre(predicted):
@@ -209,5 +210,41 @@ def test_panels_are_the_planes_through_the_lesion_centre(predicted):
     np.testing.assert_array_equal(qsm_panels[0], data.qsm[0:26, 0:26, 10].T)
     np.testing.assert_array_equal(qsm_panels[1], data.qsm[0:26, 10, 0:26].T)
     np.testing.assert_array_equal(qsm_panels[2], data.qsm[10, 0:26, 0:26].T)
-    flair = figure.axes[3].images[0].get_array()
-    assert 0 <= flair.min() and flair.max() <= 1 and flair[10, 10] > 0.9  # scaled FLAIR, bright lesion centre
+    np.testing.assert_array_equal(figure.axes[3].images[0].get_array(), qsm_panels[0])  # outlined copy
+    flair_panel = figure.axes[6].images[0]
+    np.testing.assert_array_equal(flair_panel.get_array(), data.flair[0:26, 0:26, 10].T)
+    low, high = flair_panel.get_clim()
+    assert low < flair_panel.get_array()[10, 10] <= high  # the lesion centre is not saturated white
+    qsm_window = np.percentile(np.abs(data.qsm[0:26, 0:26, 0:26]), 99)
+    assert figure.axes[0].images[0].get_clim() == pytest.approx((-np.clip(qsm_window, 0.03, 0.3),
+                                                                  np.clip(qsm_window, 0.03, 0.3)))
+    assert f"±{np.clip(qsm_window, 0.03, 0.3):.2f} ppm" in figure._suptitle.get_text()
+
+
+def test_lesion_figure_is_large_enough_to_read_and_has_a_scale_bar(predicted):
+    """A review figure is at least 750 px wide and carries a 10 mm scale bar."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    dataset, _ = predicted
+    view = display_session(load_session(discover_cohort(dataset).sessions[0], LesionConfig()))
+    figure = lesion_figure(view, 1, (10.0, 10.0, 10.0), "t")
+    png = figure_png(figure)
+    width = int.from_bytes(png[16:20], "big")
+    assert width >= 750
+    bars = [artist for axis in figure.axes for artist in axis.artists if isinstance(artist, AnchoredSizeBar)]
+    assert len(bars) == 1 and bars[0].txt_label.get_text() == "10 mm"
+
+
+def test_qsm_window_follows_the_neighbourhood():
+    """A faint neighbourhood gets a narrow QSM window, a strong one a wide one, both within the limits."""
+    from prlkit.report.gallery import DisplaySession, neighbourhood_windows
+
+    rng = np.random.default_rng(0)
+    faint, strong = (scale * rng.standard_normal((20, 20, 20)) for scale in (0.02, 0.5))
+    widths = []
+    for qsm in (faint, strong):
+        view = DisplaySession(qsm=qsm, flair=np.ones_like(qsm), instances=np.zeros(qsm.shape, int), affine=np.eye(4),
+                              zooms=np.ones(3), boxes=[])
+        widths.append(neighbourhood_windows(view, np.array([10, 10, 10]), np.array([5, 5, 5]))[0])
+    assert widths[0] == pytest.approx(np.percentile(np.abs(faint[5:16, 5:16, 5:16]), 99))
+    assert widths[1] == 0.3

@@ -1,8 +1,11 @@
-"""Lesion crops for review: QSM and FLAIR in three planes through the lesion centre, outline drawn.
+"""Lesion crops for review: QSM (bare and outlined) and FLAIR in three planes through the lesion centre.
 
 Volumes are reoriented to the closest RAS axes first, so the planes are anatomical whatever the
 storage order; panels follow the radiological convention (patient right on the image left,
 anterior to the left in sagittal views) and are scaled in mm, so anisotropic voxels look right.
+The outline sits on the lesion edge, where a rim is, so the first row shows QSM without it; QSM and
+FLAIR are windowed per lesion neighbourhood (a fixed window makes weak rims faint and every lesion
+flat white on FLAIR) and each figure states its QSM window and carries a 10 mm scale bar.
 """
 
 from __future__ import annotations
@@ -14,21 +17,24 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from prlkit.data.patches import normalise_flair
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
 from prlkit.data.session import SessionData
 from prlkit.report.plots import plt
 
-QSM_WINDOW_PPM = (-0.15, 0.15)  # display window of susceptibility maps
-FLAIR_PERCENTILES = (0.5, 99.5)  # of brain voxels, mapped to black and white
+QSM_WINDOW_LIMITS_PPM = (0.03, 0.3)  # the per-lesion QSM window's half-width stays within these
+QSM_WINDOW_PERCENTILE = 99.0  # of |QSM| in the lesion neighbourhood: the window's half-width
+FLAIR_PERCENTILES = (1.0, 99.9)  # of the lesion neighbourhood, mapped to black and white
 MIN_HALF_WIDTH_MM = 15.0  # a crop shows at least 30 mm around the centre
 MARGIN_MM = 6.0  # context around the lesion's bounding box
+SCALE_BAR_MM = 10.0
 PLANES = (("axial", 2), ("coronal", 1), ("sagittal", 0))  # name, the RAS axis held fixed
 OUTLINE_COLOUR = "#ffd400"
 
 
 @dataclass(frozen=True)
 class DisplaySession:
-    """A session on its closest RAS grid: QSM (ppm), FLAIR scaled to [0, 1], lesion instances."""
+    """A session on its closest RAS grid: QSM (ppm), FLAIR, lesion instances."""
 
     qsm: np.ndarray
     flair: np.ndarray
@@ -46,7 +52,7 @@ def display_session(data: SessionData) -> DisplaySession:
                              for volume in (data.qsm, data.flair, data.instances))  # fmt: skip
     return DisplaySession(
         qsm=qsm,
-        flair=normalise_flair(flair, FLAIR_PERCENTILES),
+        flair=flair,
         instances=instances,
         affine=affine,
         zooms=np.sqrt((affine[:3, :3] ** 2).sum(axis=0)),
@@ -54,9 +60,9 @@ def display_session(data: SessionData) -> DisplaySession:
     )
 
 
-def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], title: str,
-                  qsm_window: tuple[float, float] = QSM_WINDOW_PPM) -> plt.Figure:  # fmt: skip
-    """2 × 3 panels (QSM, FLAIR × axial, coronal, sagittal) through `center_mm`, lesion `index` outlined."""
+def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], title: str) -> plt.Figure:
+    """3 × 3 panels (QSM, QSM with lesion `index` outlined, FLAIR outlined × axial, coronal, sagittal)
+    through `center_mm`; the windows come from the neighbourhood shown (`neighbourhood_windows`)."""
     center = np.linalg.solve(view.affine, [*center_mm, 1.0])[:3]
     center = np.clip(np.rint(center).astype(int), 0, np.array(view.instances.shape) - 1)
     half_mm = MIN_HALF_WIDTH_MM
@@ -65,26 +71,41 @@ def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], 
         extent_mm = np.array([s.stop - s.start for s in box]) * view.zooms
         half_mm = max(half_mm, float(extent_mm.max()) / 2 + MARGIN_MM)
     half = np.ceil(half_mm / view.zooms).astype(int)
-    figure, axes = plt.subplots(2, 3, figsize=(5.4, 3.9), facecolor="white")
-    rows = (("QSM", view.qsm, dict(cmap="gray", vmin=qsm_window[0], vmax=qsm_window[1])),
-            ("FLAIR", view.flair, dict(cmap="gray", vmin=0.0, vmax=1.0)))  # fmt: skip
-    for n, (row, (label, volume, style)) in enumerate(zip(axes, rows)):
+    qsm_half_width, flair_window = neighbourhood_windows(view, center, half)
+    qsm_style = dict(cmap="gray", vmin=-qsm_half_width, vmax=qsm_half_width)
+    rows = (("QSM", view.qsm, qsm_style, False), ("QSM, outline", view.qsm, qsm_style, True),
+            ("FLAIR, outline", view.flair, dict(cmap="gray", vmin=flair_window[0], vmax=flair_window[1]), True))
+    figure, axes = plt.subplots(3, 3, figsize=(9.0, 9.4), facecolor="white")
+    for n, (row, (label, volume, style, outlined)) in enumerate(zip(axes, rows)):
         for axis, (plane, fixed) in zip(row, PLANES):
             image, outline, extent = _plane(volume, view.instances, index, center, half, view.zooms, fixed)
             axis.set_facecolor("black")
             axis.imshow(image.T, origin="lower", extent=extent, interpolation="nearest", **style)
-            if outline.any() and not outline.all():
+            if outlined and outline.any() and not outline.all():
                 axis.contour(outline.T.astype(float), levels=[0.5], origin="lower", extent=extent, colors=OUTLINE_COLOUR,
-                             linewidths=0.7, alpha=0.55 if label == "QSM" else 0.9)  # keep a rim at the edge visible
+                             linewidths=0.8)
             axis.set(xlim=(half_mm, -half_mm), ylim=(-half_mm, half_mm), xticks=[], yticks=[])
             if n == 0:
                 axis.set_title(plane, fontsize=9)
             axis.text(0.03, 0.5, "A" if plane == "sagittal" else "R", color="white", fontsize=7, va="center",
-                      transform=axis.transAxes, bbox=dict(facecolor="black", alpha=0.5, pad=1, linewidth=0))  # fmt: skip
+                      transform=axis.transAxes, bbox=dict(facecolor="black", alpha=0.5, pad=1, linewidth=0))
         row[0].set_ylabel(label, fontsize=9)
-    figure.suptitle(title, fontsize=10)
-    figure.subplots_adjust(wspace=0.04, hspace=0.08, top=0.86)
+    axes[0, 2].add_artist(AnchoredSizeBar(axes[0, 2].transData, SCALE_BAR_MM, f"{SCALE_BAR_MM:g} mm", "lower right",
+                                          color="white", frameon=False, size_vertical=0.6, fontproperties={"size": 7}))
+    figure.suptitle(f"{title}\nQSM window ±{qsm_half_width:.2f} ppm (this neighbourhood)", fontsize=10)
+    figure.subplots_adjust(wspace=0.04, hspace=0.06, top=0.9)
     return figure
+
+
+def neighbourhood_windows(view: DisplaySession, center: np.ndarray, half: np.ndarray
+                          ) -> tuple[float, tuple[float, float]]:
+    """Display windows from the box shown around a lesion: the QSM half-width (the 99th percentile of
+    |QSM|, kept within 0.03-0.3 ppm) and the FLAIR range (its 1st and 99.9th percentiles)."""
+    box = tuple(slice(max(c - h, 0), c + h + 1) for c, h in zip(center, half))
+    qsm, flair = view.qsm[box], view.flair[box]
+    qsm_half_width = float(np.clip(np.percentile(np.abs(qsm), QSM_WINDOW_PERCENTILE), *QSM_WINDOW_LIMITS_PPM))
+    low, high = (float(v) for v in np.percentile(flair, FLAIR_PERCENTILES))
+    return qsm_half_width, (low, high if high > low else low + 1.0)
 
 
 def _plane(volume: np.ndarray, instances: np.ndarray, label: int, center: np.ndarray, half: np.ndarray,

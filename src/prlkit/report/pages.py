@@ -17,7 +17,7 @@ from prlkit.data.session import SessionData, load_session
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.eval.results import TABLE_METRICS, mean_sd
 from prlkit.report import html
-from prlkit.report.gallery import QSM_WINDOW_PPM, display_session, lesion_figure
+from prlkit.report.gallery import display_session, lesion_figure
 from prlkit.report.plots import CV_FIGURES, figure_png
 
 
@@ -155,8 +155,8 @@ def predict_page(folder: Path, dataset: Path, top: int) -> tuple[str, dict[str, 
                    row_ids=review_ids, raw_columns=frozenset({0}))  # fmt: skip
     parts = [html.section("Subjects", _subjects_table(subjects)),
              html.section("Review list", review, anchor="review-list"), *session_sections]  # fmt: skip
-    subtitle = (f"{base} · images from {dataset} · prlkit {__version__} · QSM window {QSM_WINDOW_PPM[0]} to "
-                f"{QSM_WINDOW_PPM[1]} ppm · radiological convention (patient right on image left)")
+    subtitle = (f"{base} · images from {dataset} · prlkit {__version__} · QSM and FLAIR windowed per lesion "
+                "neighbourhood (QSM window on each figure) · radiological convention (patient right on image left)")
     return html.document("prlkit lesion review", subtitle, parts), pngs
 
 

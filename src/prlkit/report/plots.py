@@ -31,7 +31,8 @@ def save_figure(figure: plt.Figure, path: Path) -> None:
 def plot_training_curves(stages: dict[str, tuple[list[dict], int]], path: Path) -> None:
     """One panel per stage: training loss and validation score per epoch, the kept (best) epoch marked."""
     stages = {name: value for name, value in stages.items() if value[0]}
-    figure, axes = plt.subplots(1, max(len(stages), 1), figsize=(5 * max(len(stages), 1), 3.6), squeeze=False)
+    figure, axes = plt.subplots(1, max(len(stages), 1), figsize=(5.5 * max(len(stages), 1), 3.8), squeeze=False,
+                               layout="constrained")  # keeps a twin axis' label off the next panel
     for axis, (name, (rows, best_epoch)) in zip(axes[0], stages.items()):
         epochs = [row["epoch"] for row in rows]
         score_name = next(key for key in rows[0] if key not in ("epoch", "learning_rate", "train_loss"))
