@@ -10,7 +10,7 @@ cohort may not share). A training-free row `shell_minus_core` scores B directly 
 of the lesion's edge shell minus that of its core (`prlkit.synth.calibration.lesion_features`).
 
 Usage: PYTHONPATH=src python benchmarks/transfer.py --train A --test B [C ...] --methods frodo,aprl
-       --out DIR [--profile quick] [--config FILE] [--threads 1] [--seed 0]
+       --out DIR [--profile quick] [--config FILE] [--threads 1] [--seed 0] [--cache-dir CACHE]
 Each method is trained once and predicts every test cohort. Writes DIR/<method>/model (must not
 exist yet), DIR/<method>/pred-<test folder name>, DIR/cache (patches) and DIR/transfer.json
 (command, machine, git commit, load averages, wall time of every call); prints a markdown table.
@@ -136,7 +136,7 @@ def train_method(method: str, args: argparse.Namespace) -> dict:
     """`prlkit train` of `method` on all of the training cohort into DIR/<method>/model."""
     config = ["--config", str(args.config)] if args.config else ["--profile", args.profile]
     arguments = ["train", str(args.train), "--out", str(args.out / method / "model"), "--method", method, *config,
-                 "--seed", str(args.seed), "--cache-dir", str(args.out / "cache"), "--no-progress"]
+                 "--seed", str(args.seed), "--cache-dir", str(args.cache_dir or args.out / "cache"), "--no-progress"]
     return run_step("train", arguments, args.threads, args.out / method)
 
 
@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, help="prlkit config file (overrides --profile)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per prlkit call (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation split and training")
+    parser.add_argument("--cache-dir", type=Path, help="patch cache of the training runs (default DIR/cache)")
     args = parser.parse_args()
     if len({test.name for test in args.test}) < len(args.test):
         parser.error("--test: the cohorts' folder names must differ (they name the prediction folders)")
