@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="default: 112x128x112 grid, 8-30 lesions; noisy: the default grid and lesions at a "
                              "noisier site (2x QSM field noise, lower TKD threshold: stronger streaking, 1.6x "
                              "medullary veins, more vein and streak confounders on Rim- lesions); "
+                             "randomised: every subject draws its own rim, lesion-size, vein and noise settings "
+                             "far beyond default and noisy, truth labels (pretraining data); "
                              "tiny: 64x72x64, few lesions (tests)")
     parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="override the voxel grid")
     parser.add_argument("--preview", action="store_true",

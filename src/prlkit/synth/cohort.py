@@ -21,6 +21,7 @@ from prlkit.synth.phantom import (add_medullary_veins, make_anatomy, rasterize_v
                                   smooth_noise)
 from prlkit.synth.profiles import Profile
 from prlkit.synth.qsm import simulate_qsm
+from prlkit.synth.randomise import randomised_profile
 
 # Per-site acquisition: QSM field noise (ppm), TKD threshold, residual background field (ppm),
 # FLAIR lesion contrast range, MR noise (fraction of WM) and bias field strength.
@@ -69,6 +70,8 @@ def generate_subject(seed: int, index: int, n_subjects: int, profile: Profile) -
     """Generate subject `index` of a cohort: anatomy, lesions, QSM by physics, FLAIR, T1w."""
     rng = subject_rng(seed, index)
     site = list(SITES)[int(rng.integers(len(SITES)))]
+    if profile.randomise:
+        profile = randomised_profile(rng, profile)
     acq = SITES[site]
     specs = sample_lesions(rng, profile.lesions)
     anatomy = make_anatomy(rng, profile.shape)

@@ -45,7 +45,8 @@ class LesionModel:
 class Profile:
     """A generator profile: voxel grid, vein count, lesion model and how the acquisition of every
     site (`cohort.SITES`) is degraded: QSM field noise times `field_noise_scale`, TKD threshold
-    times `tkd_scale` (a lower threshold amplifies noise along the dipole cone: stronger streaking)."""
+    times `tkd_scale` (a lower threshold amplifies noise along the dipole cone: stronger streaking).
+    `randomise`: every subject redraws these settings (`prlkit.synth.randomise`)."""
 
     name: str
     shape: tuple[int, int, int]
@@ -53,6 +54,7 @@ class Profile:
     n_medullary_veins: int = 70
     field_noise_scale: float = 1.0
     tkd_scale: float = 1.0
+    randomise: bool = False
 
 
 PROFILES: dict[str, Profile] = {
@@ -75,6 +77,9 @@ PROFILES: dict[str, Profile] = {
         field_noise_scale=2.0,
         tkd_scale=0.8,
     ),
+    # Domain randomisation for pretraining: each subject draws its own lesion model, vein count and
+    # noise (prlkit.synth.randomise); truth labels, no expert label noise.
+    "randomised": Profile("randomised", (112, 128, 112), LesionModel(), randomise=True),
 }
 
 
