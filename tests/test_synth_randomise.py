@@ -18,6 +18,8 @@ def test_each_draw_differs_and_stays_in_its_ranges():
     assert noise.min() < 1 < 2 < noise.max() <= 3  # quieter than `default` and noisier than `noisy`
     assert all(d.lesions.ambiguous_flip_p == 0 and not d.randomise for d in draws)
     assert all(sum(d.lesions.confounder_p) < 1 for d in draws)
+    for low, high in [(d.lesions.streak_chi) for d in draws] + [d.lesions.rim_coverage for d in draws]:
+        assert 0 < low < high  # every range stays a range (numpy refuses uniform(high, low))
 
 
 def test_subjects_are_reproducible_and_differ_from_each_other():

@@ -25,7 +25,7 @@ def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 def randomised_profile(rng: np.random.Generator, base: Profile) -> Profile:
     """One subject's settings: `base` with its lesion model, vein count and acquisition degradation redrawn."""
     volume_median = log_uniform(rng, 100.0, 400.0)
-    confounder_scale = rng.uniform(0.5, 2.5)
+    confounder_scale, streak_scale = rng.uniform(0.5, 2.5), rng.uniform(0.5, 2.0)
     lesions = replace(
         base.lesions,
         rim_mean=rng.uniform(1.5, 5.0),  # more Rim+ than a real cohort: pretraining needs positives
@@ -35,7 +35,7 @@ def randomised_profile(rng: np.random.Generator, base: Profile) -> Profile:
         rim_strength_sigma=rng.uniform(0.3, 0.7),
         rim_coverage=(rng.uniform(0.2, 0.6), 1.0),
         confounder_p=tuple(min(p * confounder_scale, 0.22) for p in base.lesions.confounder_p),
-        streak_chi=tuple(chi * rng.uniform(0.5, 2.0) for chi in base.lesions.streak_chi),
+        streak_chi=tuple(chi * streak_scale for chi in base.lesions.streak_chi),
         rim_vein_p=rng.uniform(0.0, 0.4),
         ambiguous_flip_p=0.0,
     )
