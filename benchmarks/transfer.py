@@ -11,7 +11,9 @@ of the lesion's edge shell minus that of its core (`prlkit.synth.calibration.les
 
 Usage: PYTHONPATH=src python benchmarks/transfer.py --train A --test B [C ...] --methods frodo,aprl
        --out DIR [--profile quick] [--config FILE] [--threads 1] [--seed 0] [--cache-dir CACHE]
-Each method is trained once and predicts every test cohort. Writes DIR/<method>/model (must not
+       [--trained NAME=MODEL ...]
+Each method is trained once and predicts every test cohort; `--trained NAME=MODEL` scores a model
+folder trained elsewhere (e.g. the shipped pretrained network, zero-shot) without training it. Writes DIR/<method>/model (must not
 exist yet), DIR/<method>/pred-<test folder name>, DIR/cache (patches) and DIR/transfer.json
 (command, machine, git commit, load averages, wall time of every call); prints a markdown table.
 A method whose training or prediction fails gets its error in the JSON and no row.
@@ -140,12 +142,11 @@ def train_method(method: str, args: argparse.Namespace) -> dict:
     return run_step("train", arguments, args.threads, args.out / method)
 
 
-def predict_cohort(method: str, test: Path, args: argparse.Namespace) -> tuple[dict, pd.DataFrame | None]:
-    """`prlkit predict` of a test cohort with the method's model into DIR/<method>/pred-<cohort name>;
+def predict_cohort(method: str, model: Path, test: Path, args: argparse.Namespace) -> tuple[dict, pd.DataFrame | None]:
+    """`prlkit predict` of a test cohort with `model` into DIR/<method>/pred-<cohort name>;
     returns the run record and the predicted lesion tables (None when it failed)."""
     folder = args.out / method / f"pred-{test.name}"
-    arguments = ["predict", str(test), "--model", str(args.out / method / "model"), "--out", str(folder),
-                 "--no-progress"]
+    arguments = ["predict", str(test), "--model", str(model), "--out", str(folder), "--no-progress"]
     record = run_step("predict", arguments, args.threads, folder)
     return record, None if "error" in record else read_predictions(folder)
 
@@ -197,13 +198,15 @@ def main() -> None:
     parser.add_argument("--train", type=Path, required=True, help="training cohort (BIDS folder or manifest)")
     parser.add_argument("--test", type=Path, nargs="+", required=True,
                         help="test cohort(s) with expert rim labels (folder names must differ)")
-    parser.add_argument("--methods", default="frodo,aprl", help="comma-separated registered methods")
+    parser.add_argument("--methods", default="frodo,aprl", help="comma-separated registered methods ('' for none)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--profile", default="quick", help="prlkit settings profile (default quick)")
     parser.add_argument("--config", type=Path, help="prlkit config file (overrides --profile)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per prlkit call (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation split and training")
     parser.add_argument("--cache-dir", type=Path, help="patch cache of the training runs (default DIR/cache)")
+    parser.add_argument("--trained", action="append", default=[], metavar="NAME=MODEL",
+                        help="also score an already trained model folder under NAME (no training; repeatable)")
     args = parser.parse_args()
     if len({test.name for test in args.test}) < len(args.test):
         parser.error("--test: the cohorts' folder names must differ (they name the prediction folders)")
@@ -218,15 +221,18 @@ def main() -> None:
         table = scored(labels[test.name], TRAINING_FREE)
         result["tests"][test.name] = {"path": str(test), TRAINING_FREE: transfer_metrics(
             table["rim"], table[TRAINING_FREE], table["volume_mm3"])}
-    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        result["methods"][method] = train = train_method(method, args)
+    to_train = [m.strip() for m in args.methods.split(",") if m.strip()]
+    models = {method: args.out / method / "model" for method in to_train}
+    models |= {name: Path(folder) for name, folder in (spec.split("=", 1) for spec in args.trained)}
+    for method, model in models.items():
+        result["methods"][method] = train = train_method(method, args) if method in to_train else {"model": str(model)}
         print(f"{method} train: {train.get('error', 'done')}", file=sys.stderr, flush=True)
         for test in args.test if "error" not in train else []:
-            record, predictions = predict_cohort(method, test, args)
+            record, predictions = predict_cohort(method, model, test, args)
             if predictions is not None:
                 table = scored(join_labels(predictions, labels[test.name]), "probability")
                 record.update(transfer_metrics(table["rim"], table["probability"], table["volume_mm3"]))
-                rows.append({"test": test.name, "method": method, "train_s": train["wall_s"],
+                rows.append({"test": test.name, "method": method, "train_s": train.get("wall_s"),
                              "predict_s": record["wall_s"], **record})
             result["tests"][test.name][method] = record
             print(f"{method} predict {test.name}: {record.get('error', 'done')}", file=sys.stderr, flush=True)
