@@ -79,8 +79,22 @@ def test_gradients_reach_every_parameter(name, request):
 
 def test_fc_tanh_switch():
     tanh = lambda net: sum(isinstance(m, torch.nn.Tanh) for m in net.head)  # noqa: E731
-    assert tanh(RimNet()) == 3 and tanh(RimNet(RimNetConfig(fc_tanh=False))) == 0
+    assert tanh(RimNet()) == 0 and tanh(RimNet(RimNetConfig(fc_tanh=True))) == 3  # released codes: linear
     assert tanh(DeepPRL()) == 0 and tanh(DeepPRL(DeepPRLConfig(fc_tanh=True))) == 1
+
+
+def test_rimnet_topology_switch(rimnet):
+    from prlkit.errors import PrlkitError
+
+    assert RimNetConfig().batch_norm and not RimNetConfig(topology="tf").batch_norm
+    assert RimNetConfig(topology="tf", batch_norm=True).batch_norm  # explicit settings win
+    tf = RimNet(RimNetConfig(**TINY, topology="tf")).eval()
+    assert tf.head[0].in_features == 2 * 12**3 < sum(p.numel() for p in tf.head[0].parameters())
+    x = torch.randn(2, 3, 12, 12, 12)
+    with torch.no_grad():  # stride-1 pools keep the map size, and the network still gives finite logits
+        assert tf.flair.block1(x[:, :1]).shape == (2, 4, 12, 12, 12) and torch.isfinite(tf(x)).all()
+    with pytest.raises(PrlkitError, match="topology"):
+        RimNetConfig(topology="keras")
 
 
 def test_crop_cubes_centres_pads_and_shifts():
