@@ -116,14 +116,27 @@ def test_random_shifts_take_minus_zero_plus_step_and_follow_the_generator():
     assert torch.equal(shifts, random_shifts(500, 2, torch.Generator().manual_seed(3)))
 
 
-def test_deepprl_focal_alpha_switch_reaches_the_loss():
+def test_deepprl_focal_switches_reach_the_loss():
     from prlkit.errors import PrlkitError
     from prlkit.methods.supervised import Recipe, SupervisedTraining
+    from prlkit.train.losses import focal_loss
 
     labels = np.array([1] * 2 + [0] * 8)
     recipe = Recipe(loss="focal", balanced=True)
-    released = SupervisedTraining(DeepPRL(DeepPRLConfig()), labels, 4, recipe)
-    balanced = SupervisedTraining(DeepPRL(DeepPRLConfig(focal_alpha="balanced")), labels, 4, recipe)
-    assert released.focal_alpha == 0.2 and balanced.focal_alpha == pytest.approx(0.8)
+    released = SupervisedTraining(DeepPRL(DeepPRLConfig(**TINY)), labels, 4, recipe)
+    balanced = SupervisedTraining(DeepPRL(DeepPRLConfig(**TINY, focal_alpha="balanced", focal_weighting="class")),
+                                  labels, 4, recipe)  # fmt: skip
+    assert (released.focal_alpha, released.focal_weighting) == (0.2, "uniform")
+    assert balanced.focal_alpha == pytest.approx(0.8) and balanced.focal_weighting == "class"
+    x, y = torch.randn(4, 3, 12, 12, 12), torch.tensor([1, 0, 0, 1])
+    torch.manual_seed(0)
+    loss = released.loss(x, y)
+    with torch.no_grad():
+        expected = focal_loss(released.net(x), y.float(), alpha=0.2, weighting="uniform")
+    torch.testing.assert_close(loss, expected)
     with pytest.raises(PrlkitError, match="focal_alpha"):
         DeepPRLConfig(focal_alpha=1.5)
+    with pytest.raises(PrlkitError, match="focal_weighting: class"):
+        DeepPRLConfig(focal_alpha="balanced")
+    with pytest.raises(PrlkitError, match="focal_weighting"):
+        DeepPRLConfig(focal_weighting="per_class")
