@@ -48,7 +48,7 @@ class DeepPRLConfig:
     fc_widths: tuple[int, ...] = (32,)
     fc_tanh: bool = False  # released code: no activation between the Linear layers
     focal_alpha: float | str = 0.2  # released code: 0.2; "balanced" (class weighting only): 1 - Rim+ fraction
-    focal_weighting: str = "uniform"  # uniform: every sample x alpha (released code) | class: alpha_t (prlkit's reading)
+    focal_weighting: str = "uniform"  # uniform: every sample x alpha (released code) | class: alpha_t (prlkit)
 
     def __post_init__(self) -> None:
         if self.focal_weighting not in FOCAL_WEIGHTINGS:
