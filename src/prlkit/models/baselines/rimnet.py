@@ -14,7 +14,8 @@ PyTorch port (`ModularRimNet` / `BimodalRimNet` of the Streamline-RimNet/Deep-PR
 - Topology (`topology`): `torch` (default, the PyTorch port: BatchNorm, 2^3 max-pools with stride 2
   in ceil mode, 4^3 maps and 128 inputs to the first Linear at 28^3, 1,848,387 parameters) or `tf`
   (the TensorFlow code: tflearn's `max_pool_3d` has stride 1 with 'same' padding, so the maps stay
-  28^3 and the first Linear takes 2 x 28^3 = 43,904 inputs; no BatchNorm; 13,053,507 parameters).
+  28^3 and the first Linear takes 2 x 28^3 = 43,904 inputs; no BatchNorm; 13,053,251 parameters with
+  one logit, 13,053,316 with their two outputs).
   `batch_norm` defaults to the topology's choice and can be set either way.
 - Xavier-uniform 3x3x3 convolutions; truncated normals (std 0.02, tflearn's default) for the 1x1x1
   reductions and Linear layers, as in both released codes.
