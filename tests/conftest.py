@@ -78,20 +78,33 @@ def bids(tmp_path) -> Path:
     return write_bids(tmp_path / "bids")
 
 
+# QSMRim-Net in plumbing tests: prlkit's first-order features, one network, one epoch (the paper's default
+# is 527 pyradiomics features, a 3-seed vote and a fixed 40 epochs)
+QSMRIMNET_TINY = {"network": {"features": "first_order", "seeds": 1}, "finetune": {"max_epochs": 1, "patience": 1}}
+
+
 def tiny_config(**sections) -> dict:
     """A config sized for CPU-second pipeline tests (16³ patches, a 2/4/8/16-wide network); each keyword
-    updates that section, e.g. tiny_config(finetune={"max_epochs": 2})."""
+    updates that section, mappings merged key by key, e.g. tiny_config(finetune={"max_epochs": 2})."""
     config = {
         "profile": "quick",
         "patches": {"size": 16},
         "frodo": {"base_width": 2, "se_reduction": 4},
         "pretrain": {"max_epochs": 1, "batch_size": 8},
         "finetune": {"max_epochs": 1, "batch_size": 8},
-        "methods": {"aprl": {"network": {"n_estimators": 20}}},  # the tests check wiring, not the forest
+        "methods": {"aprl": {"network": {"n_estimators": 20}},  # the tests check wiring, not the forest
+                    "qsmrimnet": QSMRIMNET_TINY},
     }
-    for name, values in sections.items():
-        config[name] = config.get(name, {}) | values
-    return config
+    return _merged(config, sections)
+
+
+def _merged(base: dict, update: dict) -> dict:
+    """`base` updated by `update`, nested mappings merged rather than replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value  # fmt: skip
+    return merged
 
 
 @pytest.fixture

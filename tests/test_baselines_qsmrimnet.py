@@ -193,3 +193,56 @@ def test_calibration_prior_counts_deepsmote_rows():
     labels = np.r_[np.ones(6), np.zeros(34)]
     assert smote_prior(labels, 3) == pytest.approx(24 / 58)
     assert smote_prior(labels, 0) == pytest.approx(6 / 40)
+
+
+def test_defaults_follow_the_paper_schedule_features_and_vote():
+    from prlkit.config import get_profile
+    from prlkit.methods.registry import method_config
+    from prlkit.train.schedule import learning_rate_at
+
+    assert (QSMRimNetConfig().features, QSMRimNetConfig().seeds, QSMRimNetConfig().radiomics_features) == \
+        ("pyradiomics", 3, 527)  # fmt: skip
+    for profile in ("paper", "quick"):
+        finetune = method_config("qsmrimnet", get_profile(profile)).finetune
+        # a fixed 40 epochs: early stopping can never end training before the milestones, the last epoch is kept
+        assert (finetune.max_epochs, finetune.patience, finetune.keep) == (40, 40, "last")
+        rates = [learning_rate_at(finetune, epoch) for epoch in range(40)]
+        assert [i for i in range(1, 40) if rates[i] < rates[i - 1]] == [20, 28, 36]  # 50/70/90 % of 40
+        assert rates[0] == 1e-4 and rates[-1] == pytest.approx(1e-7)
+
+
+def test_missing_pyradiomics_is_one_clear_error_not_a_silent_switch(monkeypatch):
+    from prlkit.config import get_profile
+    from prlkit.methods import qsmrimnet
+    from prlkit.methods.registry import method_config
+
+    monkeypatch.setattr(qsmrimnet, "find_spec", lambda name: None)
+    config = method_config("qsmrimnet", get_profile("quick"))
+    with pytest.raises(PrlkitError) as error:  # before touching the data
+        qsmrimnet.train_qsmrimnet(None, np.arange(3), np.arange(3), config, None, torch.device("cpu"))
+    message = str(error.value)
+    assert "\n" not in message and "pip install --no-build-isolation pyradiomics==3.0.1" in message
+    assert "features: first_order" in message
+    qsmrimnet.require_feature_set("first_order")  # the explicit choice needs nothing
+
+
+@pytest.mark.parametrize(("n", "sizes"), [(9, [4, 5]), (8, [4, 4]), (7, [4, 3]), (1, [1])])
+def test_a_one_sample_remainder_joins_the_previous_batch(n, sizes):
+    from prlkit.methods.qsmrimnet import QSMRimNetTraining
+
+    batches = QSMRimNetTraining(None, n, 4).batches(torch.Generator().manual_seed(0))
+    assert [len(b) for b in batches] == sizes
+    assert sorted(torch.cat(batches).tolist()) == list(range(n))
+
+
+def test_a_training_step_on_the_merged_remainder_runs_where_one_sample_crashes():
+    from prlkit.methods.qsmrimnet import QSMRimNetTraining
+
+    torch.manual_seed(0)
+    classifier = QSMRimNetClassifier(QSMRimNetConfig(radiomics_features=4, seeds=1)).train()
+    stage = QSMRimNetTraining(classifier, 5, 4)  # 4 + 1 -> one batch of 5
+    x, features, y = torch.randn(5, 2, 16, 16, 16), torch.randn(5, 4), torch.tensor([1, 0, 1, 0, 0])
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        stage.loss(x[:1], y[:1], features[:1])  # what the unmerged remainder did
+    for index in stage.batches(torch.Generator().manual_seed(0)):
+        assert torch.isfinite(stage.loss(x[index], y[index], features[index]))

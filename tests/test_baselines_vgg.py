@@ -79,8 +79,22 @@ def test_gradients_reach_every_parameter(name, request):
 
 def test_fc_tanh_switch():
     tanh = lambda net: sum(isinstance(m, torch.nn.Tanh) for m in net.head)  # noqa: E731
-    assert tanh(RimNet()) == 3 and tanh(RimNet(RimNetConfig(fc_tanh=False))) == 0
+    assert tanh(RimNet()) == 0 and tanh(RimNet(RimNetConfig(fc_tanh=True))) == 3  # released codes: linear
     assert tanh(DeepPRL()) == 0 and tanh(DeepPRL(DeepPRLConfig(fc_tanh=True))) == 1
+
+
+def test_rimnet_topology_switch(rimnet):
+    from prlkit.errors import PrlkitError
+
+    assert RimNetConfig().batch_norm and not RimNetConfig(topology="tf").batch_norm
+    assert RimNetConfig(topology="tf", batch_norm=True).batch_norm  # explicit settings win
+    tf = RimNet(RimNetConfig(**TINY, topology="tf")).eval()
+    assert tf.head[0].in_features == 2 * 12**3 < sum(p.numel() for p in tf.head[0].parameters())
+    x = torch.randn(2, 3, 12, 12, 12)
+    with torch.no_grad():  # stride-1 pools keep the map size, and the network still gives finite logits
+        assert tf.flair.block1(x[:, :1]).shape == (2, 4, 12, 12, 12) and torch.isfinite(tf(x)).all()
+    with pytest.raises(PrlkitError, match="topology"):
+        RimNetConfig(topology="keras")
 
 
 def test_crop_cubes_centres_pads_and_shifts():
@@ -102,14 +116,27 @@ def test_random_shifts_take_minus_zero_plus_step_and_follow_the_generator():
     assert torch.equal(shifts, random_shifts(500, 2, torch.Generator().manual_seed(3)))
 
 
-def test_deepprl_focal_alpha_switch_reaches_the_loss():
+def test_deepprl_focal_switches_reach_the_loss():
     from prlkit.errors import PrlkitError
     from prlkit.methods.supervised import Recipe, SupervisedTraining
+    from prlkit.train.losses import focal_loss
 
     labels = np.array([1] * 2 + [0] * 8)
     recipe = Recipe(loss="focal", balanced=True)
-    released = SupervisedTraining(DeepPRL(DeepPRLConfig()), labels, 4, recipe)
-    balanced = SupervisedTraining(DeepPRL(DeepPRLConfig(focal_alpha="balanced")), labels, 4, recipe)
-    assert released.focal_alpha == 0.2 and balanced.focal_alpha == pytest.approx(0.8)
+    released = SupervisedTraining(DeepPRL(DeepPRLConfig(**TINY)), labels, 4, recipe)
+    balanced = SupervisedTraining(DeepPRL(DeepPRLConfig(**TINY, focal_alpha="balanced", focal_weighting="class")),
+                                  labels, 4, recipe)  # fmt: skip
+    assert (released.focal_alpha, released.focal_weighting) == (0.2, "uniform")
+    assert balanced.focal_alpha == pytest.approx(0.8) and balanced.focal_weighting == "class"
+    x, y = torch.randn(4, 3, 12, 12, 12), torch.tensor([1, 0, 0, 1])
+    torch.manual_seed(0)
+    loss = released.loss(x, y)
+    with torch.no_grad():
+        expected = focal_loss(released.net(x), y.float(), alpha=0.2, weighting="uniform")
+    torch.testing.assert_close(loss, expected)
     with pytest.raises(PrlkitError, match="focal_alpha"):
         DeepPRLConfig(focal_alpha=1.5)
+    with pytest.raises(PrlkitError, match="focal_weighting: class"):
+        DeepPRLConfig(focal_alpha="balanced")
+    with pytest.raises(PrlkitError, match="focal_weighting"):
+        DeepPRLConfig(focal_weighting="per_class")

@@ -149,7 +149,7 @@ def test_a_config_file_overrides_the_registry_recipe_per_method():
     assert rimnet.finetune.learning_rate == 3e-4  # the user's value wins ...
     assert (rimnet.finetune.optimizer, rimnet.finetune.schedule) == ("adam", "plateau")  # ... over the paper's rest
     qsmrimnet = method_config("qsmrimnet", config)
-    assert qsmrimnet.network == {"fusion": "concat"} and qsmrimnet.finetune.schedule == "multistep"
+    assert qsmrimnet.network["fusion"] == "concat" and qsmrimnet.finetune.schedule == "multistep"
     assert method_config("resnet18", config).network == {} and method_config("resnet18", config).methods == {}
     assert method_config("deepprl", config).finetune.weight_decay == 3e-5
 

@@ -18,31 +18,14 @@ import torch
 from prlkit.config import get_profile
 from prlkit.models.authors import convert_state_dict, network_config
 from prlkit.models.frodo import FrodoNet, count_flops
+from reference_formula import formula_state, reference_input
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "frodo_authors_reference.json").read_text())
 
 
 def authors_state_dict() -> dict[str, torch.Tensor]:
-    """Their parameters filled by the reference formula (float64 arithmetic, stored as float32)."""
-    state = {}
-    for j, (name, shape) in enumerate(REFERENCE["parameters"]):
-        i = np.arange(int(np.prod(shape)), dtype=np.float64)
-        w = 0.08 * np.sin(0.731 * i + 1.37 * (j + 1))
-        if len(shape) == 1 and name.endswith(".weight"):
-            w = 1.0 + w
-        state[name] = torch.from_numpy(w.reshape(shape).astype(np.float32))
-    return state
-
-
-def reference_input(size: int) -> torch.Tensor:
-    """(2, 2, S, S, S): channel 0 = their QSM input, channel 1 = their FLAIR input, for b = 0, 1."""
-    z, y, x = np.meshgrid(*[np.arange(size, dtype=np.float64)] * 3, indexing="ij")
-
-    def pattern(b: int, c: int) -> np.ndarray:
-        return 0.5 + 0.4 * np.sin(0.3 * z + 0.5 * b + c) * np.cos(0.2 * y - 0.7 * c) * np.sin(0.25 * x + 0.1 * b)
-
-    batch = np.stack([np.stack([pattern(b, 0), pattern(b, 1)]) for b in range(2)])
-    return torch.from_numpy(batch.astype(np.float32))
+    """Their parameters filled by the reference formula; channel 0 of `reference_input` is their QSM input."""
+    return formula_state(REFERENCE["parameters"])
 
 
 @pytest.fixture(scope="module")

@@ -119,19 +119,37 @@ def test_composite_loss_is_bce_plus_softplus_weighted_supcon():
     )
 
 
-def _focal_reference(logits: torch.Tensor, targets: torch.Tensor, gamma: float, alpha: float | None) -> float:
+def _focal_reference(logits: torch.Tensor, targets: torch.Tensor, gamma: float, alpha: float | None,
+                     weighting: str) -> float:  # fmt: skip
     p = torch.sigmoid(logits)
     p_t = torch.where(targets == 1, p, 1 - p)
-    alpha_t = 1.0 if alpha is None else torch.where(targets == 1, alpha, 1 - alpha)
-    return float((-alpha_t * (1 - p_t) ** gamma * torch.log(p_t)).mean())
+    if alpha is None:
+        w = 1.0
+    else:
+        w = torch.where(targets == 1, alpha, 1 - alpha) if weighting == "class" else alpha
+    return float((-w * (1 - p_t) ** gamma * torch.log(p_t)).mean())
 
 
+@pytest.mark.parametrize("weighting", ["uniform", "class"])
 @pytest.mark.parametrize("gamma,alpha", [(2.0, 0.2), (0.5, 0.75), (2.0, None)])
-def test_focal_loss_matches_formula(gamma, alpha):
+def test_focal_loss_matches_formula(gamma, alpha, weighting):
     logits, targets = _randn(10), (torch.arange(10) % 3 == 0).double()
-    assert float(focal_loss(logits, targets, gamma, alpha)) == pytest.approx(
-        _focal_reference(logits, targets, gamma, alpha), rel=1e-6
+    assert float(focal_loss(logits, targets, gamma, alpha, weighting)) == pytest.approx(
+        _focal_reference(logits, targets, gamma, alpha, weighting), rel=1e-6
     )
+
+
+def test_focal_loss_default_is_the_released_uniform_alpha():
+    # Deep-PRL's released loss: 0.2 * (1 - p_t)^2 * CE(two-class softmax) per sample, mean; with one logit
+    # z = z1 - z0 the softmax is the sigmoid, so CE = BCE. Rim- and Rim+ samples weigh the same.
+    logits, targets = torch.tensor([0.3, -1.2, 2.0, -0.4]), torch.tensor([1.0, 0.0, 0.0, 1.0])
+    p_t = torch.where(targets == 1, torch.sigmoid(logits), 1 - torch.sigmoid(logits))
+    expected = (0.2 * (1 - p_t) ** 2 * F.binary_cross_entropy_with_logits(logits, targets, reduction="none")).mean()
+    torch.testing.assert_close(focal_loss(logits, targets), expected)
+    negatives_only = focal_loss(logits[1:3], targets[1:3], weighting="class") / focal_loss(logits[1:3], targets[1:3])
+    assert float(negatives_only) == pytest.approx(0.8 / 0.2)  # the class reading counts Rim- 4x more
+    with pytest.raises(PrlkitError, match="weighting"):
+        focal_loss(logits, targets, weighting="balanced")
 
 
 def test_focal_loss_reduces_to_bce():

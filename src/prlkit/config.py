@@ -254,10 +254,12 @@ class SegmentConfig:
     """Whole-brain PRL segmentation (El Yamani et al., MIDL 2025): a 3-class 3D UNet on patches.
 
     Per loop epoch, `rounds_per_epoch` times: `lesion_patches` cubes per training session centred
-    on random lesion voxels (3 in the paper), `prl_patches` more on PRL-lesion voxels of sessions with
-    a Rim+ lesion (0 in the paper) and `background_patches` on random brain voxels. The paper trains
-    3000 such rounds at learning rate 1e-4 with unweighted Dice + CE (`class_weights` 1, 1, 1) and
-    MONAI's InstanceNorm; `paper` = 300 loop epochs x 10 rounds. `network: unetr` (MONAI UNETR, needs
+    on random lesion voxels (the paper: 3 per subject, whose subjects have 5 sessions; per session is
+    prlkit's choice), `prl_patches` more on PRL-lesion voxels of sessions with a Rim+ lesion (0 in the
+    paper) and `background_patches` on random brain voxels (1: prlkit's addition; 0 is the paper's
+    sampling). The paper trains 3000 such rounds at learning rate 1e-4; its text gives no loss or
+    normalisation: unweighted Dice + CE (`class_weights` 1, 1, 1) and MONAI's InstanceNorm are prlkit's
+    choices; `paper` = 300 loop epochs x 10 rounds. `network: unetr` (MONAI UNETR, needs
     einops) takes `hidden_size`, `num_heads`, `mlp_dim`, `feature_size` and a patch_size multiple of 16.
     Validation (early stopping) on whole held-out-participant volumes: `val_score` soft_dice (default;
     mean soft Dice of the non-PRL and PRL classes, pooled voxels: above 0 before the rare PRL class wins

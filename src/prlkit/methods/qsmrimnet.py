@@ -1,20 +1,21 @@
 """QSMRim-Net trained by the shared loop: patch + standardised lesion features, DeepSMOTE in training.
 
 Follows the harness protocol of `prlkit.methods.supervised` (same patches, folds, validation split,
-epoch budget, early stopping on validation PR-AUC, cube-symmetry augmentation, calibration, F1
-threshold). Method-specific: the network (`QSMRimNetClassifier`, released-code variant by default),
-its radiomics input (the cached first-order features, standardised with the training rows'
-statistics only), random batches (the paper balances by DeepSMOTE, not by sampling), BCE on the
-labels DeepSMOTE returns, and the paper's optimiser (registry recipe: Adam, lr 1e-4, batch 64,
-no weight decay, x0.1 at 50/70/90 % of the epoch budget). Architecture switches (fusion, DeepSMOTE
-variant), the paper's 3-seed majority vote (`seeds: 3`, see `SeedVote`) and the lesion feature
-set come from the config's `network` section: `features:
-first_order` (default, built in) or `pyradiomics` (the paper's 527; extra `[radiomics]`).
+cube-symmetry augmentation, calibration, F1 threshold). Method-specific, as the paper: the network
+(`QSMRimNetClassifier`, released-code variant by default), its radiomics input (the paper's 527
+pyradiomics features by default, standardised with the training rows' statistics only), random
+batches (the paper balances by DeepSMOTE, not by sampling), BCE on the labels DeepSMOTE returns, the
+paper's optimiser and schedule (registry recipe: Adam, lr 1e-4, batch 64, no weight decay, a fixed
+40 epochs with x0.1 at 50/70/90 % of them, no early stopping: the last epoch is kept) and its
+majority vote of 3 seeds (`seeds`, see `SeedVote`). `network: {features: first_order}` selects
+prlkit's 25 built-in first-order features (no pyradiomics needed); without pyradiomics the default
+is an error, never a silent switch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from prlkit.config import Config
+from prlkit.errors import PrlkitError
 from prlkit.data.cache import PatchSet, with_feature_set
 from prlkit.methods.finalize import finalize
 from prlkit.methods.registry import network_config
@@ -46,7 +48,11 @@ class QSMRimNetTraining:
         self.n_train, self.batch_size = n_train, batch_size
 
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
-        return shuffled_batches(self.n_train, self.batch_size, generator)
+        """Random batches; a remainder of one sample joins the batch before it (BatchNorm1d needs two rows)."""
+        batches = shuffled_batches(self.n_train, self.batch_size, generator)
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            batches[-2:] = [torch.cat(batches[-2:])]
+        return batches
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         logits, labels = self.net.training_logits(x, features, y.float())
@@ -54,6 +60,17 @@ class QSMRimNetTraining:
 
     def score(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor) -> float:
         return validation_pr_auc(self.net, x, y, features)
+
+
+def require_feature_set(features: str) -> None:
+    """One clear error before any work when the paper's pyradiomics features are asked for but not installed."""
+    if features == "pyradiomics" and find_spec("radiomics") is None:
+        raise PrlkitError(
+            "qsmrimnet uses the paper's 527 pyradiomics features, and pyradiomics is not installed: "
+            "`pip install numpy setuptools wheel versioneer` then `pip install --no-build-isolation "
+            "pyradiomics==3.0.1`, or choose prlkit's 25 first-order features explicitly with "
+            "`methods: {qsmrimnet: {network: {features: first_order}}}` in a --config file"
+        )
 
 
 def smote_prior(labels: np.ndarray, per_positive: int) -> float:
@@ -74,6 +91,7 @@ def train_qsmrimnet(
 ) -> tuple[TrainedModel, dict[str, FitResult]]:
     """Train QSMRim-Net on `train_index` lesions; validation drives stopping, threshold and calibration."""
     settings = network_config("qsmrimnet", config.network)
+    require_feature_set(settings.features)
     patch_set = with_feature_set(patch_set, settings.features, config.lesions, progress=progress)
     train, val = lesion_split(patch_set, train_index), lesion_split(patch_set, val_index)
     model_config = dataclasses.replace(settings, radiomics_features=train.features.shape[1])

@@ -120,10 +120,11 @@ METHODS: dict[str, MethodSpec] = {
     ),  # fmt: skip
     "qsmrimnet": MethodSpec(
         "qsmrimnet", _deferred("prlkit.methods.qsmrimnet", "train_qsmrimnet"),
-        "QSMRim-Net: ResNet-18 on QSM+FLAIR + MLP on lesion QSM features, DeepSMOTE, Adam 1e-4, batch 64, "
-        "decay x0.1 at 50/70/90 % of the epochs",
+        "QSMRim-Net: ResNet-18 on QSM+FLAIR + MLP on 527 pyradiomics lesion features, DeepSMOTE, Adam 1e-4, "
+        "batch 64, a fixed 40 epochs with decay x0.1 at 50/70/90 % of them (last epoch kept), 3-seed majority vote",
         {"finetune": {"optimizer": "adam", "learning_rate": 1e-4, "batch_size": 64, "weight_decay": 0.0,
-                      "schedule": "multistep", "lr_milestones": [0.5, 0.7, 0.9]}},
+                      "schedule": "multistep", "lr_milestones": [0.5, 0.7, 0.9],
+                      "max_epochs": 40, "patience": 40, "keep": "last"}},
     ),  # fmt: skip
     "aprl": MethodSpec(
         "aprl", _deferred("prlkit.methods.aprl", "train_aprl"),

@@ -5,8 +5,8 @@ early stopping on validation PR-AUC, augmentation (cube symmetries), calibration
 (the `finetune` section of the config). What stays method-specific is the network, its input
 channels, its loss and its sampling: ResNet-18 — BCE with the class-balanced sampler (main paper's
 baseline); RimNet — class-weighted BCE, random batches, ±2-voxel crop shifts (RimNet §2.4);
-Deep-PRL — focal loss γ=2, α=0.2 (released code; `network.focal_alpha: balanced` for 1 − the
-training Rim+ fraction) with the balanced sampler. Optimiser, learning
+Deep-PRL — focal loss γ=2 with every sample weighted by α=0.2 (released code; `network.focal_weighting:
+class` for α on Rim+ and 1 − α on Rim-) with the balanced sampler. Optimiser, learning
 rate and schedule are each paper's (the registry's recipe: RimNet Adam 1e-4 stepped down on
 plateau, Deep-PRL Adam 1e-4 with weight decay 3e-5 and polynomial decay; ResNet-18 the main
 method's AdamW); a config's `methods.<name>.finetune` changes them, `network` the architecture.
@@ -58,6 +58,7 @@ class SupervisedTraining:
         self.pos_weight = torch.tensor((len(self.train_labels) - positives) / positives)
         alpha = getattr(getattr(net, "config", None), "focal_alpha", 0.2)
         self.focal_alpha = 1.0 - positives / len(self.train_labels) if alpha == "balanced" else float(alpha)
+        self.focal_weighting = getattr(getattr(net, "config", None), "focal_weighting", "uniform")
 
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
         if self.recipe.balanced:
@@ -71,7 +72,7 @@ class SupervisedTraining:
             logits = self.net(x).float()
         target = y.float()
         if self.recipe.loss == "focal":
-            return focal_loss(logits, target, gamma=2.0, alpha=self.focal_alpha)
+            return focal_loss(logits, target, gamma=2.0, alpha=self.focal_alpha, weighting=self.focal_weighting)
         pos_weight = self.pos_weight.to(logits.device) if self.recipe.loss == "weighted_bce" else None
         return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
 

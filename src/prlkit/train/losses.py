@@ -66,15 +66,24 @@ def cross_modal_regression_loss(pred_q: torch.Tensor, z_q: torch.Tensor, stop_gr
     return F.mse_loss(pred_q, z_q.detach() if stop_gradient else z_q)
 
 
-def focal_loss(
-    logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, alpha: float | None = 0.2
-) -> torch.Tensor:
-    """Mean binary focal loss (Lin et al. 2017) -alpha_t (1 - p_t)^gamma log p_t; Deep-PRL uses gamma=2, alpha=0.2.
+FOCAL_WEIGHTINGS = ("uniform", "class")
 
-    alpha weighs the positive (Rim+) class and 1 - alpha the negative one; ``alpha=None``
-    disables class weighting, and gamma=0 with alpha=None is plain BCE. MONAI's implementation.
+
+def focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, alpha: float | None = 0.2,
+    weighting: str = "uniform",
+) -> torch.Tensor:  # fmt: skip
+    """Mean binary focal loss (Lin et al. 2017) -w (1 - p_t)^gamma log p_t; Deep-PRL uses gamma=2, alpha=0.2.
+
+    weighting ``uniform`` (Deep-PRL's released code): w = alpha for every sample, a constant factor
+    (their sampler balances the classes). ``class`` (Lin et al.'s alpha_t, prlkit's earlier reading):
+    w = alpha for Rim+ and 1 - alpha for Rim-. ``alpha=None``: w = 1; gamma=0 with alpha=None is BCE.
     """
-    return sigmoid_focal_loss(logits, targets.to(logits.dtype), gamma=gamma, alpha=alpha).mean()
+    if weighting not in FOCAL_WEIGHTINGS:
+        raise PrlkitError(f"focal weighting must be one of {', '.join(FOCAL_WEIGHTINGS)}, not {weighting!r}")
+    per_class = alpha if weighting == "class" else None
+    loss = sigmoid_focal_loss(logits, targets.to(logits.dtype), gamma=gamma, alpha=per_class).mean()
+    return loss * alpha if weighting == "uniform" and alpha is not None else loss
 
 
 class CompositeLossOutput(NamedTuple):

@@ -5,8 +5,12 @@ takes FLAIR or T1 and QSM or phase). The mask goes through one ConvBlock (the re
 "attention branch"); its output is concatenated into block 1's output of *both* image branches,
 which are otherwise RimNet's VGG-like branches (widths 32/64/128, tanh, BatchNorm, 1x1x1
 reduction). The flattened image-branch maps are concatenated and go through Linear layers
-128 -> 32 -> 1 (128 = 2 x 4^3 at the 28^3 input). Loss: focal, gamma 2, alpha 0.2 (applied by the
-training harness; `focal_alpha: balanced` sets alpha to 1 - the training Rim+ fraction).
+128 -> 32 -> 1 (128 = 2 x 4^3 at the 28^3 input). Loss (applied by the training harness, with the
+class-balanced sampler as the released code's `WeightedRandomSampler`): focal, gamma 2, alpha 0.2.
+The released code multiplies every sample's loss by alpha (`focal_weighting: uniform`, default);
+`focal_weighting: class` is Lin et al.'s alpha_t, prlkit's earlier reading: alpha for Rim+ and
+1 - alpha for Rim-, so Rim- counts 4x more on top of the balanced sampler; with it,
+`focal_alpha: balanced` sets alpha to 1 - the training Rim+ fraction.
 
 Paper vs released code (`rimnet_archs_mod.BinaryDeepPRL` / `modular_rimnet_mod.ModularRimNet`):
 the abstract gives no layer details, so the released code is the default throughout, including
@@ -33,6 +37,7 @@ from prlkit.models.baselines.rimnet import (
     init_rimnet_weights,
     pooled_voxels,
 )
+from prlkit.train.losses import FOCAL_WEIGHTINGS
 
 
 @dataclass(frozen=True)
@@ -42,11 +47,17 @@ class DeepPRLConfig:
     batch_norm: bool = True
     fc_widths: tuple[int, ...] = (32,)
     fc_tanh: bool = False  # released code: no activation between the Linear layers
-    focal_alpha: float | str = 0.2  # the loss's positive-class weight (released code); "balanced": 1 - Rim+ fraction
+    focal_alpha: float | str = 0.2  # released code: 0.2; "balanced" (class weighting only): 1 - Rim+ fraction
+    focal_weighting: str = "uniform"  # uniform: every sample x alpha (released code) | class: alpha_t (prlkit)
 
     def __post_init__(self) -> None:
-        if self.focal_alpha != "balanced" and not (isinstance(self.focal_alpha, (int, float))
-                                                   and 0 < self.focal_alpha < 1):  # fmt: skip
+        if self.focal_weighting not in FOCAL_WEIGHTINGS:
+            raise PrlkitError(f"deepprl focal_weighting must be one of {', '.join(FOCAL_WEIGHTINGS)}, "
+                              f"not {self.focal_weighting!r}")
+        if self.focal_alpha == "balanced":
+            if self.focal_weighting != "class":
+                raise PrlkitError("deepprl focal_alpha: balanced weighs the classes: it needs focal_weighting: class")
+        elif not (isinstance(self.focal_alpha, (int, float)) and 0 < self.focal_alpha < 1):
             raise PrlkitError(f"deepprl focal_alpha must be in (0, 1) or 'balanced', not {self.focal_alpha!r}")
 
 

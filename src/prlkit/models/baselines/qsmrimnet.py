@@ -3,7 +3,8 @@
 Image branch: ResNet-18 (BatchNorm, 7^3 stem with stride 2, max-pool, 1x1x1 + BN shortcuts without
 bias) on the 2-channel QSM + FLAIR patch, global average pool -> 512. Radiomics branch: MLP
 R -> 1024 (BatchNorm, SiLU = Swish, dropout 0.3) -> 512 (BatchNorm, SiLU), R = 527 with the
-pyradiomics set, fewer with the built-in first-order set (`radiomics_features`). Fusion, then the
+pyradiomics set (the default, as the paper), 25 with prlkit's built-in first-order set
+(`features: first_order`; `radiomics_features` follows the set). Fusion, then the
 DeepSMOTE MLP (Linear-BN-SiLU x 2 -> 512), oversampling of positives in the latent space during
 training (`DeepSMOTE`), head 512 -> 128 (SiLU, dropout 0.5) -> 1. `QSMRimNetClassifier` adds the
 standardisation of the raw lesion features (training-fold statistics, saved with the weights); it is
@@ -18,6 +19,8 @@ released code is the default, `QSMRimNetConfig.paper()` gives the paper's varian
   (`fusion="concat"`, MLP 1024 -> 512 -> 512).
 - synthetic positives: paper, the 2 nearest other positives of each positive (N + 2n rows);
   released code, its 3 nearest positives including itself (N + 3n rows, n of them exact copies).
+Paper and released code agree on the rest, which is the default: the 527 pyradiomics features and
+the majority vote of 3 independently seeded networks (`seeds: 3`, `SeedVote`).
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ class QSMRimNetConfig:
     radiomics_dropout: float = 0.3
     head_hidden: int = 128
     head_dropout: float = 0.5
-    features: str = "first_order"  # lesion feature set (prlkit.data.features): first_order | pyradiomics (the paper's 527)
-    seeds: int = 1  # 3: the paper's majority vote of three seeds (SeedVote); odd
+    features: str = "pyradiomics"  # lesion features (prlkit.data.features): pyradiomics (paper, 527) | first_order
+    seeds: int = 3  # the paper's majority vote of three seeds (SeedVote); odd, 1 = a single network
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.seeds % 2 == 0:

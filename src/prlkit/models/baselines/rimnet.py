@@ -1,20 +1,25 @@
 """RimNet (Barquero et al., NeuroImage: Clinical 2020): two VGG-like 3D branches, QSM main and FLAIR second.
 
-Each branch: three blocks of two 3x3x3 convolutions (tanh, optional BatchNorm) and a 2^3 max-pool
-(ceil mode), widths 32/64/128, then a 1x1x1 convolution to one channel. FLAIR's block-1 output is
-concatenated into the QSM branch only (before its block 2). The two flattened maps are
-concatenated and go through fully connected layers 256 -> 128 -> 64 -> 1. Input: 28^3 cubes
-(other patch sizes are centre-cropped or zero-padded, see `crop.py`). Phase in the paper is QSM here.
+Each branch: three blocks of two 3x3x3 convolutions (tanh, optional BatchNorm) and a 2^3 max-pool,
+widths 32/64/128, then a 1x1x1 convolution to one channel. FLAIR's block-1 output is concatenated
+into the QSM branch only (before its block 2). The two flattened maps are concatenated and go
+through fully connected layers 256 -> 128 -> 64 -> 1. Input: 28^3 cubes (other patch sizes are
+centre-cropped or zero-padded, see `crop.py`). Phase in the paper is QSM here.
 
-Paper vs released code (the PyTorch re-implementation of the Streamline-RimNet/Deep-PRL repository,
-`ModularRimNet`; the original was TensorFlow/tflearn):
-- FC activations: the paper's figure shows tanh throughout; the released code stacks the Linear
-  layers with no activation between them (so the head is one affine map). Default: paper,
-  `fc_tanh=True`; `False` reproduces the released code.
-- Both use BatchNorm (`batch_norm=True`) and Xavier-uniform convolutions; the released code
-  initialises the 1x1x1 reductions and Linear layers with truncated normals (std 0.02, tflearn's
-  default), which is used here too.
-- Output: the paper/code use 2-class softmax; here one logit (BCE-equivalent).
+Paper vs released code. Two released codes exist: the official TensorFlow/tflearn RimNet and the
+PyTorch port (`ModularRimNet` / `BimodalRimNet` of the Streamline-RimNet/Deep-PRL repository).
+- FC activations: the paper's figure shows tanh throughout; both released codes stack the Linear
+  layers with no activation between them (the head is one affine map). Default: released code,
+  `fc_tanh=False`; `True` is the paper's figure.
+- Topology (`topology`): `torch` (default, the PyTorch port: BatchNorm, 2^3 max-pools with stride 2
+  in ceil mode, 4^3 maps and 128 inputs to the first Linear at 28^3, 1,848,387 parameters) or `tf`
+  (the TensorFlow code: tflearn's `max_pool_3d` has stride 1 with 'same' padding, so the maps stay
+  28^3 and the first Linear takes 2 x 28^3 = 43,904 inputs; no BatchNorm; 13,053,251 parameters with
+  one logit, 13,053,316 with their two outputs).
+  `batch_norm` defaults to the topology's choice and can be set either way.
+- Xavier-uniform 3x3x3 convolutions; truncated normals (std 0.02, tflearn's default) for the 1x1x1
+  reductions and Linear layers, as in both released codes.
+- Output: the paper/code use 2-class softmax; here one logit (BCE-equivalent: z1 - z0).
 """
 
 from __future__ import annotations
@@ -26,54 +31,78 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from prlkit.errors import PrlkitError
 from prlkit.models.baselines.crop import crop_cubes
 
 QSM, FLAIR, MASK = 0, 1, 2  # patch channels (prlkit.data.patches)
+
+
+TOPOLOGIES = ("torch", "tf")
 
 
 @dataclass(frozen=True)
 class RimNetConfig:
     input_size: int = 28
     widths: tuple[int, int, int] = (32, 64, 128)
-    batch_norm: bool = True
+    batch_norm: bool | None = None  # None: the topology's choice (torch: True, tf: False)
     fc_widths: tuple[int, ...] = (256, 128, 64)
-    fc_tanh: bool = True  # False: released code (no activation between the Linear layers)
+    fc_tanh: bool = False  # released codes: no activation between the Linear layers; True: the paper's figure
+    topology: str = "torch"  # torch: the PyTorch port (pool stride 2) | tf: the TensorFlow code (pool stride 1)
+
+    def __post_init__(self) -> None:
+        if self.topology not in TOPOLOGIES:
+            raise PrlkitError(f"rimnet topology must be one of {', '.join(TOPOLOGIES)}, not {self.topology!r}")
+        if self.batch_norm is None:
+            object.__setattr__(self, "batch_norm", self.topology == "torch")
+
+    @property
+    def pool_stride(self) -> int:
+        """Stride of the 2^3 max-pools: 2 in the PyTorch port, 1 in tflearn's `max_pool_3d` (TF code)."""
+        return 2 if self.topology == "torch" else 1
+
+
+def max_pool(stride: int) -> nn.Module:
+    """2^3 max-pool: stride 2 in ceil mode (PyTorch port), or stride 1 with TF's 'same' padding (one
+    trailing voxel per axis, padded with -inf so it never wins), which keeps the map size."""
+    if stride == 2:
+        return nn.MaxPool3d(kernel_size=2, ceil_mode=True)
+    return nn.Sequential(nn.ConstantPad3d((0, 1) * 3, float("-inf")), nn.MaxPool3d(kernel_size=2, stride=1))
 
 
 class ConvBlock(nn.Sequential):
-    """Two 3x3x3 convolutions with tanh (BatchNorm before it when enabled), then 2^3 max-pool (ceil)."""
+    """Two 3x3x3 convolutions with tanh (BatchNorm before it when enabled), then a 2^3 max-pool."""
 
-    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool):
+    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool, pool_stride: int = 2):
         norm = "batch" if batch_norm else None
         super().__init__(
             Convolution(3, in_channels, out_channels, kernel_size=3, act="tanh", norm=norm),
             Convolution(3, out_channels, out_channels, kernel_size=3, act="tanh", norm=norm),
-            nn.MaxPool3d(kernel_size=2, ceil_mode=True),
+            max_pool(pool_stride),
         )
 
 
 class VGGBranch(nn.Module):
     """Three ConvBlocks and a 1x1x1 reduction to one channel; `extra_channels` join before block 2."""
 
-    def __init__(self, widths: tuple[int, int, int], batch_norm: bool, extra_channels: int = 0):
+    def __init__(self, widths: tuple[int, int, int], batch_norm: bool, extra_channels: int = 0, pool_stride: int = 2):
         super().__init__()
         w1, w2, w3 = widths
-        self.block1 = ConvBlock(1, w1, batch_norm)
-        self.block2 = ConvBlock(w1 + extra_channels, w2, batch_norm)
-        self.block3 = ConvBlock(w2, w3, batch_norm)
+        self.block1 = ConvBlock(1, w1, batch_norm, pool_stride)
+        self.block2 = ConvBlock(w1 + extra_channels, w2, batch_norm, pool_stride)
+        self.block3 = ConvBlock(w2, w3, batch_norm, pool_stride)
         self.reduce = nn.Conv3d(w3, 1, kernel_size=1)
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, 1, s, s, s) -> (flattened reduced map (B, (s/8)^3), block-1 output)."""
+        """x (B, 1, s, s, s) -> (flattened reduced map (B, pooled_voxels(s)), block-1 output)."""
         first = self.block1(x)
         hidden = first if extra is None else torch.cat([extra, first], dim=1)
         return self.reduce(self.block3(self.block2(hidden))).flatten(1), first
 
 
-def pooled_voxels(size: int, pools: int = 3) -> int:
-    """Voxels left of a size^3 cube after `pools` ceil-mode 2^3 max-pools."""
+def pooled_voxels(size: int, pools: int = 3, stride: int = 2) -> int:
+    """Voxels left of a size^3 cube after `pools` 2^3 max-pools of `stride` (ceil mode, or 'same' at stride 1)."""
     for _ in range(pools):
-        size = math.ceil(size / 2)
+        size = math.ceil(size / stride)
     return size**3
 
 
@@ -106,9 +135,10 @@ class RimNet(nn.Module):
     def __init__(self, config: RimNetConfig = RimNetConfig()):
         super().__init__()
         self.config = config
-        self.flair = VGGBranch(config.widths, config.batch_norm)
-        self.qsm = VGGBranch(config.widths, config.batch_norm, extra_channels=config.widths[0])
-        self.head = fc_head(2 * pooled_voxels(config.input_size), config.fc_widths, config.fc_tanh)
+        stride = config.pool_stride
+        self.flair = VGGBranch(config.widths, config.batch_norm, pool_stride=stride)
+        self.qsm = VGGBranch(config.widths, config.batch_norm, extra_channels=config.widths[0], pool_stride=stride)
+        self.head = fc_head(2 * pooled_voxels(config.input_size, stride=stride), config.fc_widths, config.fc_tanh)
         init_rimnet_weights(self)
 
     def forward(self, x: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
