@@ -246,3 +246,27 @@ def test_a_training_step_on_the_merged_remainder_runs_where_one_sample_crashes()
         stage.loss(x[:1], y[:1], features[:1])  # what the unmerged remainder did
     for index in stage.batches(torch.Generator().manual_seed(0)):
         assert torch.isfinite(stage.loss(x[index], y[index], features[index]))
+
+
+def test_model_files_from_before_the_paper_defaults_still_load(tmp_path):
+    """A QSMRim-Net model.json written before `features` and `seeds` were recorded keeps its first-order
+    features and its single network (today's defaults are 527 pyradiomics features and 3 seeds)."""
+    import dataclasses
+    import json
+
+    from prlkit.config import get_profile
+    from prlkit.data.features import feature_names
+    from prlkit.eval.calibration import PriorShift
+    from prlkit.methods.trained import TrainedModel, load_trained_model
+    from prlkit.models.baselines.qsmrimnet import build_qsmrimnet
+
+    settings = QSMRimNetConfig(features="first_order", seeds=1, radiomics_features=len(feature_names("first_order")))
+    model = TrainedModel(method="qsmrimnet", module=build_qsmrimnet(settings), model_config=dataclasses.asdict(settings),
+                         config=get_profile("quick"), threshold=0.5, calibrator=PriorShift(0.5, 0.5),
+                         training={"features": list(feature_names("first_order"))})
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    del meta["model_config"]["features"], meta["model_config"]["seeds"]
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    loaded = load_trained_model(tmp_path)
+    assert loaded.feature_set == "first_order" and loaded.model_config["seeds"] == 1

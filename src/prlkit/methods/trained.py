@@ -87,6 +87,10 @@ class TrainedModel:
         )
 
 
+# settings whose default changed since model files without them were written: those files keep the old value
+LEGACY_DEFAULTS = {"qsmrimnet": {"features": "first_order", "seeds": 1}}
+
+
 def load_trained_model(folder: Path) -> TrainedModel:
     """Rebuild a saved model from its JSON and weights (never executes code from the folder)."""
     from prlkit.methods.registry import build_network  # the registry imports every method
@@ -97,9 +101,10 @@ def load_trained_model(folder: Path) -> TrainedModel:
     if meta["method"] == SEGMENTATION_METHOD:
         raise InputFileError(folder / "model.json", f"a {SEGMENTATION_METHOD} segmentation model: run it with "
                              "`prlkit segment predict`")  # fmt: skip
-    module = build_network(meta["method"], meta["model_config"], folder / "model.json")
+    model_config = LEGACY_DEFAULTS.get(meta["method"], {}) | meta["model_config"]
+    module = build_network(meta["method"], model_config, folder / "model.json")
     load_weights(module, tensors, folder / "model.safetensors")
-    feature_set = meta["model_config"].get("features", "first_order")
+    feature_set = model_config.get("features", "first_order")
     if takes_features(module) and meta["training"].get("features") != list(feature_names(feature_set)):
         raise InputFileError(folder / "model.json", "trained on other lesion features than this prlkit version computes")
     calibration = dict(meta.get("calibration") or {"method": "prior", "train_prior": 0.5, "target_prior": 0.5})
@@ -107,7 +112,7 @@ def load_trained_model(folder: Path) -> TrainedModel:
     return TrainedModel(
         method=meta["method"],
         module=module.eval(),
-        model_config=meta["model_config"],
+        model_config=model_config,
         config=config_from_dict(meta["config"]),
         threshold=meta["threshold"],
         calibrator=calibrator,
