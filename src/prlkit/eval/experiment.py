@@ -88,7 +88,8 @@ def cross_validate(
     device: torch.device,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Every method on every fold; all out-of-fold predictions in one table."""
+    """Every method on every fold that can be trained (the others are logged as skipped and listed in
+    fold_plan.tsv with the reason); all out-of-fold predictions in one table."""
     for method in methods:
         get_method(method)  # fail before any training on a typo
     plan = fold_plan(patch_set.lesions, folds, val_fraction=config.split.val_fraction, by=config.split.by,
