@@ -1,4 +1,5 @@
-"""cv on cohorts with few Rim+ participants: counts per fold before training, untrainable folds skipped with a remedy."""
+"""cv on cohorts with few Rim+ participants: counts per fold before training; untrainable folds skipped, with a
+remedy."""
 
 from __future__ import annotations
 

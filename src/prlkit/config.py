@@ -361,7 +361,8 @@ class Config:
             _merge(dataclasses.replace(self, methods={}), overrides, prefix=f"methods.{name}.")  # key check
 
 
-SHARED_SECTIONS = ("profile", "qsm_unit", "lesions", "patches", "split", "methods")  # one patch set and one fold plan per run
+# one patch set and one fold plan per run
+SHARED_SECTIONS = ("profile", "qsm_unit", "lesions", "patches", "split", "methods")
 
 
 # `paper`: the authors' released code (network, both stages, patches, split, threshold); see

@@ -79,7 +79,8 @@ def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: s
         f"Reports: {cv_report} and {predict_report}",
     ]  # fmt: skip
     write_text_atomic(out / "demo_results.md", "\n".join(lines) + "\n")
-    return {"seconds": total_seconds(runs), "results": results, "cv_report": cv_report, "predict_report": predict_report}
+    return {"seconds": total_seconds(runs), "results": results, "cv_report": cv_report,
+            "predict_report": predict_report}
 
 
 def close_interrupted(runs: list[dict], last_write: float) -> list[dict]:

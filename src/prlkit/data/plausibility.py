@@ -51,9 +51,10 @@ def qsm_findings(data: np.ndarray, integer_storage: bool = False) -> list[Findin
     if p99 > QSM_PPB_P99:
         return [Finding("warning", f"99th percentile of |QSM| in the brain is {p99:.4g}{stored}: is it in ppb? "
                                    "prlkit expects ppm (--qsm-unit ppb converts)")]  # fmt: skip
-    if integer_storage and np.unique(brain).size < FEW_LEVELS:
-        return [Finding("warning", f"only {np.unique(brain).size} distinct values in the brain{stored}: was QSM "
-                                   "rounded to whole ppm? store it as float, or as integers with scl_slope")]
+    levels = np.unique(brain).size if integer_storage else FEW_LEVELS
+    if levels < FEW_LEVELS:
+        return [Finding("warning", f"only {levels} distinct values in the brain{stored}: was QSM rounded to whole "
+                                   "ppm? store it as float, or as integers with scl_slope")]
     if p99 < QSM_TINY_P99:
         return [Finding("warning", f"99th percentile of |QSM| in the brain is {p99:.2g} ppm, far below real QSM "
                                    "(0.05-0.3 ppm): is it already in ppm but read with --qsm-unit ppb?")]

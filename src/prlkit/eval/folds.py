@@ -280,7 +280,8 @@ def fold_plan(lesions: pd.DataFrame, folds: pd.DataFrame, *, val_fraction: float
             split_fold(lesions, folds, int(fold), val_fraction=val_fraction, by=by, seed=seed)
             problem = ""
         except PrlkitError as error:
-            remedy = "fewer folds (--n-folds) or " + ("--val-split lesion" if by == "participant" else "a larger --val-fraction")
+            other_split = "--val-split lesion" if by == "participant" else "a larger --val-fraction"
+            remedy = f"fewer folds (--n-folds) or {other_split}"
             problem = f"{error}; try {remedy}"
         rows.append({"fold": int(fold), **counts, "problem": problem})
     return pd.DataFrame(rows, columns=list(FOLD_PLAN_COLUMNS))
