@@ -12,8 +12,9 @@ import pytest
 from conftest import save, subject_volumes, write_bids
 
 from prlkit.cli import main
-from prlkit.config import LesionConfig
+from prlkit.config import LesionConfig, get_profile
 from prlkit.data.bids import PrlkitWarning, discover_cohort
+from prlkit.data.cache import cache_key
 from prlkit.data.images import read_volume
 from prlkit.data.plausibility import flair_findings, qsm_findings
 from prlkit.data.session import load_session
@@ -96,6 +97,8 @@ def test_load_session_warns_once_naming_the_file_and_converts_ppb(tmp_path):
         warnings.simplefilter("error")
         data = load_session(discover_cohort(root, qsm_unit="ppb").sessions[0], LesionConfig())
     np.testing.assert_allclose(data.qsm, ppm, rtol=1e-5)
+    config = get_profile("quick")  # patches read in ppb are others than those read in ppm
+    assert cache_key(discover_cohort(root), config) != cache_key(discover_cohort(root, qsm_unit="ppb"), config)
 
 
 def test_int16_qsm_without_scale_factor_is_named(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from conftest import tiny_config
 
 from prlkit.cli import build_parser, main
-from prlkit.commands.common import config_from_args
+from prlkit.commands.common import config_from_args, qsm_unit
 from prlkit.config import config_from_dict, get_profile, load_config, save_config
 from prlkit.eval.calibration import PriorShift
 from prlkit.errors import InputFileError
@@ -48,6 +48,9 @@ def test_qsm_unit_goes_into_the_config_and_its_file(tmp_path):
     assert config_from_args(args_of("cv", "ds", "--out", "o", "--config", str(tmp_path / "config.yaml"))).qsm_unit \
         == "ppb"  # fmt: skip
     assert args_of("predict", "--model", "m", "--out", "o").qsm_unit == "ppm"
+    assert qsm_unit(args_of("segment", "predict", "ds", "--model", "m", "--out", "o", "--qsm-unit", "ppb")) == "ppb"
+    assert qsm_unit(args_of("segment", "train", "ds", "--out", "o", "--config", str(tmp_path / "config.yaml"))) \
+        == "ppb"  # fmt: skip
 
 
 def test_resume_on_a_missing_folder_is_refused(tmp_path, capsys):

@@ -20,8 +20,8 @@ from prlkit.data.images import (
     read_volume,
     replace_non_finite,
 )
-from prlkit.data.plausibility import QSM_UNITS, Finding, flair_findings, qsm_findings
 from prlkit.data.lesions import attach_rim_labels, instance_map, lesion_table
+from prlkit.data.plausibility import QSM_UNITS, Finding, flair_findings, qsm_findings
 from prlkit.errors import InputFileError
 
 
