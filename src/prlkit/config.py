@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from prlkit.atomic import write_text_atomic
+from prlkit.data.plausibility import QSM_UNITS
 from prlkit.errors import InputFileError, PrlkitError
 
 
@@ -334,6 +335,7 @@ class Config:
     """Everything a run decided; written next to its outputs."""
 
     profile: str = "paper"
+    qsm_unit: str = "ppm"  # unit of the input QSM files: ppm, or ppb (divided by 1000 when read)
     lesions: LesionConfig = field(default_factory=LesionConfig)
     patches: PatchConfig = field(default_factory=PatchConfig)
     frodo: FrodoConfig = field(default_factory=FrodoConfig)
@@ -349,6 +351,8 @@ class Config:
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.qsm_unit not in QSM_UNITS:
+            raise PrlkitError(f"qsm_unit must be one of {', '.join(QSM_UNITS)}, not {self.qsm_unit!r}")
         for name, overrides in self.methods.items():
             if not isinstance(overrides, dict):
                 raise PrlkitError(f"config methods.{name} must be a mapping of config sections")
@@ -359,7 +363,8 @@ class Config:
             _merge(dataclasses.replace(self, methods={}), overrides, prefix=f"methods.{name}.")  # key check
 
 
-SHARED_SECTIONS = ("profile", "lesions", "patches", "split", "methods")  # one patch set and one fold plan per run
+# one patch set and one fold plan per run
+SHARED_SECTIONS = ("profile", "qsm_unit", "lesions", "patches", "split", "methods")
 
 
 # `paper`: the authors' released code (network, both stages, patches, split, threshold); see
@@ -396,11 +401,19 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def config_from_dict(data: dict[str, Any], base: Config | None = None) -> Config:
-    """Apply `data` (possibly partial) on top of `base` (default: its `profile`, else `paper`)."""
-    if base is None:
-        base = get_profile(data.get("profile", "paper"))
-    return _merge(base, data, prefix="")
+def config_from_dict(data: dict[str, Any], base: Config | None = None, source: Path | None = None) -> Config:
+    """Apply `data` (possibly partial) on top of `base` (default: its `profile`, else `paper`).
+
+    `source`: the file `data` came from; errors then name it.
+    """
+    try:
+        if base is None:
+            base = get_profile(data.get("profile", "paper") if isinstance(data, dict) else "paper")
+        return _merge(base, data, prefix="")
+    except PrlkitError as error:
+        if source is None:
+            raise
+        raise InputFileError(source, str(error)) from None
 
 
 def _merge(obj: Any, data: dict[str, Any], prefix: str) -> Any:
@@ -423,8 +436,12 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
-def load_config(path: Path | str) -> Config:
-    """Read a YAML or JSON config file (partial files override their profile's defaults)."""
+def load_config(path: Path | str, profile: str | None = None, default_profile: str = "paper") -> Config:
+    """Read a YAML or JSON config file; it overrides the fields it names, on top of a profile.
+
+    The profile is the file's own `profile` key, else `profile` (the command line's `--profile`),
+    else `default_profile`. A file naming another profile than a given `profile` is an error.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -434,10 +451,15 @@ def load_config(path: Path | str) -> Config:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise InputFileError(path, f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}") from None
+    data = {} if data is None else data
+    named = data.get("profile") if isinstance(data, dict) else None
+    if named is not None and profile is not None and named != profile:
+        raise InputFileError(path, f"says profile: {named} but --profile {profile} was given; drop one of them")
     try:
-        return config_from_dict(data or {})
+        base = get_profile(named or profile or default_profile)
     except PrlkitError as error:
         raise InputFileError(path, str(error)) from None
+    return config_from_dict(data, base=base, source=path)
 
 
 def save_config(config: Config, path: Path | str) -> None:

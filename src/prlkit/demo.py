@@ -4,6 +4,7 @@ subject with the main method's fold models, report."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -22,10 +23,11 @@ from prlkit.workflows import run_cross_validation
 
 log = logging.getLogger("prlkit")
 
-# The `quick` profile with fewer epochs, so five folds fit in about ten minutes on a 2-core laptop.
+# The `quick` profile with fewer epochs, so five folds fit in about six minutes on one thread of a 2-core CPU.
 DEMO_EPOCHS = {"pretrain": 3, "finetune": 12}
 DEMO_METHODS = ["frodo", "aprl"]  # the main method and the fast baseline (random forest: seconds per fold)
 NEW_SUBJECT_SEED_OFFSET = 1000  # the "new patient" comes from another seed: never seen in training
+TIMING_FILE = "demo_timing.json"  # every run of the demo in its folder: start (epoch seconds) and duration
 
 
 def demo_config() -> Config:
@@ -48,6 +50,10 @@ def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: s
              progress: bool = True) -> dict:  # fmt: skip
     """Simulate (once), five-fold cv of the main method and APRL, frodo fold-ensemble prediction of a new subject,
     both HTML reports and `demo_results.md`. A rerun reuses the data and the finished folds."""
+    out.mkdir(parents=True, exist_ok=True)
+    earlier = close_interrupted(_read_runs(out / TIMING_FILE), _last_write(out))
+    run = {"started": time.time(), "seconds": None}
+    _write_runs(out / TIMING_FILE, earlier + [run])  # stays without seconds if this run is interrupted
     started = time.perf_counter()
     data, new_subject = out / "data", out / "new_subject"
     _simulate_once(data, subjects, seed, synth, progress)
@@ -59,12 +65,13 @@ def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: s
     subjects_table = predict_sessions(discover_cohort(new_subject).sessions, load_ensemble(out / "cv", "frodo"),
                                       out / "predictions", device, progress)  # fmt: skip
     predict_report = write_report(out / "predictions", dataset=new_subject)
-    seconds = time.perf_counter() - started
+    runs = earlier + [run | {"seconds": time.perf_counter() - started}]
+    _write_runs(out / TIMING_FILE, runs)
     lines = [
         "# prlkit demo", "",
         f"{subjects} simulated participants, five-fold cross-validation of the main method (`quick` profile, "
         f"{DEMO_EPOCHS['pretrain']} + {DEMO_EPOCHS['finetune']} epochs at most) and of APRL (radiomics + random "
-        f"forest), then the main method's five fold models predict a new simulated subject; {seconds:.0f} s in all.",
+        f"forest), then the main method's five fold models predict a new simulated subject; {timing_text(runs)}.",
         "", f"The cohort holds {int(patch_set.labelled()['rim'].sum())} Rim+ lesions; what the network can learn "
         "from that many, against hand-crafted features: README, \"How much data the main method needs\".", "",
         (out / "cv" / "results.md").read_text(), "## New subject (fold ensemble)", "", "```",
@@ -72,4 +79,39 @@ def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: s
         f"Reports: {cv_report} and {predict_report}",
     ]  # fmt: skip
     write_text_atomic(out / "demo_results.md", "\n".join(lines) + "\n")
-    return {"seconds": seconds, "results": results, "cv_report": cv_report, "predict_report": predict_report}
+    return {"seconds": total_seconds(runs), "results": results, "cv_report": cv_report,
+            "predict_report": predict_report}
+
+
+def close_interrupted(runs: list[dict], last_write: float) -> list[dict]:
+    """Runs that never recorded their duration (interrupted) last until the last file write in the demo
+    folder (`last_write`, epoch seconds), the last sign of their work."""
+    return [run if run["seconds"] is not None else run | {"seconds": max(0.0, last_write - run["started"])}
+            for run in runs]  # fmt: skip
+
+
+def total_seconds(runs: list[dict]) -> float:
+    """The demo's time over all its runs in one folder."""
+    return float(sum(run["seconds"] for run in runs))
+
+
+def timing_text(runs: list[dict]) -> str:
+    """How long the demo took, saying when it was resumed (then the last run alone is not the total)."""
+    total = f"{total_seconds(runs):.0f} s in all"
+    if len(runs) == 1:
+        return total
+    return f"{total}, over {len(runs)} runs (resumed; the last run took {runs[-1]['seconds']:.0f} s)"
+
+
+def _read_runs(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["runs"] if path.is_file() else []
+
+
+def _write_runs(path: Path, runs: list[dict]) -> None:
+    write_text_atomic(path, json.dumps({"runs": runs}, indent=1) + "\n")
+
+
+def _last_write(folder: Path) -> float:
+    """The latest modification time (epoch seconds) of any file under `folder` but the timing file."""
+    return max((path.stat().st_mtime for path in folder.rglob("*") if path.is_file() and path.name != TIMING_FILE),
+               default=0.0)  # fmt: skip

@@ -7,20 +7,40 @@ import dataclasses
 from pathlib import Path
 
 from prlkit.config import PROFILES, Config, get_profile, load_config
+from prlkit.data.plausibility import QSM_UNITS
 
 
 def add_config_options(parser: argparse.ArgumentParser, default_profile: str = "paper") -> None:
-    """`--profile NAME` and `--config FILE` (a config file overrides its own profile's defaults)."""
-    parser.add_argument("--profile", choices=sorted(PROFILES), default=default_profile,
+    """`--profile NAME`, `--config FILE` (layered on the profile) and `--qsm-unit` (recorded in the config)."""
+    parser.add_argument("--profile", choices=sorted(PROFILES),
                         help=f"named settings (default {default_profile}): paper = the authors' released network and "
                              "recipe (64^3 patches, 2.2 M parameters, 200+200 epochs: a GPU network); quick = a "
                              "smaller, faster CPU variant (BatchNorm, base width 8, stride-2 stem, 24^3 patches)")
-    parser.add_argument("--config", metavar="FILE", help="YAML/JSON config file (overrides --profile)")
+    parser.add_argument("--config", metavar="FILE", help="YAML/JSON config file: overrides the fields it names, on "
+                        "top of its own `profile:` key or else --profile")  # fmt: skip
+    parser.set_defaults(default_profile=default_profile)
+    add_qsm_unit_option(parser, default=None)
+
+
+def add_qsm_unit_option(parser: argparse.ArgumentParser, default: str | None = "ppm") -> None:
+    """`--qsm-unit {ppm,ppb}`: the unit of the input QSM files (ppb is divided by 1000 when read)."""
+    default_text = "ppm" if default else "the config's qsm_unit: ppm unless set"
+    parser.add_argument("--qsm-unit", choices=sorted(QSM_UNITS), default=default,
+                        help=f"unit of the QSM files (default {default_text}): ppb is divided by 1000 when read")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The config the options ask for."""
-    return load_config(args.config) if args.config else get_profile(args.profile)
+    """The config the options ask for: profile, config file, then --qsm-unit."""
+    if args.config:
+        config = load_config(args.config, profile=args.profile, default_profile=args.default_profile)
+    else:
+        config = get_profile(args.profile or args.default_profile)
+    return dataclasses.replace(config, qsm_unit=args.qsm_unit) if args.qsm_unit else config
+
+
+def qsm_unit(args: argparse.Namespace) -> str:
+    """The unit of the input QSM files: --qsm-unit, else (commands with a config) the config's."""
+    return args.qsm_unit or config_from_args(args).qsm_unit
 
 
 def with_split_overrides(config: Config, **overrides) -> Config:
@@ -43,20 +63,24 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def checked_cohort(dataset: str | Path):
-    """The cohort of a BIDS folder or manifest; its first cohort-level problem is the error."""
+def checked_cohort(dataset: str | Path, qsm_unit: str = "ppm"):
+    """The cohort of a BIDS folder or manifest (QSM in `qsm_unit`); its first cohort-level problem is the error."""
     from prlkit.data.bids import discover_cohort
 
-    cohort = discover_cohort(dataset)
+    cohort = discover_cohort(dataset, qsm_unit)
     if cohort.problems:
         raise cohort_error(cohort.problems)
     return cohort
 
 
 def require_empty_output(out: Path, resume: bool) -> None:
-    """Refuse to train into a folder that already holds something, unless the run is resumed there."""
+    """Refuse to train into a folder that already holds something, unless the run is resumed there;
+    refuse to resume in a folder that does not exist."""
     from prlkit.errors import PrlkitError
 
+    if resume and not out.is_dir():
+        raise PrlkitError(f"{out}: --resume: no such folder, so no run to continue; check --out, or drop --resume "
+                          "to start a new run")  # fmt: skip
     if out.exists() and any(out.iterdir()) and not resume:
         raise PrlkitError(f"{out}: output folder is not empty; use --resume to continue a run or choose another --out")
 
@@ -65,7 +89,7 @@ def load_patch_set(args: argparse.Namespace, config: Config):
     """The cohort's patch set (from the cache when its settings and files are unchanged)."""
     from prlkit.data.cache import build_patch_set
 
-    return build_patch_set(checked_cohort(args.dataset), config, cache_dir=args.cache_dir,
+    return build_patch_set(checked_cohort(args.dataset, config.qsm_unit), config, cache_dir=args.cache_dir,
                            progress=not args.no_progress)  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prlkit.commands.common import cohort_error
+from prlkit.commands.common import add_qsm_unit_option, cohort_error
 from prlkit.errors import PrlkitError
 
 
@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--flair", type=Path, help="single-session mode: FLAIR NIfTI")
     parser.add_argument("--lesions", type=Path, help="single-session mode: lesion map NIfTI")
     parser.add_argument("--subject", default="sub-01", help="single-session mode: participant id (default sub-01)")
+    add_qsm_unit_option(parser)
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
@@ -47,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
             raise PrlkitError("single-session mode needs all of --qsm, --flair and --lesions, and no dataset")
         subject = args.subject if args.subject.startswith("sub-") else f"sub-{args.subject}"
         sessions = [SessionFiles(subject, None, *(p if p.is_file() else None for p in single),
-                                 expected=dict(zip(("qsm", "flair", "lesions"), single)))]  # fmt: skip
+                                 qsm_unit=args.qsm_unit, expected=dict(zip(("qsm", "flair", "lesions"), single)))]
     elif args.dataset:
-        cohort = discover_cohort(args.dataset)
+        cohort = discover_cohort(args.dataset, args.qsm_unit)
         sessions = cohort.sessions
         if args.participant_label:
             wanted = {label if label.startswith("sub-") else f"sub-{label}" for label in args.participant_label}

@@ -12,8 +12,10 @@ import pandas as pd
 from prlkit.atomic import write_text_atomic
 from prlkit.commands.common import (
     add_config_options,
+    add_qsm_unit_option,
     checked_cohort,
     config_from_args,
+    qsm_unit,
     require_empty_output,
     with_split_overrides,
 )
@@ -52,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("dataset", help="BIDS folder or manifest .csv")
     predict.add_argument("--model", required=True, type=Path, help="prlkit segment train folder or prlkit cv folder")
     predict.add_argument("--out", required=True, type=Path, help="output root (derivatives/prlkit is created in it)")
+    add_qsm_unit_option(predict)
     for sub in (train, predict):
         sub.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
         sub.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -59,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cohort = checked_cohort(args.dataset)
+    cohort = checked_cohort(args.dataset, qsm_unit(args))
     return _train(args, cohort) if args.action == "train" else _predict(args, cohort)
 
 

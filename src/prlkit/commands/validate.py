@@ -28,10 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    lesion_config = config_from_args(args).lesions
+    config = config_from_args(args)
+    lesion_config = config.lesions
     overrides = {"connectivity": args.connectivity, "min_voxels": args.min_voxels}
     lesion_config = dataclasses.replace(lesion_config, **{k: v for k, v in overrides.items() if v is not None})
-    report = validate_cohort(discover_cohort(args.dataset), lesion_config)
+    report = validate_cohort(discover_cohort(args.dataset, config.qsm_unit), lesion_config)
     if args.json:
         payload = {
             "totals": report.totals(),

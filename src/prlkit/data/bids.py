@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ class SessionFiles:
     rim_table: Path | None = None
     prl_mask: Path | None = None
     site: str | None = None
+    qsm_unit: str = "ppm"  # unit of the QSM file (`prlkit.data.plausibility.QSM_UNITS`); read as ppm
     expected: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -53,16 +55,20 @@ class Cohort:
         return sorted({s.participant_id for s in self.sessions})
 
 
-def discover_cohort(path: Path | str) -> Cohort:
-    """A BIDS folder or a manifest CSV -> its sessions (files checked for presence only)."""
+def discover_cohort(path: Path | str, qsm_unit: str = "ppm") -> Cohort:
+    """A BIDS folder or a manifest CSV -> its sessions (files checked for presence only), whose QSM
+    files are in `qsm_unit` (ppm or ppb)."""
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".csv":
-        return _from_manifest(path)
-    if path.is_dir():
-        return _from_bids(path)
-    if not path.exists():
+        cohort = _from_manifest(path)
+    elif path.is_dir():
+        cohort = _from_bids(path)
+    elif not path.exists():
         raise InputFileError(path, "no such dataset folder or manifest CSV")
-    raise InputFileError(path, "expected a BIDS folder or a manifest .csv file")
+    else:
+        raise InputFileError(path, "expected a BIDS folder or a manifest .csv file")
+    cohort.sessions = [dataclasses.replace(session, qsm_unit=qsm_unit) for session in cohort.sessions]
+    return cohort
 
 
 def _find_nifti(folder: Path, stem: str) -> Path | None:

@@ -79,6 +79,9 @@ def cache_key(cohort: Cohort, config: Config) -> str:
         "patches": dataclasses.asdict(config.patches),
         "files": files,
     }
+    units = sorted({session.qsm_unit for session in cohort.sessions} - {"ppm"})
+    if units:  # QSM read from another unit than ppm; the default leaves earlier keys valid
+        payload["qsm_units"] = units
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from itertools import product
@@ -33,6 +34,7 @@ class Volume:
     data: np.ndarray
     affine: np.ndarray
     path: Path
+    integer_storage: bool = False  # stored as integers with no scale factor (scl_slope 1, scl_inter 0)
 
     @property
     def grid(self) -> Grid:
@@ -69,7 +71,9 @@ def read_volume(path: Path, dtype: type = np.float32) -> Volume:
         data = np.asarray(image.dataobj, dtype=dtype).reshape(shape)
     except Exception as error:  # truncated gzip streams surface only here
         raise InputFileError(path, f"image data cannot be read ({type(error).__name__}: {error})") from None
-    return Volume(data=data, affine=image.affine.astype(np.float64), path=Path(path))
+    unscaled = getattr(image.dataobj, "slope", 1.0) == 1 and getattr(image.dataobj, "inter", 0.0) == 0
+    integer_storage = bool(np.issubdtype(image.get_data_dtype(), np.integer) and unscaled)
+    return Volume(data=data, affine=image.affine.astype(np.float64), path=Path(path), integer_storage=integer_storage)
 
 
 def _warn_if_sform_qform_disagree(image: nib.Nifti1Image, path: Path) -> None:
@@ -118,7 +122,7 @@ def replace_non_finite(volume: Volume, lesion_mask: np.ndarray) -> Volume:
     warnings.warn(
         f"{volume.path}: {int(bad.sum())} NaN/Inf voxel(s) outside lesions set to 0", PrlkitWarning, stacklevel=2
     )
-    return Volume(data=np.where(bad, np.float32(0), volume.data), affine=volume.affine, path=volume.path)
+    return dataclasses.replace(volume, data=np.where(bad, np.float32(0), volume.data))
 
 
 def read_label_volume(path: Path) -> Volume:

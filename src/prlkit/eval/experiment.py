@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prlkit.atomic import atomic_path
+from prlkit.atomic import atomic_path, write_text_atomic
 from prlkit.config import Config
 from prlkit.data.cache import PatchSet
-from prlkit.eval.folds import split_fold
+from prlkit.errors import PrlkitError
+from prlkit.eval.folds import describe_fold, fold_plan, split_fold
 from prlkit.methods.registry import get_method, method_config
 
 log = logging.getLogger("prlkit")
@@ -87,13 +88,23 @@ def cross_validate(
     device: torch.device,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Every method on every fold; all out-of-fold predictions in one table."""
+    """Every method on every fold that can be trained (the others are logged as skipped and listed in
+    fold_plan.tsv with the reason); all out-of-fold predictions in one table."""
     for method in methods:
         get_method(method)  # fail before any training on a typo
+    plan = fold_plan(patch_set.lesions, folds, val_fraction=config.split.val_fraction, by=config.split.by,
+                     seed=config.split.seed)  # fmt: skip
+    write_text_atomic(out_dir / "fold_plan.tsv", plan.to_csv(sep="\t", index=False))
+    for _, row in plan.iterrows():
+        log.info(describe_fold(row))
+        if row["problem"]:
+            log.warning("fold %d skipped: %s", row["fold"], row["problem"])
+    if (plan["problem"] != "").all():
+        raise PrlkitError(f"no fold can be trained (fold {plan['fold'].iloc[0]}: {plan['problem'].iloc[0]})")
     tables = [
         fold_predictions(patch_set, folds, method, int(fold), config, out_dir, device, progress)
         for method in methods
-        for fold in sorted(folds["fold"].unique())
+        for fold in plan.loc[plan["problem"] == "", "fold"]
     ]
     oof = pd.concat(tables, ignore_index=True)[PREDICTION_COLUMNS]
     return oof.astype({"label": int, "decision": int, "fold": int})

@@ -252,3 +252,44 @@ def pretraining_split(dev: pd.DataFrame, val_fraction: float, seed: int) -> tupl
     _, val_rows = next(splitter.split(ids, groups=ids))
     is_val = dev["participant_id"].astype(str).isin(ids[val_rows]).to_numpy()
     return np.sort(dev.index.to_numpy()[~is_val]), np.sort(dev.index.to_numpy()[is_val])
+
+
+FOLD_PLAN_COLUMNS = (
+    "fold", "test_participants", "test_rim_participants", "test_lesions", "test_rim_lesions",
+    "dev_participants", "dev_rim_participants", "dev_lesions", "dev_rim_lesions", "problem",
+)  # fmt: skip
+
+
+def fold_plan(lesions: pd.DataFrame, folds: pd.DataFrame, *, val_fraction: float = 0.2, by: str = "participant",
+              seed: int = 0) -> pd.DataFrame:
+    """Per outer fold, before any training: participants, participants with a Rim+ lesion, labelled
+    lesions and Rim+ lesions of the held-out (`test_`) and development (`dev_`) sets, and `problem`:
+    why the fold's development split cannot be drawn, with what to do ("" when it can)."""
+    usable = labelled_lesions(lesions)
+    fold_of = folds.assign(participant_id=folds["participant_id"].astype(str)).set_index("participant_id")["fold"]
+    in_fold = usable["participant_id"].map(fold_of)
+    rows = []
+    for fold in sorted(folds["fold"].unique()):
+        counts = {"test_participants": int((folds["fold"] == fold).sum()),
+                  "dev_participants": int((folds["fold"] != fold).sum())}  # fmt: skip
+        for side, part in (("test", usable[in_fold == fold]), ("dev", usable[in_fold != fold])):
+            rim = part[part["rim"] == 1]
+            counts |= {f"{side}_rim_participants": rim["participant_id"].nunique(),
+                       f"{side}_lesions": len(part), f"{side}_rim_lesions": len(rim)}  # fmt: skip
+        try:
+            split_fold(lesions, folds, int(fold), val_fraction=val_fraction, by=by, seed=seed)
+            problem = ""
+        except PrlkitError as error:
+            other_split = "--val-split lesion" if by == "participant" else "a larger --val-fraction"
+            remedy = f"fewer folds (--n-folds) or {other_split}"
+            problem = f"{error}; try {remedy}"
+        rows.append({"fold": int(fold), **counts, "problem": problem})
+    return pd.DataFrame(rows, columns=list(FOLD_PLAN_COLUMNS))
+
+
+def describe_fold(row: pd.Series) -> str:
+    """One line of a `fold_plan` row: the Rim+ counts of both sides."""
+    return (f"fold {row['fold']}: held out {row['test_participants']} participants ({row['test_rim_participants']} "
+            f"with Rim+; {row['test_rim_lesions']} Rim+ of {row['test_lesions']} lesions), development "
+            f"{row['dev_participants']} ({row['dev_rim_participants']} with Rim+; {row['dev_rim_lesions']} Rim+ of "
+            f"{row['dev_lesions']} lesions)")

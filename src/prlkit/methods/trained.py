@@ -83,6 +83,7 @@ class TrainedModel:
                 "threshold": float(self.threshold),
                 "calibration": {"method": CALIBRATOR_NAMES[type(self.calibrator)], **dataclasses.asdict(self.calibrator)},
                 "training": self.training,
+                "trained_patch_size": self.config.patches.size,
             },
         )
 
@@ -107,14 +108,24 @@ def load_trained_model(folder: Path) -> TrainedModel:
     feature_set = model_config.get("features", "first_order")
     if takes_features(module) and meta["training"].get("features") != list(feature_names(feature_set)):
         raise InputFileError(folder / "model.json", "trained on other lesion features than this prlkit version computes")
+    config = config_from_dict(meta["config"], source=folder / "model.json")
+    check_patch_size(folder / "model.json", config.patches.size, meta.get("trained_patch_size"))
     calibration = dict(meta.get("calibration") or {"method": "prior", "train_prior": 0.5, "target_prior": 0.5})
     calibrator = CALIBRATION_METHODS[calibration.pop("method")](**calibration)
     return TrainedModel(
         method=meta["method"],
         module=module.eval(),
         model_config=model_config,
-        config=config_from_dict(meta["config"]),
+        config=config,
         threshold=meta["threshold"],
         calibrator=calibrator,
         training=meta["training"],
     )
+
+
+def check_patch_size(meta_path: Path, configured: int, trained: int | None) -> None:
+    """Refuse a model.json whose patch size differs from the one its weights were trained at (recorded
+    at training; None in models saved before it was): the probabilities would silently change."""
+    if trained is not None and configured != trained:
+        raise InputFileError(meta_path, f"patch size {configured} in the config, but the weights were trained on "
+                                        f"{trained}^3 patches (trained_patch_size); restore {trained}")

@@ -16,7 +16,7 @@ from prlkit.config import Config, config_from_dict, config_to_dict
 from prlkit.data.cache import PatchSet
 from prlkit.errors import InputFileError
 from prlkit.eval.calibration import CALIBRATION_METHODS, Calibrator, TemperatureScaling
-from prlkit.methods.trained import CALIBRATOR_NAMES
+from prlkit.methods.trained import CALIBRATOR_NAMES, check_patch_size
 from prlkit.modelfile import load_weights, read_model, save_model
 from prlkit.segment.inference import class_probabilities
 from prlkit.segment.network import build_segmentation_network
@@ -89,7 +89,8 @@ def load_segmentation_model(folder: Path) -> SegmentationModel:
     meta, tensors = read_model(folder)
     if meta["method"] != METHOD:
         raise InputFileError(folder / "model.json", f"a {meta['method']} model, not a {METHOD} segmentation model")
-    config = config_from_dict(meta["config"])
+    config = config_from_dict(meta["config"], source=folder / "model.json")
+    check_patch_size(folder / "model.json", config.segment.patch_size, meta["model_config"].get("patch_size"))
     module = build_segmentation_network(config.segment)
     load_weights(module, tensors, folder / "model.safetensors")
     calibration = dict(meta.get("calibration") or {"method": "temperature", "temperature": 1.0})
