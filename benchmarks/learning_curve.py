@@ -7,7 +7,8 @@ training part and a held-out part; the network is the configured profile's, trai
 shared loop with the method's fine-tuning stage (BCE + SupCon, class-balanced batches, cube
 symmetries), without pretraining and without early stopping.
 
-Run: ``PYTHONPATH=src python benchmarks/learning_curve.py COHORT [--epochs 15] [--profile quick] [--norm group|batch]``
+Run: ``PYTHONPATH=src python benchmarks/learning_curve.py COHORT [--epochs 15] [--profile quick | --config FILE]
+[--norm group|batch] [--held-out-folds 3] [--json FILE]``
 (make a cohort with ``prlkit simulate COHORT --subjects 90 --seed 11``).
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prlkit.config import get_profile
+from prlkit.config import get_profile, load_config
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.eval.folds import labelled_lesions, make_folds
@@ -39,14 +40,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cohort", type=Path)
     parser.add_argument("--profile", default="quick")
+    parser.add_argument("--config", type=Path, help="a prlkit config file (a lever to measure); replaces --profile")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--held-out-folds", type=int, default=3, help="1/N of the participants are held out")
     parser.add_argument("--norm", choices=("group", "batch"), help="override the profile's normalisation layers")
     parser.add_argument("--json", type=Path, help="write the curve here")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    config = get_profile(args.profile)
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config) if args.config else get_profile(args.profile)
     if args.norm:
         config = dataclasses.replace(config, frodo=dataclasses.replace(config.frodo, norm=args.norm))
     patch_set = build_patch_set(discover_cohort(args.cohort), config, progress=False)

@@ -189,6 +189,9 @@ class PretrainConfig(TrainConfig):
     temperature: float = 0.5  # NT-Xent temperature of the contrastive ablation
     val_fraction: float = 0.15  # participants held out for stage-1 early stopping
     encoders: str = ""  # a safetensors file of pretrained encoders (convert-checkpoint of best.pt): replaces stage 1
+    # a safetensors file of a whole frodo network with the same frodo settings (e.g. another model folder's
+    # model.safetensors, or benchmarks/pretrain_simulated.py's output): every layer starts from it, stage 1 is skipped
+    weights: str = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()

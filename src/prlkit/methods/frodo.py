@@ -63,7 +63,9 @@ def _train_one(patch_set: PatchSet, train_index: np.ndarray, val_index: np.ndarr
     seed = config.finetune.seed
     fits: dict[str, FitResult] = {}
     net = FrodoNet(config.frodo, seed=seed)
-    if config.pretrain.encoders:
+    if config.pretrain.weights:
+        load_network_weights(net, Path(config.pretrain.weights))
+    elif config.pretrain.encoders:
         net.load_pretrained_state_dict(read_encoders(Path(config.pretrain.encoders)))
     elif config.pretrain.kind != "none":
         development = patch_set.lesions.loc[np.sort(np.r_[train_index, val_index])]
@@ -88,9 +90,25 @@ def _train_one(patch_set: PatchSet, train_index: np.ndarray, val_index: np.ndarr
 
 def read_encoders(path: Path) -> dict[str, torch.Tensor]:
     """Pretrained encoder weights from a safetensors file (`prlkit convert-checkpoint best.pt`)."""
+    return _read_safetensors(path, "pretrained encoders")
+
+
+def load_network_weights(net: FrodoNet, path: Path) -> None:
+    """Initialise every layer of `net` from a safetensors file (`pretrain.weights`); weights of a network
+    with other frodo settings are a one-line error naming the first mismatching tensor."""
+    state = _read_safetensors(path, "pretrained network weights")
+    expected = net.state_dict()
+    wrong = sorted(set(expected) ^ set(state)) or [k for k in expected if state[k].shape != expected[k].shape]
+    if wrong:
+        raise InputFileError(path, f"weights of a network with other frodo settings (first mismatch: {wrong[0]}); "
+                                   f"use the frodo settings they were trained with")
+    net.load_state_dict(state)
+
+
+def _read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except FileNotFoundError:
-        raise InputFileError(path, "pretrained encoders file not found") from None
+        raise InputFileError(path, f"{what} file not found") from None
     except (OSError, SafetensorError) as error:
         raise InputFileError(path, f"not a readable safetensors file ({error})") from None
