@@ -2,6 +2,7 @@
 
 import argparse
 import errno
+import logging
 import os
 import socket
 import warnings
@@ -62,7 +63,10 @@ def _command_raising(monkeypatch, error):
     return main(["report", "folder"])
 
 
-def test_other_warnings_name_their_category(monkeypatch, capsys):
+def test_library_warnings_only_with_verbose(monkeypatch, capsys):
+    assert _command_raising(monkeypatch, RuntimeWarning("overflow in exp")) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(logging.getLogger("prlkit"), "isEnabledFor", lambda level: True)  # as with -v
     assert _command_raising(monkeypatch, RuntimeWarning("overflow in exp")) == 0
     assert capsys.readouterr().err == "prlkit: warning: overflow in exp (RuntimeWarning)\n"
 

@@ -90,14 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
     """warnings.showwarning for the CLI: `prlkit: warning: <file>: <problem>`, no source location.
 
-    prlkit's own warnings start with the file they are about; others are named by their category.
+    prlkit's own warnings start with the file they are about. The libraries' warnings name no input
+    file and seldom anything the user can act on: they are shown with --verbose, with their category.
     """
     from prlkit.data.bids import PrlkitWarning
 
     text = str(message).strip()
-    if not issubclass(category, PrlkitWarning):
-        text = f"{text} ({category.__name__})"
-    print(f"prlkit: warning: {text}", file=file or sys.stderr)
+    if issubclass(category, PrlkitWarning):
+        print(f"prlkit: warning: {text}", file=file or sys.stderr)
+    elif log.isEnabledFor(logging.DEBUG):
+        print(f"prlkit: warning: {text} ({category.__name__})", file=file or sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
