@@ -43,7 +43,10 @@ def set_threads(requested: int | None) -> None:
     """Apply --threads, or the default rule unless OMP_NUM_THREADS already says; torch is only imported if loaded."""
     if requested is None and "OMP_NUM_THREADS" in os.environ:
         return
-    threads = requested or default_threads(len(os.sched_getaffinity(0)), os.getloadavg()[0])
+    threads = requested
+    if threads is None:  # sched_getaffinity (the CPUs this process may use) and getloadavg are not on every OS
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = default_threads(available, os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     else:  # read by PyTorch (and the BLAS libraries) when they load: commands that never need torch stay fast
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         except OSError as error:  # a read-only folder, a full disk: the file and the system's reason
             log.debug("traceback", exc_info=True)
-            where = f"{public_path(error.filename)}: " if error.filename else ""
+            where = f"{public_path(str(error.filename))}: " if error.filename is not None else ""
             print(f"prlkit: error: {where}{error.strerror or error}", file=sys.stderr)
             return 1
         except KeyboardInterrupt as interrupt:
