@@ -5,6 +5,7 @@ import json
 import shutil
 import socket
 import subprocess
+import tempfile
 
 import nibabel as nib
 import numpy as np
@@ -99,7 +100,8 @@ def test_bad_session_leaves_no_output(trained, tmp_path, capsys):
         shutil.copytree(dataset, broken)
         (broken / "sub-04/anat/sub-04_FLAIR.nii.gz").write_bytes(b"not nifti")
     assert run_predict(broken, "--model", model, "--out", tmp_path / "out") == 1
-    assert "sub-04_FLAIR.nii.gz" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "sub-04_FLAIR.nii.gz" in error and "--skip-invalid" in error
     assert not (tmp_path / "out").exists()
 
 
@@ -198,11 +200,15 @@ def test_skip_invalid_predicts_the_others(trained, tmp_path, capsys):
     dataset, model, _ = trained
     copy = _copy(dataset, tmp_path, "missing")
     (copy / "sub-04/anat/sub-04_FLAIR.nii.gz").unlink()
+    with open(copy / "participants.tsv", "a") as listing:
+        listing.write("sub-99\n")  # listed, no folder: a cohort-level problem
     assert run_predict(copy, "--model", model, "--out", tmp_path / "strict") == 1
-    assert "--skip-invalid" in capsys.readouterr().err and not (tmp_path / "strict").exists()
+    error = capsys.readouterr().err
+    assert "sub-99" in error and "--skip-invalid" in error and not (tmp_path / "strict").exists()
     assert run_predict(copy, "--model", model, "--out", tmp_path / "out", "--skip-invalid") == 0
-    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("prlkit: warning:")]
-    assert len(warning) == 1 and "skipped 1 of 6" in warning[0] and "sub-04" in warning[0]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("prlkit: warning:")]
+    assert len(warnings) == 2 and "sub-99 is listed but has no folder" in warnings[0]
+    assert "skipped 1 of 6" in warnings[1] and "sub-04" in warnings[1]
     base = tmp_path / "out/derivatives/prlkit"
     skipped = pd.read_csv(base / "skipped_sessions.tsv", sep="\t", keep_default_na=False)
     assert skipped.to_dict("records") == [{"participant_id": "sub-04", "session_id": "",
@@ -227,3 +233,17 @@ def _dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+def test_read_only_output_is_one_line_naming_the_file(trained, tmp_path, monkeypatch, capsys):
+    dataset, model, _ = trained
+
+    def read_only(suffix=None, prefix=None, dir=None, text=False):
+        raise OSError(errno.EROFS, "Read-only file system", f"{dir}/{prefix}a1b2{suffix}")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # root ignores chmod: the file system's answer, simulated
+    out = tmp_path / "out"
+    assert run_predict(dataset, "--model", model, "--out", out, "--participant-label", "01") == 1
+    description = out / "derivatives/prlkit/dataset_description.json"
+    assert capsys.readouterr().err == f"prlkit: error: {description}: Read-only file system\n"
+    assert not out.exists()
