@@ -39,7 +39,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def is_stale(name: str) -> bool:
+def _is_stale(name: str) -> bool:
     """Whether `name` is a temporary or staging folder of a prlkit process on this machine that no longer runs."""
     match = _OWNER.search(name)
     return bool(name.startswith(".") and match and match["host"] == socket.gethostname()
@@ -53,7 +53,7 @@ def remove_stale(folder: Path | str, recursive: bool = True) -> list[Path]:
         return removed
     for root, dirs, files in os.walk(folder):
         for name in [*dirs, *files]:
-            if is_stale(name):
+            if _is_stale(name):
                 path = Path(root, name)
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
                 removed.append(path)
