@@ -93,8 +93,7 @@ def test_weights_get_the_umask_permissions(tmp_path):
 
 def test_full_disk_while_writing_weights_names_the_file(tmp_path, monkeypatch):
     def full(tensors, filename):
-        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
-                              'message: "No space left on device" })')  # fmt: skip
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
     monkeypatch.setattr(modelfile, "save_file", full)
     with pytest.raises(OSError) as error:

@@ -145,8 +145,7 @@ def test_full_disk_while_saving_the_model_leaves_nothing(toy, tmp_path, monkeypa
     dataset, config_path, root = toy
 
     def full(tensors, filename):
-        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
-                              '"No space left on device" })')  # fmt: skip
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
     monkeypatch.setattr(modelfile, "save_file", full)
     out = tmp_path / "aprl"

@@ -46,14 +46,14 @@ def save_model(folder: Path, module: torch.nn.Module, meta: dict[str, Any]) -> N
 def write_safetensors(final: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Write tensors to a safetensors file atomically; an I/O failure (a full disk) is an OSError naming `final`.
 
-    safetensors reports I/O errors as SafetensorError, e.g. `IoError(Os { code: 28, ..., message: "..." })`.
+    safetensors reports I/O errors as SafetensorError, e.g. `... I/O error: No space left on device (os error 28)`.
     """
     with atomic_path(final) as tmp:
         try:
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         except SafetensorError as error:
-            code, message = re.search(r"code: (\d+)", str(error)), re.search(r'message: "([^"]+)"', str(error))
-            raise OSError(int(code[1]) if code else None, message[1] if message else str(error), str(final)) from None
+            io = re.search(r"I/O error: (.+) \(os error (\d+)\)", str(error))
+            raise OSError(int(io[2]) if io else None, io[1] if io else str(error), str(final)) from None
 
 
 def read_model(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
