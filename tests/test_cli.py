@@ -1,9 +1,17 @@
 """The command line wiring: help, version, and one-line errors with a non-zero exit."""
 
+import argparse
+import errno
+import logging
+import os
+import socket
+import warnings
+
 import pytest
 
 from prlkit import __version__
-from prlkit.cli import main
+from prlkit.cli import build_parser, default_threads, main, set_threads
+from prlkit.commands import report as report_command
 
 
 def test_version(capsys):
@@ -30,3 +38,95 @@ def test_threads_option_sets_torch_threads(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--threads", "0", "validate", str(tmp_path)])
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_warnings_are_one_line_naming_the_file(bids, tmp_path, capsys):
+    (bids / "participants.tsv").unlink()
+    # predict warns while finding the sessions, then fails on the missing model
+    assert main(["predict", str(bids), "--model", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    tsv = bids / "participants.tsv"
+    assert lines[0] == f"prlkit: warning: {tsv}: missing; participants taken from the sub-* folders"
+    assert len(lines) == 2 and lines[1].startswith("prlkit: error: ") and ".py" not in "".join(lines)
+
+
+def _command_raising(monkeypatch, error):
+    """`prlkit report` made to raise `error` (or warn, for a Warning) from inside the command."""
+
+    def run(args):
+        if isinstance(error, Warning):
+            warnings.warn(error, stacklevel=1)
+            return 0
+        raise error
+
+    monkeypatch.setattr(report_command, "run", run)
+    return main(["report", "folder"])
+
+
+def test_library_warnings_only_with_verbose(monkeypatch, capsys):
+    assert _command_raising(monkeypatch, RuntimeWarning("overflow in exp")) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(logging.getLogger("prlkit"), "isEnabledFor", lambda level: True)  # as with -v
+    assert _command_raising(monkeypatch, RuntimeWarning("overflow in exp")) == 0
+    assert capsys.readouterr().err == "prlkit: warning: overflow in exp (RuntimeWarning)\n"
+
+
+@pytest.mark.parametrize(("error", "line"), [
+    (OSError(errno.EROFS, "Read-only file system", f"out/.prlkit-staging~prlkit-{socket.gethostname()}-7~"),
+     "prlkit: error: out: Read-only file system"),
+    (OSError(errno.ENOSPC, "No space left on device", "out/.a.tsv~prlkit-h-7~x.tmp.tsv"),
+     "prlkit: error: out/a.tsv: No space left on device"),
+    (PermissionError(errno.EACCES, "Permission denied", "/data/sub-01"),
+     "prlkit: error: /data/sub-01: Permission denied"),
+    (KeyboardInterrupt(), "prlkit: interrupted"),
+])  # fmt: skip
+def test_os_errors_and_ctrl_c_are_one_line(monkeypatch, capsys, error, line):
+    assert _command_raising(monkeypatch, error) == (130 if isinstance(error, KeyboardInterrupt) else 1)
+    assert capsys.readouterr().err == line + "\n"
+
+
+def _options(parser):
+    """Every option of `parser` and of its sub-command parsers, nested ones too."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _options(sub)
+        elif action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+            yield parser, action
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "(default quick)" in " ".join(capsys.readouterr().out.split())
+    for parser, action in _options(build_parser()):  # every option with a default says it
+        assert "default" in parser._get_formatter()._expand_help(action), (parser.prog, action.dest)
+
+
+@pytest.mark.parametrize(("available", "load", "threads"), [
+    (2, 1.8, 1),  # a busy 2-core machine: one thread
+    (2, 0.1, 1),
+    (2, 0.0, 2),
+    (16, 0.5, 4),  # at most 4
+    (16, 14.2, 1),
+    (1, 3.0, 1),  # never 0
+])  # fmt: skip
+def test_default_threads_are_the_idle_cpus_capped(available, load, threads):
+    assert default_threads(available, load) == threads
+
+
+def test_threads_default_respects_omp_num_threads(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        set_threads(None)
+        assert torch.get_num_threads() == before
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+        set_threads(None)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)

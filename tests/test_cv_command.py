@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -16,7 +17,9 @@ from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.eval.experiment import fold_predictions
+from prlkit.errors import PrlkitError
 from prlkit.eval.folds import make_folds
+from prlkit.methods import registry
 
 TINY = tiny_config(finetune={"max_epochs": 2, "patience": 2}, split={"n_folds": 3})
 
@@ -138,3 +141,38 @@ def test_list_methods_prints_every_registered_method_without_a_dataset(capsys):
     assert exit_info.value.code == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert names == list(METHODS)
+
+
+@pytest.mark.parametrize(("error", "code", "message"), [
+    (PrlkitError("the validation set has no Rim+ lesion"), 1, "prlkit: error: the validation set has no Rim+ lesion"),
+    (KeyboardInterrupt(), 130, "prlkit: interrupted"),
+])  # fmt: skip
+def test_a_first_run_failing_on_its_first_fold_leaves_nothing(cv_run, tmp_path, monkeypatch, capsys, error, code,
+                                                              message):  # fmt: skip
+    root, args = cv_run
+
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setitem(registry.METHODS, "frodo", dataclasses.replace(registry.METHODS["frodo"], train=failing))
+    out = tmp_path / "cv"
+    assert main([*args[:2], "--out", str(out), *args[4:]]) == code
+    assert capsys.readouterr().err.strip().splitlines()[-1] == message
+    assert not out.exists()  # no config.yaml and folds.tsv blocking a rerun with other settings
+
+
+def test_an_interrupted_run_with_finished_work_says_how_to_continue(cv_run, tmp_path, monkeypatch, capsys):
+    root, args = cv_run
+    out = tmp_path / "cv"
+    shutil.copytree(root / "out", out)
+    shutil.rmtree(out / "frodo_scratch")
+    (out / "results.md").unlink()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(registry.METHODS, "frodo_scratch",
+                        dataclasses.replace(registry.METHODS["frodo_scratch"], train=interrupted))  # fmt: skip
+    assert main([*args[:2], "--out", str(out), *args[4:]]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "prlkit: interrupted; rerun the same command to continue"
+    assert (out / "frodo" / "fold-0" / "predictions.tsv").is_file()

@@ -1,10 +1,13 @@
 """Model files: safetensors + JSON, strict validation, no code execution on load."""
 
 import json
+import os
 
 import pytest
 import torch
+from safetensors import SafetensorError
 
+from prlkit import modelfile
 from prlkit.errors import InputFileError
 from prlkit.modelfile import load_weights, read_model, save_model
 
@@ -57,3 +60,44 @@ def test_weights_must_fit_the_model(tmp_path):
 def test_missing_folder(tmp_path):
     with pytest.raises(InputFileError, match="not a prlkit model folder"):
         read_model(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize(
+    "calibration, message",
+    [
+        ({"method": "isotonic"}, "unknown calibration method 'isotonic'"),
+        ({"method": "temperature", "temperature": 1.5, "bias": 0.1}, "takes exactly the parameters temperature"),
+        ({"method": "prior", "train_prior": 0.5}, "takes exactly the parameters target_prior, train_prior"),
+        ({"method": "temperature", "temperature": "hot"}, "'temperature' must be a number"),
+        (["prior"], "must be a JSON object"),
+    ],
+)
+def test_bad_calibration_is_one_error_naming_the_file(tmp_path, calibration, message):
+    save_model(tmp_path, torch.nn.Linear(3, 1), META | {"calibration": {"method": "temperature", "temperature": 2.0}})
+    read_model(tmp_path)  # the saved one is fine
+    meta = json.loads((tmp_path / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps(meta | {"calibration": calibration}))
+    with pytest.raises(InputFileError, match=rf"model\.json: .*{message}"):
+        read_model(tmp_path)
+
+
+def test_weights_get_the_umask_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        save_model(tmp_path, torch.nn.Linear(3, 1), META)
+    finally:
+        os.umask(mask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {"model.safetensors": 0o644,
+                                                                                "model.json": 0o644}  # fmt: skip
+
+
+def test_full_disk_while_writing_weights_names_the_file(tmp_path, monkeypatch):
+    def full(tensors, filename):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(modelfile, "save_file", full)
+    with pytest.raises(OSError) as error:
+        save_model(tmp_path, torch.nn.Linear(3, 1), META)
+    assert (error.value.errno, error.value.strerror) == (28, "No space left on device")
+    assert error.value.filename == str(tmp_path / "model.safetensors")
+    assert list(tmp_path.iterdir()) == []

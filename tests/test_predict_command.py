@@ -1,6 +1,11 @@
 """`prlkit predict`: BIDS-derivatives outputs that agree with each other; jobs per participant; bad input."""
 
+import errno
+import json
 import shutil
+import socket
+import subprocess
+import tempfile
 
 import nibabel as nib
 import numpy as np
@@ -15,7 +20,9 @@ from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.eval.folds import labelled_lesions, split_development
 from prlkit.methods.frodo import train_frodo
-from prlkit.predict import Ensemble, load_ensemble
+from prlkit.data.session import load_session
+from prlkit.predict import LESION_OUTPUT_COLUMNS, Ensemble, load_ensemble
+from prlkit.report.pages import recorded_dataset
 
 TINY = tiny_config(pretrain={"kind": "none"})
 
@@ -93,7 +100,8 @@ def test_bad_session_leaves_no_output(trained, tmp_path, capsys):
         shutil.copytree(dataset, broken)
         (broken / "sub-04/anat/sub-04_FLAIR.nii.gz").write_bytes(b"not nifti")
     assert run_predict(broken, "--model", model, "--out", tmp_path / "out") == 1
-    assert "sub-04_FLAIR.nii.gz" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "sub-04_FLAIR.nii.gz" in error and "--skip-invalid" in error
     assert not (tmp_path / "out").exists()
 
 
@@ -104,3 +112,138 @@ def test_ensemble_averages_models_and_thresholds(trained):
     patches = np.random.default_rng(0).normal(size=(3, 3, 16, 16, 16)).astype(np.float32)
     np.testing.assert_allclose(twice.probabilities(patches, torch.device("cpu")), single.probabilities(patches, torch.device("cpu")))
     assert twice.threshold == single.threshold
+
+
+def _copy(dataset, root, name):
+    """A fresh copy of the toy dataset to break."""
+    copy = root / name
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(dataset, copy)
+    return copy
+
+
+def test_empty_lesion_map_gives_an_empty_table(trained, tmp_path):
+    dataset, model, _ = trained
+    copy = _copy(dataset, tmp_path, "empty")
+    lesion_dir = copy / "derivatives/lesions/sub-03/anat"
+    lesion_map = lesion_dir / "sub-03_desc-lesions_dseg.nii.gz"
+    image = nib.load(lesion_map)
+    nib.save(nib.Nifti1Image(np.zeros(image.shape, np.uint8), image.affine), lesion_map)
+    (lesion_dir / "sub-03_desc-lesions_dseg.tsv").write_text("index\trim\n")
+    assert run_predict(copy, "--model", model, "--out", tmp_path / "all") == 0
+    assert run_predict("--model", model, "--out", tmp_path / "one", "--qsm", copy / "sub-03/anat/sub-03_Chimap.nii.gz",
+                       "--flair", copy / "sub-03/anat/sub-03_FLAIR.nii.gz", "--lesions", lesion_map, "--subject", "03") == 0
+    for out in (tmp_path / "all", tmp_path / "one"):
+        base = out / "derivatives/prlkit"
+        table = pd.read_csv(base / "sub-03/anat/sub-03_lesions.tsv", sep="\t")
+        assert table.empty and list(table.columns) == LESION_OUTPUT_COLUMNS
+        assert not np.asarray(nib.load(base / "sub-03/anat/sub-03_desc-rim_dseg.nii.gz").dataobj).any()
+        subjects = pd.read_csv(base / "subjects.tsv", sep="\t").set_index("participant_id")
+        assert subjects.loc["sub-03", "n_lesions"] == 0 and subjects.loc["sub-03", "chronic_active"] == 0
+    assert len(pd.read_csv(tmp_path / "all/derivatives/prlkit/subjects.tsv", sep="\t")) == 6
+
+
+def test_lesion_table_has_the_documented_columns(trained, tmp_path):
+    dataset, model, _ = trained
+    assert run_predict(dataset, "--model", model, "--out", tmp_path, "--participant-label", "01") == 0
+    table = pd.read_csv(tmp_path / "derivatives/prlkit/sub-01/anat/sub-01_lesions.tsv", sep="\t")
+    assert "touches_border" in LESION_OUTPUT_COLUMNS and list(table.columns) == LESION_OUTPUT_COLUMNS
+    session = load_session(discover_cohort(dataset).sessions[1], load_ensemble(model).config.lesions)
+    assert list(table["touches_border"]) == list(session.lesions["touches_border"])
+
+
+def _fail_on_fifth_image(monkeypatch):
+    """nibabel writing the third session's first image fails as on a full disk (no file name in the error)."""
+    calls = []
+    save = nib.save
+
+    def failing(image, filename):
+        calls.append(filename)
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(image, filename)
+
+    monkeypatch.setattr(nib, "save", failing)
+
+
+def test_failed_write_leaves_the_output_as_before(trained, tmp_path, monkeypatch, capsys):
+    dataset, model, _ = trained
+    out = tmp_path / "out"
+    _fail_on_fifth_image(monkeypatch)
+    assert run_predict(dataset, "--model", model, "--out", out) == 1
+    assert not out.exists()  # a fresh folder: nothing left, not even the folder
+    error = capsys.readouterr().err.strip()  # names the file being written, by its final name
+    written = out / "derivatives/prlkit/sub-02/anat/sub-02_desc-rim_probseg.nii.gz"
+    assert error == f"prlkit: error: {written}: No space left on device"
+    monkeypatch.undo()
+    assert run_predict(dataset, "--model", model, "--out", out, "--participant-label", "01") == 0  # another job's
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _fail_on_fifth_image(monkeypatch)
+    assert run_predict(dataset, "--model", model, "--out", out) == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # no staging folder, no temporary
+
+
+def test_stale_leftovers_of_a_killed_run_are_removed(trained, tmp_path):
+    dataset, model, _ = trained
+    tag = f"~prlkit-{socket.gethostname()}-{_dead_pid()}~"
+    staging = tmp_path / f".prlkit-staging{tag}" / "derivatives"
+    staging.mkdir(parents=True)
+    anat = tmp_path / "derivatives/prlkit/sub-01/anat"
+    anat.mkdir(parents=True)
+    (anat / f".sub-01_lesions.tsv{tag}x1.tmp.tsv").write_text("half")
+    assert run_predict(dataset, "--model", model, "--out", tmp_path, "--participant-label", "01") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["derivatives"]
+    assert not [p for p in anat.iterdir() if p.name.startswith(".")]
+
+
+def test_skip_invalid_predicts_the_others(trained, tmp_path, capsys):
+    dataset, model, _ = trained
+    copy = _copy(dataset, tmp_path, "missing")
+    (copy / "sub-04/anat/sub-04_FLAIR.nii.gz").unlink()
+    with open(copy / "participants.tsv", "a") as listing:
+        listing.write("sub-99\n")  # listed, no folder: a cohort-level problem
+    assert run_predict(copy, "--model", model, "--out", tmp_path / "strict") == 1
+    error = capsys.readouterr().err
+    assert "sub-99" in error and "--skip-invalid" in error and not (tmp_path / "strict").exists()
+    assert run_predict(copy, "--model", model, "--out", tmp_path / "out", "--skip-invalid") == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("prlkit: warning:")]
+    assert len(warnings) == 2 and "sub-99 is listed but has no folder" in warnings[0]
+    assert "skipped 1 of 6" in warnings[1] and "sub-04" in warnings[1]
+    base = tmp_path / "out/derivatives/prlkit"
+    skipped = pd.read_csv(base / "skipped_sessions.tsv", sep="\t", keep_default_na=False)
+    assert skipped.to_dict("records") == [{"participant_id": "sub-04", "session_id": "",
+                                           "file": str(copy / "sub-04/anat/sub-04_FLAIR.nii.gz"),
+                                           "problem": "missing flair file for sub-04"}]  # fmt: skip
+    subjects = pd.read_csv(base / "subjects.tsv", sep="\t")
+    assert list(subjects["participant_id"]) == ["sub-00", "sub-01", "sub-02", "sub-03", "sub-05"]
+
+
+def test_report_finds_the_recorded_dataset(trained, tmp_path):
+    dataset, model, _ = trained
+    assert run_predict(dataset, "--model", model, "--out", tmp_path, "--participant-label", "02") == 0
+    description = json.loads((tmp_path / "derivatives/prlkit/dataset_description.json").read_text())
+    assert description["SourceDatasets"] == [{"URL": dataset.resolve().as_uri()}]
+    assert recorded_dataset(tmp_path) == dataset.resolve()
+    assert main(["report", str(tmp_path), "--top", "1"]) == 0
+    assert "sub-02" in (tmp_path / "report.html").read_text()
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_read_only_output_is_one_line_naming_the_file(trained, tmp_path, monkeypatch, capsys):
+    dataset, model, _ = trained
+
+    def read_only(suffix=None, prefix=None, dir=None, text=False):
+        raise OSError(errno.EROFS, "Read-only file system", f"{dir}/{prefix}a1b2{suffix}")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # root ignores chmod: the file system's answer, simulated
+    out = tmp_path / "out"
+    assert run_predict(dataset, "--model", model, "--out", out, "--participant-label", "01") == 1
+    description = out / "derivatives/prlkit/dataset_description.json"
+    assert capsys.readouterr().err == f"prlkit: error: {description}: Read-only file system\n"
+    assert not out.exists()

@@ -1,5 +1,7 @@
 """`prlkit train` and the main method's pipeline on a toy cohort whose rims are obvious."""
 
+import dataclasses
+import errno
 import json
 import shutil
 
@@ -7,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors import SafetensorError
 from conftest import tiny_config, write_toy_rim_cohort
 
+from prlkit import modelfile
 from prlkit.cli import main
+from prlkit.methods import registry
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
@@ -101,3 +106,50 @@ def test_train_command_refuses_methods_it_cannot_train(toy, tmp_path, capsys, me
     code = main(["train", str(dataset), "--method", method, "--out", str(tmp_path / "m"), "--config", str(config_path),
                  "--no-progress"])  # fmt: skip
     assert code == 1 and message in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
+def _stopping_frodo(monkeypatch, error, checkpointed):
+    """frodo's training replaced by one that makes its run folder (and a checkpoint), then stops with `error`."""
+
+    def stopping(patch_set, train, val, config, run_dir, device, resume=False, progress=True):
+        (run_dir / "pretrain").mkdir(parents=True)
+        if checkpointed:
+            (run_dir / "pretrain" / "checkpoint.json").write_text("{}")
+        raise error
+
+    monkeypatch.setitem(registry.METHODS, "frodo", dataclasses.replace(registry.METHODS["frodo"], train=stopping))
+
+
+@pytest.mark.parametrize(
+    ("error", "checkpointed", "code", "message"),
+    [
+        (KeyboardInterrupt(), False, 130, "prlkit: interrupted"),
+        (KeyboardInterrupt(), True, 130, "prlkit: interrupted; rerun with --resume to continue"),
+        (OSError(errno.ENOSPC, "No space left on device", "RUN/pretrain/metrics.jsonl"), False, 1,
+         "prlkit: error: RUN/pretrain/metrics.jsonl: No space left on device"),
+    ],
+)  # fmt: skip
+def test_a_stopped_train_leaves_nothing_but_checkpoints(toy, tmp_path, monkeypatch, capsys, error, checkpointed, code,
+                                                        message):  # fmt: skip
+    dataset, config_path, root = toy
+    _stopping_frodo(monkeypatch, error, checkpointed)
+    out = tmp_path / "m"
+    assert main(["train", str(dataset), "--out", str(out), "--config", str(config_path), "--cache-dir",
+                 str(root / "cache"), "--no-progress"]) == code  # fmt: skip
+    assert capsys.readouterr().err.strip().splitlines() == [message]
+    kept = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) if out.exists() else None
+    assert kept == (["runs", "runs/pretrain", "runs/pretrain/checkpoint.json"] if checkpointed else None)
+
+
+def test_full_disk_while_saving_the_model_leaves_nothing(toy, tmp_path, monkeypatch, capsys):
+    dataset, config_path, root = toy
+
+    def full(tensors, filename):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(modelfile, "save_file", full)
+    out = tmp_path / "aprl"
+    assert main(["train", str(dataset), "--method", "aprl", "--out", str(out), "--config", str(config_path),
+                 "--cache-dir", str(root / "cache"), "--no-progress"]) == 1  # fmt: skip
+    assert capsys.readouterr().err.strip() == f"prlkit: error: {out}/model.safetensors: No space left on device"
+    assert not out.exists()

@@ -23,7 +23,8 @@ from prlkit.synth.calibration import lesion_features  # noqa: E402
 def _predicted(path: Path, rows: list[dict]) -> None:
     """A `_lesions.tsv` as `prlkit predict` writes it (excluded lesions: empty probability)."""
     defaults = dict(voxels=200, volume_mm3=200.0, center_vox_i=1, center_vox_j=1, center_vox_k=1,
-                    center_mm_x=0.0, center_mm_y=0.0, center_mm_z=0.0, rim_pred=0, excluded="")
+                    center_mm_x=0.0, center_mm_y=0.0, center_mm_z=0.0, rim_pred=0, touches_border=False,
+                    excluded="")
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame([{**defaults, **row} for row in rows])[LESION_OUTPUT_COLUMNS]
     table.to_csv(path, sep="\t", index=False, float_format="%.6g")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import warnings
 
 from prlkit import __version__
 from prlkit.errors import PrlkitError
@@ -14,6 +16,10 @@ from prlkit.errors import PrlkitError
 # `register(subparsers)` (adds its parser, sets `func`) and its own `run(args) -> int`.
 COMMANDS = ["simulate", "prepare", "validate", "train", "cv", "compare", "predict", "segment", "report",
             "convert_checkpoint", "demo"]
+MAX_DEFAULT_THREADS = 4  # small 3D networks gain little from more CPU threads
+INTERRUPTED = 130  # the shell's exit code for a process ended by Ctrl-C (128 + SIGINT)
+
+log = logging.getLogger("prlkit")
 
 
 def positive_int(text: str) -> int:
@@ -24,44 +30,111 @@ def positive_int(text: str) -> int:
     return value
 
 
+def default_threads(available: int, load: float, cap: int = MAX_DEFAULT_THREADS) -> int:
+    """PyTorch CPU threads when --threads is not given: the idle CPUs of this process, 1 to `cap`.
+
+    Idle = the CPUs the process may run on minus the 1-minute load average: on a busy machine more
+    threads than idle cores make PyTorch slower, not faster (benchmarks/README.md).
+    """
+    return max(1, min(cap, int(available - load)))
+
+
+def set_threads(requested: int | None) -> None:
+    """Apply --threads, or the default rule unless OMP_NUM_THREADS already says; torch is only imported if loaded."""
+    if requested is None and "OMP_NUM_THREADS" in os.environ:
+        return
+    threads = requested
+    if threads is None:  # sched_getaffinity (the CPUs this process may use) and getloadavg are not on every OS
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = default_threads(available, os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:  # read by PyTorch (and the BLAS libraries) when they load: commands that never need torch stay fast
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to every option's help that has a default and does not mention it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser with prlkit's help formatter; its sub-command parsers (nested ones too) get it as well."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="prlkit",
         description="Paramagnetic rim lesion (PRL) classification from QSM + FLAIR MRI.",
     )
     parser.add_argument("--version", action="version", version=f"prlkit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
     parser.add_argument("--threads", type=positive_int, metavar="N",
-                        help="CPU threads for PyTorch (default: its own choice; on a busy machine 1 is often "
-                             "faster: benchmarks/README.md)")  # fmt: skip
+                        help=f"CPU threads for PyTorch (default: $OMP_NUM_THREADS when set, else the CPUs this "
+                             f"process may use minus the 1-minute load average, at least 1 and at most "
+                             f"{MAX_DEFAULT_THREADS}: on a busy machine more threads are slower, "
+                             "benchmarks/README.md)")  # fmt: skip
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"prlkit.commands.{name}").register(subparsers)
     return parser
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """warnings.showwarning for the CLI: `prlkit: warning: <file>: <problem>`, no source location.
+
+    prlkit's own warnings start with the file they are about. The libraries' warnings name no input
+    file and seldom anything the user can act on: they are shown with --verbose, with their category.
+    """
+    from prlkit.data.bids import PrlkitWarning
+
+    text = str(message).strip()
+    if issubclass(category, PrlkitWarning):
+        print(f"prlkit: warning: {text}", file=file or sys.stderr)
+    elif log.isEnabledFor(logging.DEBUG):
+        print(f"prlkit: warning: {text} ({category.__name__})", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `prlkit` console script; returns the process exit code."""
+    from prlkit.atomic import public_path
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="prlkit: %(levelname)s: %(message)s",
     )
-    logging.captureWarnings(True)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if args.threads:
-        import torch  # only here: most commands never need it
-
-        torch.set_num_threads(args.threads)
-    try:
-        return int(args.func(args) or 0)
-    except PrlkitError as error:
-        print(f"prlkit: error: {error}", file=sys.stderr)
-        return 1
+    set_threads(args.threads)
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        try:
+            return int(args.func(args) or 0)
+        except PrlkitError as error:
+            print(f"prlkit: error: {error}", file=sys.stderr)
+            return 1
+        except OSError as error:  # a read-only folder, a full disk: the file and the system's reason
+            log.debug("traceback", exc_info=True)
+            where = f"{public_path(str(error.filename))}: " if error.filename is not None else ""
+            print(f"prlkit: error: {where}{error.strerror or error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as interrupt:
+            hint = f"; {interrupt}" if str(interrupt) else ""
+            print(f"prlkit: interrupted{hint}", file=sys.stderr)
+            return INTERRUPTED
 
 
 if __name__ == "__main__":

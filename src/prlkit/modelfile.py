@@ -7,7 +7,9 @@ nothing in a model folder is ever executed or unpickled.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from prlkit import __version__
 from prlkit.atomic import atomic_path, write_text_atomic
 from prlkit.errors import InputFileError
+from prlkit.eval.calibration import CALIBRATION_METHODS
 
 MODEL_FORMAT = 1
 REQUIRED = {
@@ -36,9 +39,21 @@ def save_model(folder: Path, module: torch.nn.Module, meta: dict[str, Any]) -> N
     meta = {"format": MODEL_FORMAT, "prlkit_version": __version__} | meta
     _check_meta(meta, folder / "model.json")
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    write_safetensors(folder / "model.safetensors", module.state_dict())
     write_text_atomic(folder / "model.json", json.dumps(meta, indent=2) + "\n")
+
+
+def write_safetensors(final: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write tensors to a safetensors file atomically; an I/O failure (a full disk) is an OSError naming `final`.
+
+    safetensors reports I/O errors as SafetensorError, e.g. `... I/O error: No space left on device (os error 28)`.
+    """
+    with atomic_path(final) as tmp:
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        except SafetensorError as error:
+            io = re.search(r"I/O error: (.+) \(os error (\d+)\)", str(error))
+            raise OSError(int(io[2]) if io else None, io[1] if io else str(error), str(final)) from None
 
 
 def read_model(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -83,3 +98,24 @@ def _check_meta(meta: Any, path: Path) -> None:
         raise InputFileError(path, f"model format {meta['format']} is not supported (expected {MODEL_FORMAT})")
     if not 0.0 <= meta["threshold"] <= 1.0:
         raise InputFileError(path, f"threshold {meta['threshold']} is outside [0, 1]")
+    _check_calibration(meta.get("calibration"), path)
+
+
+def _check_calibration(calibration: Any, path: Path) -> None:
+    """`calibration` (optional; older models have none): a known method and exactly its numeric parameters."""
+    if calibration in (None, {}):
+        return
+    if not isinstance(calibration, dict):
+        raise InputFileError(path, "model metadata 'calibration' must be a JSON object")
+    method = calibration.get("method")
+    if method not in CALIBRATION_METHODS:
+        raise InputFileError(path, f"unknown calibration method {method!r} (known: {', '.join(CALIBRATION_METHODS)})")
+    expected = {field.name for field in dataclasses.fields(CALIBRATION_METHODS[method])}
+    given = set(calibration) - {"method"}
+    if given != expected:
+        raise InputFileError(path, f"calibration {method!r} takes exactly the parameters {', '.join(sorted(expected))}"
+                             f" (found {', '.join(sorted(given)) or 'none'})")  # fmt: skip
+    for key in expected:
+        value = calibration[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputFileError(path, f"calibration parameter {key!r} must be a number")

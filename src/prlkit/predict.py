@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +18,9 @@ import pandas as pd
 import torch
 
 from prlkit import __version__
-from prlkit.atomic import atomic_path, write_text_atomic
+from prlkit.atomic import atomic_path, remove_stale, staged_output, write_text_atomic
 from prlkit.config import Config
-from prlkit.data.bids import SessionFiles
+from prlkit.data.bids import PrlkitWarning, SessionFiles
 from prlkit.data.features import session_features
 from prlkit.data.images import write_nifti
 from prlkit.data.patches import session_patches
@@ -31,8 +32,9 @@ from prlkit.models.frodo import inference_model
 CHRONIC_ACTIVE_MIN = 4  # Rim+ lesions that make a patient "chronic active"
 LESION_OUTPUT_COLUMNS = [
     "index", "voxels", "volume_mm3", "center_vox_i", "center_vox_j", "center_vox_k",
-    "center_mm_x", "center_mm_y", "center_mm_z", "probability", "rim_pred", "excluded",
+    "center_mm_x", "center_mm_y", "center_mm_z", "probability", "rim_pred", "touches_border", "excluded",
 ]  # fmt: skip
+SKIPPED_COLUMNS = ["participant_id", "session_id", "file", "problem"]
 
 
 @dataclass
@@ -146,7 +148,7 @@ def session_outputs(root: Path, files: SessionFiles) -> dict[str, Path]:
 def write_session(root: Path, data: SessionData | PredictedSession, table: pd.DataFrame) -> None:
     """Probability map, Rim-/Rim+ dseg (+ look-up table) and the per-lesion table, each atomically."""
     paths = session_outputs(root, data.files)
-    labels = table["index"].to_numpy()
+    labels = table["index"].to_numpy(dtype=np.int64)  # an empty map's table has float columns
     instances = data.instances
     lookup_probability = np.zeros(int(instances.max(initial=0)) + 1, dtype=np.float32)
     lookup_class = np.zeros_like(lookup_probability, dtype=np.uint8)
@@ -160,14 +162,17 @@ def write_session(root: Path, data: SessionData | PredictedSession, table: pd.Da
         table[LESION_OUTPUT_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
-def write_dataset_description(root: Path) -> None:
-    """BIDS-derivatives dataset_description.json naming prlkit and its version."""
+def write_dataset_description(root: Path, source: Path | None = None) -> None:
+    """BIDS-derivatives dataset_description.json naming prlkit, its version and the predicted dataset.
+
+    `source` (the BIDS folder or manifest) goes to SourceDatasets as a file URL: `prlkit report` reads it.
+    """
     description = {
         "Name": "prlkit paramagnetic rim lesion predictions",
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "prlkit", "Version": __version__}],
-    }
+    } | ({"SourceDatasets": [{"URL": Path(source).resolve().as_uri()}]} if source else {})
     write_text_atomic(root / "derivatives" / "prlkit" / "dataset_description.json", json.dumps(description, indent=2) + "\n")
 
 
@@ -196,22 +201,55 @@ def write_subjects_table(root: Path, threshold_count: int = CHRONIC_ACTIVE_MIN) 
 
 
 def predict_sessions(sessions: list[SessionFiles], ensemble: Ensemble, out: Path, device: torch.device,
-                     progress: bool = True) -> pd.DataFrame:  # fmt: skip
+                     progress: bool = True, skip_invalid: bool = False,
+                     source: Path | None = None) -> pd.DataFrame:  # fmt: skip
     """Read, check and predict every session first (so bad input leaves no output), then write them all.
     `ensemble`: an Ensemble, or prlseg models (`prlkit.segment.predict.SegmentationPredictor`).
 
     Each session is read once; between the two passes only its lesion table and lesion voxels
-    are kept (:class:`PredictedSession`), not its volumes.
+    are kept (:class:`PredictedSession`), not its volumes. The outputs are written to a staging
+    folder in `out` and moved into place at the end (:func:`prlkit.atomic.staged_output`). With
+    `skip_invalid` a session that fails its checks is listed in skipped_sessions.tsv instead of
+    stopping the run. `source`: the dataset, recorded in dataset_description.json.
     """
     from tqdm.auto import tqdm
 
     if not sessions:
         raise PrlkitError("no sessions to predict")
-    predicted = []
+    predicted, skipped = [], []
     for files in tqdm(sessions, desc="predict", unit="session", disable=not progress):
-        data = load_session(files, ensemble.config.lesions)
-        predicted.append(PredictedSession.of(data, ensemble.lesion_table(data, device)))
-    write_dataset_description(out)
-    for session in tqdm(predicted, desc="write", unit="session", disable=not progress):
-        write_session(out, session, session.table)
+        try:
+            data = load_session(files, ensemble.config.lesions)
+            predicted.append(PredictedSession.of(data, ensemble.lesion_table(data, device)))
+        except PrlkitError as error:
+            if skip_invalid:
+                skipped.append(_skipped_row(files, error))
+            elif isinstance(error, InputFileError) and len(sessions) > 1:
+                hint = "--skip-invalid predicts the other sessions"
+                raise InputFileError(error.path, f"{error.problem} ({hint})") from None
+            else:
+                raise
+    if not predicted:
+        first = skipped[0]
+        raise PrlkitError(f"all {len(sessions)} session(s) are invalid, e.g. {first['file']}: {first['problem']}")
+    base = Path("derivatives", "prlkit")
+    remove_stale(out / base)
+    with staged_output(out) as staging:
+        write_dataset_description(staging, source)
+        for session in tqdm(predicted, desc="write", unit="session", disable=not progress):
+            write_session(staging, session, session.table)
+        if skip_invalid:
+            with atomic_path(staging / base / "skipped_sessions.tsv") as tmp:
+                pd.DataFrame(skipped, columns=SKIPPED_COLUMNS).to_csv(tmp, sep="\t", index=False)
+    if skipped:
+        names = ", ".join(f"{row['participant_id']} {row['session_id']}".strip() for row in skipped)
+        warnings.warn(f"{out / base / 'skipped_sessions.tsv'}: skipped {len(skipped)} of {len(sessions)} session(s) "
+                      f"as invalid ({names})", PrlkitWarning, stacklevel=2)  # fmt: skip
     return write_subjects_table(out)
+
+
+def _skipped_row(files: SessionFiles, error: PrlkitError) -> dict[str, str]:
+    """A skipped_sessions.tsv row: the session, the file at fault (when known) and the problem."""
+    path, problem = (error.path, error.problem) if isinstance(error, InputFileError) else ("", str(error))
+    return {"participant_id": files.participant_id, "session_id": files.session_id or "", "file": str(path),
+            "problem": problem}  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prlkit.atomic import remove_stale, removed_on_failure
 from prlkit.commands.common import (
     add_config_options,
     add_data_options,
@@ -12,6 +13,7 @@ from prlkit.commands.common import (
     load_patch_set,
     with_split_overrides,
 )
+from prlkit.commands.train import resume_hint
 from prlkit.config import load_config
 from prlkit.errors import PrlkitError
 
@@ -58,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from prlkit.eval.folds import load_folds
     from prlkit.methods.registry import METHODS
+    from prlkit.train.checkpoint import has_resumable_work
     from prlkit.train.loop import resolve_device
     from prlkit.workflows import run_cross_validation
 
@@ -77,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
     participants = sorted(patch_set.lesions["participant_id"].unique())
     folds_path = args.folds or (out / "folds.tsv" if (out / "folds.tsv").is_file() else None)
     folds = load_folds(folds_path, participants) if folds_path else None
-    run_cross_validation(patch_set, methods, reference, config, out, resolve_device(args.device), folds,
-                         not args.no_progress)  # fmt: skip
+    # The run writes into `out` (finished folds and checkpoints are what a rerun continues from); a first run
+    # that fails before any of them exists leaves no folder behind.
+    remove_stale(out)
+    with resume_hint("rerun the same command to continue", out), removed_on_failure(out, has_resumable_work):
+        run_cross_validation(patch_set, methods, reference, config, out, resolve_device(args.device), folds,
+                             not args.no_progress)  # fmt: skip
     print((out / "results.md").read_text())
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 from prlkit.commands.common import add_qsm_unit_option, cohort_error
@@ -33,11 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_qsm_unit_option(parser)
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--skip-invalid", action="store_true", help="predict the valid sessions and list the invalid "
+                        "ones in derivatives/prlkit/skipped_sessions.tsv (participant, session, file, problem) "
+                        "instead of stopping at the first")  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from prlkit.data.bids import SessionFiles, discover_cohort
+    from prlkit.data.bids import PrlkitWarning, SessionFiles, discover_cohort
     from prlkit.predict import load_ensemble, predict_sessions
     from prlkit.segment.predict import load_segmentation_predictor, names_segmentation_models
     from prlkit.train.loop import resolve_device
@@ -58,14 +62,18 @@ def run(args: argparse.Namespace) -> int:
             if missing:
                 raise PrlkitError(f"{args.dataset}: no such participant(s) {', '.join(missing)}")
             sessions = [s for s in sessions if s.participant_id in wanted]
+        elif cohort.problems and args.skip_invalid:
+            for problem in cohort.problems:
+                warnings.warn(problem, PrlkitWarning, stacklevel=1)
         elif cohort.problems:
-            raise cohort_error(cohort.problems)
+            raise PrlkitError(f"{cohort_error(cohort.problems)} (--skip-invalid predicts the others)")
     else:
         raise PrlkitError("give a dataset, or --qsm, --flair and --lesions for one session")
     if names_segmentation_models(args.model, args.method):
         ensemble = load_segmentation_predictor(args.model)
     else:
         ensemble = load_ensemble(args.model, args.method)
-    subjects = predict_sessions(sessions, ensemble, args.out, resolve_device(args.device), not args.no_progress)
+    subjects = predict_sessions(sessions, ensemble, args.out, resolve_device(args.device), not args.no_progress,
+                                args.skip_invalid, source=Path(args.dataset) if args.dataset else None)
     print(subjects.to_string(index=False))
     return 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
+from prlkit.atomic import remove_stale, staged_output
 from prlkit.commands.common import (
     add_config_options,
     add_data_options,
@@ -48,10 +51,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+@contextlib.contextmanager
+def resume_hint(hint: str, out: Path) -> Iterator[None]:
+    """Ctrl-C in the block: the interruption carries `hint` when `out` holds work a rerun continues from."""
+    from prlkit.train.checkpoint import has_resumable_work
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        if has_resumable_work(out):
+            raise KeyboardInterrupt(hint) from None
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
     from prlkit.eval.folds import labelled_lesions, split_development
     from prlkit.methods.registry import get_method, method_config
     from prlkit.report.plots import plot_training_curves
+    from prlkit.train.checkpoint import has_resumable_work
     from prlkit.train.loop import resolve_device
 
     if args.method == "prlseg":
@@ -66,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             config.pretrain, encoders=str(args.pretrained_encoders.resolve())))
     split = config.split
     out: Path = args.out
+    remove_stale(out)
     require_empty_output(out, args.resume)
     patch_set = load_patch_set(args, config)
     labelled = labelled_lesions(patch_set.lesions)
@@ -76,17 +94,23 @@ def run(args: argparse.Namespace) -> int:
     log.info("training %s on %d lesions (%d Rim+), validating on %d (%d Rim+), device %s", args.method,
              len(train_index), int((labelled.loc[train_index, "rim"] == 1).sum()), len(val_index),
              int((labelled.loc[val_index, "rim"] == 1).sum()), device)  # fmt: skip
-    model, fits = spec.train(patch_set, train_index, val_index, config, out / "runs", device, resume=args.resume,
-                             progress=not args.no_progress)
-    save_config(config, out / "config.yaml")
-    lesions = patch_set.lesions.assign(split="")
-    lesions.loc[train_index, "split"] = "train"
-    lesions.loc[val_index, "split"] = "val"
-    lesions.to_csv(out / "lesions.tsv", sep="\t", index=False)
-    if any(fit.history for fit in fits.values()):  # APRL fits a forest: no epochs to plot
-        plot_training_curves({name: (fit.history, fit.best_epoch) for name, fit in fits.items()},
-                             out / "training_curves.png")  # fmt: skip
-    model.save(out)
+    # Checkpoints go to out/runs as they are made (--resume needs them); the model and its files are
+    # staged and moved into out at the end, model.json last. A failed run that checkpointed nothing leaves nothing.
+    with (
+        resume_hint("rerun with --resume to continue", out),
+        staged_output(out, keep_partial=has_resumable_work, last=("model.json",)) as staging,
+    ):
+        model, fits = spec.train(patch_set, train_index, val_index, config, out / "runs", device,
+                                 resume=args.resume, progress=not args.no_progress)  # fmt: skip
+        save_config(config, staging / "config.yaml")
+        lesions = patch_set.lesions.assign(split="")
+        lesions.loc[train_index, "split"] = "train"
+        lesions.loc[val_index, "split"] = "val"
+        lesions.to_csv(staging / "lesions.tsv", sep="\t", index=False)
+        if any(fit.history for fit in fits.values()):  # APRL fits a forest: no epochs to plot
+            plot_training_curves({name: (fit.history, fit.best_epoch) for name, fit in fits.items()},
+                                 staging / "training_curves.png")  # fmt: skip
+        model.save(staging)
     summary = model.training
     print(json.dumps({"method": args.method}
                      | {k: summary[k] for k in ("n_train", "n_val", "val_pr_auc", "val_roc_auc", "val_brier")}

@@ -7,6 +7,8 @@ import math
 import tempfile
 from html import escape
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pandas as pd
 
@@ -255,6 +257,18 @@ def folder_kind(folder: Path) -> str:
                       "nor a prlkit predict folder (derivatives/prlkit/subjects.tsv)")  # fmt: skip
 
 
+def recorded_dataset(folder: Path) -> Path | None:
+    """The dataset `prlkit predict` recorded as SourceDatasets in the folder's dataset_description.json, if any."""
+    path = folder / "derivatives" / "prlkit" / "dataset_description.json"
+    try:
+        sources = json.loads(path.read_text(encoding="utf-8")).get("SourceDatasets") or []
+    except (OSError, ValueError, AttributeError):
+        return None
+    urls = [source.get("URL", "") for source in sources if isinstance(source, dict)]
+    local = [url2pathname(urlparse(url).path) for url in urls if url.startswith("file:")]
+    return Path(local[0]) if local else None
+
+
 def write_report(folder: Path, out: Path | None = None, dataset: Path | None = None, top: int = 5) -> Path:
     """Write the HTML report of a cv or predict folder (default FOLDER/report.html); returns its path."""
     from prlkit.atomic import replace_directory, write_text_atomic
@@ -263,6 +277,7 @@ def write_report(folder: Path, out: Path | None = None, dataset: Path | None = N
     if folder_kind(folder) == "cv":
         page = cv_page(folder)
     else:
+        dataset = dataset or recorded_dataset(folder)
         if dataset is None:
             raise PrlkitError(f"{folder}: a predict report needs --dataset, the BIDS folder that was predicted")
         page, pngs = predict_page(folder, dataset, top)

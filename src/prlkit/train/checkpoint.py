@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from prlkit.atomic import atomic_path, write_text_atomic
+from prlkit.atomic import write_text_atomic
 from prlkit.errors import InputFileError
+from prlkit.modelfile import write_safetensors
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -42,8 +43,7 @@ def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer: torch.opti
     """Write `checkpoint.safetensors` + `checkpoint.json` (the JSON last: it marks a complete checkpoint)."""
     tensors, optimizer_plain = _flatten_optimizer(optimizer.state_dict())
     tensors |= {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    with atomic_path(folder / "checkpoint.safetensors") as tmp:
-        save_file(tensors, str(tmp))
+    write_safetensors(folder / "checkpoint.safetensors", tensors)
     write_text_atomic(folder / "checkpoint.json", json.dumps({"optimizer": optimizer_plain, "loop": loop_state}))
 
 
@@ -59,3 +59,8 @@ def load_checkpoint(folder: Path, module: torch.nn.Module, optimizer: torch.opti
     optimizer_tensors = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
     optimizer.load_state_dict(_unflatten_optimizer(optimizer_tensors, meta["optimizer"]))
     return meta["loop"]
+
+
+def has_resumable_work(folder: Path) -> bool:
+    """Whether a run left anything in `folder` that rerunning it continues from: a checkpoint or a finished model."""
+    return any(next(folder.rglob(name), None) for name in ("checkpoint.json", "model.json"))

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from prlkit.atomic import atomic_path, write_text_atomic
+from prlkit.atomic import write_text_atomic
 from prlkit.config import TrainConfig
+from prlkit.modelfile import write_safetensors
 from prlkit.train.checkpoint import load_checkpoint, save_checkpoint
 from prlkit.train.schedule import learning_rate_at
 
@@ -152,8 +153,7 @@ def fit(
         train_loss = float(torch.stack(losses).mean()) if losses else float("nan")
         if _improved(score, state["best_score"], stage.monitor):
             state |= {"best_score": score, "best_epoch": epoch, "bad_epochs": 0}
-            with atomic_path(run_dir / "best.safetensors") as tmp:
-                save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+            write_safetensors(run_dir / "best.safetensors", module.state_dict())
         else:
             state["bad_epochs"] += 1
         state["history"].append({"epoch": epoch, "learning_rate": learning_rate, "train_loss": train_loss,
