@@ -64,6 +64,24 @@ def test_high_specificity_point_and_brier_score_match_sklearn(cv_run):
     assert "specificity ≥ 0.95" in (root / "out" / "results.md").read_text()
 
 
+def test_results_carry_participant_bootstrap_switches_and_test_chosen_labels(cv_run):
+    root, _ = cv_run
+    results = json.loads((root / "out" / "results.json").read_text())
+    boot = results["bootstrap"]
+    assert boot["resampled"] == "participants" and boot["n_resamples"] == 2000 and boot["n_skipped"] >= 0
+    for method in ("frodo", "frodo_scratch"):
+        for key in ("roc_auc_ci", "pr_auc_ci"):
+            low, high = boot["methods"][method][key]
+            assert 0 <= low <= high <= 1
+    assert "roc_auc_difference_ci" in boot["methods"]["frodo_scratch"]
+    assert "roc_auc_difference_ci" not in boot["methods"]["frodo"]  # the reference
+    markdown = (root / "out" / "results.md").read_text()
+    assert "| frodo [base_width=2, " in markdown and "| quick |" in markdown  # switches and profile
+    assert "participant-level bootstrap" in markdown and "bootstrap 95 % CI" in markdown
+    assert markdown.count("chosen on the test predictions") == 2
+    assert "Holm" not in markdown  # one comparison: nothing to adjust
+
+
 def test_rerun_skips_finished_folds(cv_run, monkeypatch):
     _, args = cv_run
 
@@ -138,3 +156,11 @@ def test_list_methods_prints_every_registered_method_without_a_dataset(capsys):
     assert exit_info.value.code == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert names == list(METHODS)
+
+
+def test_mean_sd_names_the_folds_that_defined_a_metric():
+    from prlkit.eval.results import mean_sd
+
+    assert mean_sd({"mean": 0.8, "sd": 0.1, "n": 4}, n_folds=5) == "0.800 ± 0.100 (n=4)"
+    assert mean_sd({"mean": 0.8, "sd": 0.1, "n": 5}, n_folds=5) == "0.800 ± 0.100"
+    assert mean_sd({"mean": float("nan"), "sd": float("nan"), "n": 0}, n_folds=5) == "n/a"

@@ -9,6 +9,7 @@ import torch
 
 from prlkit.config import Config, save_config
 from prlkit.data.cache import PatchSet
+from prlkit.errors import PrlkitError
 from prlkit.eval.experiment import cross_validate
 from prlkit.eval.folds import make_folds, save_folds
 from prlkit.eval.results import summarise, write_results
@@ -26,8 +27,12 @@ def run_cross_validation(
     device: torch.device,
     folds: pd.DataFrame | None = None,
     progress: bool = True,
+    n_bootstrap: int = 2000,
 ) -> dict:
-    """Folds (made if not given), every method on every fold, and all outputs of `prlkit cv` in `out`."""
+    """Folds (made if not given), every method on every fold, and all outputs of `prlkit cv` in `out`;
+    `n_bootstrap` participant-level resamples (seeded by the split seed) for the AUC intervals."""
+    if n_bootstrap < 0:
+        raise PrlkitError(f"--bootstrap must be 0 (none) or a number of resamples, not {n_bootstrap}")
     if folds is None:
         folds = make_folds(patch_set.lesions, n_folds=config.split.n_folds, seed=config.split.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -35,7 +40,7 @@ def run_cross_validation(
     save_folds(folds, out / "folds.tsv")
     oof = cross_validate(patch_set, folds, methods, config, out, device, progress)
     oof.to_csv(out / "oof_predictions.tsv", sep="\t", index=False)
-    results = summarise(oof, reference) | {"settings": {
+    results = summarise(oof, reference, n_bootstrap=n_bootstrap, bootstrap_seed=config.split.seed) | {"settings": {
         method: {"profile": config.profile, "deviations_from_paper": deviations_from_paper(method, config)}
         for method in methods}}  # fmt: skip
     write_results(results, out)

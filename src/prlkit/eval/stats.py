@@ -1,7 +1,9 @@
-"""Statistical tests on out-of-fold predictions: DeLong, McNemar, Pearson CI, subject-level counts."""
+"""Statistical tests on out-of-fold predictions: DeLong, McNemar, Holm, participant-level bootstrap, Pearson CI,
+subject-level counts."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -89,6 +91,98 @@ def mcnemar_test(y_true: np.ndarray, decision_a: np.ndarray, decision_b: np.ndar
     b, c = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
     statistic = (abs(b - c) - 1) ** 2 / (b + c) if b != c else 0.0
     return McNemarResult(b, c, float(statistic), float(stats.chi2.sf(statistic, 1)))
+
+
+def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values for a family of tests (the same as statsmodels'
+    `multipletests(method="holm")`): the i-th smallest p times (m − i + 1), made monotone, at most 1."""
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise PrlkitError(f"Holm adjustment: p-values must be a 1-D array in [0, 1], got {p}")
+    order = np.argsort(p, kind="stable")
+    stepped = np.minimum(1.0, np.maximum.accumulate(p[order] * (p.size - np.arange(p.size))))
+    adjusted = np.empty_like(p)
+    adjusted[order] = stepped
+    return adjusted
+
+
+@dataclass(frozen=True)
+class ClusterBootstrap:
+    """Pooled ROC-AUC and PR-AUC of k score columns on participant-level bootstrap resamples.
+
+    `roc_auc` and `pr_auc` have one row per kept resample and one column per score column;
+    `n_skipped` resamples lacked Rim+ or Rim- lesions and were skipped (not redrawn).
+    """
+
+    roc_auc: np.ndarray
+    pr_auc: np.ndarray
+    n_resamples: int
+    n_skipped: int
+    seed: int
+
+
+def draw_participants(n_participants: int, n_resamples: int, seed: int) -> np.ndarray:
+    """The participant indices of every resample: one (n_resamples × n_participants) draw with replacement."""
+    return np.random.default_rng(seed).integers(0, n_participants, size=(n_resamples, n_participants))
+
+
+def cluster_bootstrap(y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray, n_resamples: int = 2000,
+                      seed: int = 0, chunk: int = 256) -> ClusterBootstrap:  # fmt: skip
+    """Participant-level (cluster) bootstrap of pooled ROC-AUC and PR-AUC (average precision).
+
+    Lesions are nested in participants, so a resample draws participants with replacement
+    (`draw_participants`) and takes every lesion of each draw as often as its participant was
+    drawn. A resample whose lesions are all of one class has undefined AUCs: it is skipped (not
+    redrawn) and counted in `n_skipped`. Each resample's AUCs equal scikit-learn's on the
+    resampled lesions; they are computed at once from per-participant counts at each distinct
+    score (vectorised over resamples, `chunk` resamples at a time to bound memory).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    scores = scores[:, None] if scores.ndim == 1 else scores
+    y, _ = check_scores(y_true, scores[:, 0], what="cluster bootstrap")
+    for column in scores.T[1:]:
+        check_scores(y, column, what="cluster bootstrap")
+    if n_resamples < 1:
+        raise PrlkitError(f"cluster bootstrap: needs at least one resample, got {n_resamples}")
+    names, member = np.unique(np.asarray(groups), return_inverse=True)
+    if member.size != y.size:
+        raise PrlkitError(f"cluster bootstrap: {y.size} labels but {member.size} participant ids")
+    draws = draw_participants(names.size, n_resamples, seed)
+    times = np.zeros((n_resamples, names.size))
+    np.add.at(times, (np.arange(n_resamples)[:, None], draws), 1.0)  # how often each participant was drawn
+    n_pos = times @ np.bincount(member[y == 1], minlength=names.size)
+    n_neg = times @ np.bincount(member[y == 0], minlength=names.size)
+    kept = (n_pos > 0) & (n_neg > 0)
+    times = times[kept]
+    roc, pr = np.empty((times.shape[0], scores.shape[1])), np.empty((times.shape[0], scores.shape[1]))
+    for j, column in enumerate(scores.T):
+        levels, level = np.unique(column, return_inverse=True)
+        per_participant = np.zeros((2, names.size, levels.size))  # lesions of each class at each score
+        np.add.at(per_participant, (y, member, level), 1.0)
+        for start in range(0, times.shape[0], chunk):
+            part = times[start:start + chunk]
+            roc[start:start + chunk, j], pr[start:start + chunk, j] = _weighted_aucs(
+                part @ per_participant[1], part @ per_participant[0])
+    return ClusterBootstrap(roc, pr, n_resamples, int(np.sum(~kept)), seed)
+
+
+def _weighted_aucs(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ROC-AUC (ties count one half) and average precision per row, from Rim+ and Rim- counts at each
+    distinct score (columns in increasing score order)."""
+    total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    roc = np.sum(pos * (neg_below + 0.5 * neg), axis=1) / (total_pos * total_neg)
+    tp, called = np.cumsum(pos[:, ::-1], axis=1), np.cumsum((pos + neg)[:, ::-1], axis=1)  # at each threshold
+    precision = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
+    return roc, np.sum(pos[:, ::-1] * precision, axis=1) / total_pos
+
+
+def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The percentile bootstrap interval: the (1 − c)/2 and (1 + c)/2 quantiles (NaN without samples)."""
+    if samples.size == 0:
+        return math.nan, math.nan
+    low, high = np.quantile(samples, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)
