@@ -98,6 +98,39 @@ def test_other_settings_need_another_folder(cv_run, capsys):
     assert "other settings" in capsys.readouterr().err
 
 
+def test_another_fold_table_is_refused_before_anything_is_written(cv_run, tmp_path, capsys):
+    root, args = cv_run
+    out = root / "out"
+    before = {name: (out / name).read_bytes() for name in ("folds.tsv", "results.json", "oof_predictions.tsv")}
+    folds = pd.read_csv(out / "folds.tsv", sep="\t")
+    folds["fold"] = (folds["fold"] + 1) % 3  # the same groups, other fold numbers
+    folds.to_csv(tmp_path / "other.tsv", sep="\t", index=False)
+    assert main(args + ["--folds", str(tmp_path / "other.tsv")]) == 1
+    error = capsys.readouterr().err
+    assert "frodo/fold-0/fingerprint.json: this fold's saved outputs were made under another fold table;" in error
+    assert "--recompute" in error and "patch cache" not in error and "method config" not in error
+    assert {name: (out / name).read_bytes() for name in before} == before  # nothing was written
+
+
+def test_recompute_replaces_only_outputs_of_another_fingerprint(tmp_path):
+    fold_dir = tmp_path / "frodo" / "fold-0"
+    fold_dir.mkdir(parents=True)
+    fingerprint = {"fold_table": "a", "patch_cache": "patches-b", "method_config": "c"}
+    (fold_dir / "fingerprint.json").write_text(json.dumps(fingerprint))
+    (fold_dir / "predictions.tsv").write_text("saved")
+    experiment.claim_fold_dir(fold_dir, fingerprint)  # the same: kept
+    assert (fold_dir / "predictions.tsv").is_file()
+    other = fingerprint | {"patch_cache": "patches-x", "method_config": "y"}
+    with pytest.raises(experiment.InputFileError, match="another patch cache and method config"):
+        experiment.claim_fold_dir(fold_dir, other)
+    experiment.claim_fold_dir(fold_dir, other, recompute=True)
+    assert not fold_dir.exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "predictions.tsv").write_text("made before fingerprints")
+    with pytest.raises(experiment.InputFileError, match="fingerprint.json: missing"):
+        experiment.claim_fold_dir(tmp_path / "old", fingerprint)
+
+
 def test_threshold_ignores_test_labels(cv_run, tmp_path):
     root, _ = cv_run
     config = config_from_dict(TINY | {"pretrain": {"kind": "none"}, "finetune": {"max_epochs": 1, "batch_size": 8}})

@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="seed of folds, splits and training")
     parser.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="participant-level bootstrap "
                         "resamples for the 95 %% CIs of pooled AUCs and AUC differences (default 2000; 0: none)")
+    parser.add_argument("--recompute", action="store_true", help="retrain the (method, fold) pairs whose saved "
+                        "outputs in --out were made under another fold table, patch cache or method config "
+                        "(default: stop with an error naming them)")  # fmt: skip
     add_config_options(parser, default_profile="quick")
     add_data_options(parser)
     parser.set_defaults(func=run)
@@ -80,6 +83,6 @@ def run(args: argparse.Namespace) -> int:
     folds_path = args.folds or (out / "folds.tsv" if (out / "folds.tsv").is_file() else None)
     folds = load_folds(folds_path, participants) if folds_path else None
     run_cross_validation(patch_set, methods, reference, config, out, resolve_device(args.device), folds,
-                         not args.no_progress, n_bootstrap=args.bootstrap)  # fmt: skip
+                         not args.no_progress, n_bootstrap=args.bootstrap, recompute=args.recompute)  # fmt: skip
     print((out / "results.md").read_text())
     return 0
