@@ -99,6 +99,19 @@ def test_holm_adjusted_p_values_match_statsmodels(cv_folder):
             multipletests(raw, method="holm")[1])
 
 
+def test_cv_report_shows_the_over_seeds_table(cv_folder, tmp_path):
+    from prlkit.eval.results import seed_summary
+
+    for name in ("oof_predictions.tsv", "config.yaml"):
+        (tmp_path / name).write_bytes((cv_folder / name).read_bytes())
+    oof = pd.read_csv(cv_folder / "oof_predictions.tsv", sep="\t", keep_default_na=False)
+    other = oof.assign(probability=oof["probability"] ** 2)
+    write_results(summarise(oof, "frodo", n_bootstrap=0) | {"seeds": seed_summary({0: oof, 1: other})}, tmp_path)
+    assert run_report(tmp_path) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "Over training seeds (mean ± SD over seeds 0, 1" in page and "participant-level bootstrap" not in page
+
+
 def test_cv_report_redraws_missing_figures(cv_folder, tmp_path):
     copy = tmp_path / "cv"
     copy.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prlkit.cli import positive_int
 from prlkit.commands.common import (
     add_config_options,
     add_data_options,
@@ -52,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="seed of folds, splits and training")
     parser.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="participant-level bootstrap "
                         "resamples for the 95 %% CIs of pooled AUCs and AUC differences (default 2000; 0: none)")
+    parser.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="train every method N times on "
+                        "the same folds with training seeds seed, seed+1, ... (extra runs in --out/seed-<s>/) and "
+                        "report mean ± SD over seeds beside mean ± SD over folds (default 1)")  # fmt: skip
     parser.add_argument("--recompute", action="store_true", help="retrain the (method, fold) pairs whose saved "
                         "outputs in --out were made under another fold table, patch cache or method config "
                         "(default: stop with an error naming them)")  # fmt: skip
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     folds_path = args.folds or (out / "folds.tsv" if (out / "folds.tsv").is_file() else None)
     folds = load_folds(folds_path, participants) if folds_path else None
     run_cross_validation(patch_set, methods, reference, config, out, resolve_device(args.device), folds,
-                         not args.no_progress, n_bootstrap=args.bootstrap, recompute=args.recompute)  # fmt: skip
+                         not args.no_progress, n_bootstrap=args.bootstrap, recompute=args.recompute,
+                         n_seeds=args.seeds)  # fmt: skip
     print((out / "results.md").read_text())
     return 0

@@ -99,6 +99,18 @@ def summarise(oof: pd.DataFrame, reference: str, chronic_active_min: int = 4, n_
             "high_sensitivity_operating_point": operating, "high_specificity_operating_point": specific}  # fmt: skip
 
 
+def seed_summary(oofs: dict[int, pd.DataFrame]) -> dict[str, Any]:
+    """Mean ± SD over training seeds of each seed's mean over folds, per method and metric (`n`: the seeds
+    that defined the metric); `oofs` maps each seed to its out-of-fold predictions on the same folds."""
+    with warnings.catch_warnings():  # single-class folds warned once already, for the first seed
+        warnings.simplefilter("ignore", PrlkitWarning)
+        fold_means = pd.concat([per_fold_metrics(oof).drop(columns="fold").groupby("method", sort=False).mean()
+                                .assign(seed=seed) for seed, oof in oofs.items()])  # fmt: skip
+    summary = {method: summarize_folds(rows.drop(columns="seed")).to_dict(orient="index")
+               for method, rows in fold_means.groupby(level="method", sort=False)}
+    return {"seeds": list(oofs), "summary": summary}
+
+
 def participant_bootstrap(oof: pd.DataFrame, methods: list[str], reference: str, n_resamples: int = 2000,
                           seed: int = 0, confidence: float = 0.95) -> dict[str, Any]:  # fmt: skip
     """95 % percentile intervals of each method's pooled ROC-AUC and PR-AUC and of its ROC-AUC difference
@@ -162,6 +174,14 @@ def lesion_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return ["method", "profile", *TABLE_METRICS], rows
 
 
+def seeds_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the over-seeds table (mean ± SD over seeds of each seed's mean over folds)."""
+    summary = results["seeds"]["summary"]
+    n_seeds = len(results["seeds"]["seeds"])
+    rows = [[m, *(mean_sd(summary[m].get(k), n_seeds) for k in TABLE_METRICS)] for m in results["methods"]]
+    return ["method", *TABLE_METRICS], rows
+
+
 def bootstrap_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Pooled ROC-AUC and PR-AUC with their participant-level bootstrap intervals (empty without a bootstrap)."""
     boot = results.get("bootstrap")
@@ -193,6 +213,13 @@ def comparison_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]
     return header, rows
 
 
+def seeds_heading(results: dict[str, Any]) -> str:
+    """What the over-seeds table shows, and that every other table is the first seed's."""
+    seeds = results["seeds"]["seeds"]
+    return (f"(mean ± SD over seeds {', '.join(map(str, seeds))} of each seed's mean over folds; the other "
+            f"tables are seed {seeds[0]}'s)")
+
+
 def bootstrap_note(results: dict[str, Any]) -> str:
     """One sentence on how the intervals were made (empty without a bootstrap)."""
     boot = results.get("bootstrap")
@@ -215,6 +242,8 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines += _markdown_table(*lesion_table(results))
     lines += ["", "Method [switches]: the network settings that differ from the paper; (n=k): only k folds had "
               "both classes."]  # fmt: skip
+    if results.get("seeds"):
+        lines += ["", f"## Over training seeds {seeds_heading(results)}", ""] + _markdown_table(*seeds_table(results))
     if results.get("bootstrap"):
         lines += ["", "## Pooled out-of-fold AUCs, participant-level bootstrap", ""]
         lines += _markdown_table(*bootstrap_table(results)) + ["", bootstrap_note(results)]

@@ -22,6 +22,8 @@ from prlkit.eval.results import (
     bootstrap_table,
     comparison_table,
     lesion_table,
+    seeds_heading,
+    seeds_table,
 )
 from prlkit.report import html
 from prlkit.report.gallery import QSM_WINDOW_PPM, display_session, lesion_figure
@@ -42,6 +44,8 @@ def cv_page(folder: Path) -> str:
                    "that differ from the paper; (n=k): only k folds had both classes.")
     parts.append(html.section("Lesion level (mean ± SD over folds)",
                               html.table(*lesion_table(results)) + html.paragraph(lesion_note, "note")))
+    if results.get("seeds"):
+        parts.append(html.section(f"Over training seeds {seeds_heading(results)}", html.table(*seeds_table(results))))
     if results.get("bootstrap"):
         parts.append(html.section("Pooled out-of-fold AUCs, participant-level bootstrap",
                                   html.table(*bootstrap_table(results)) + html.paragraph(bootstrap_note(results), "note")))
