@@ -106,7 +106,8 @@ def test_cv_report_shows_the_over_seeds_table(cv_folder, tmp_path):
         (tmp_path / name).write_bytes((cv_folder / name).read_bytes())
     oof = pd.read_csv(cv_folder / "oof_predictions.tsv", sep="\t", keep_default_na=False)
     other = oof.assign(probability=oof["probability"] ** 2)
-    write_results(summarise(oof, "frodo", n_bootstrap=0) | {"seeds": seed_summary({0: oof, 1: other})}, tmp_path)
+    results = summarise(oof, "frodo", n_bootstrap=0) | {"seeds": seed_summary({0: oof, 1: other})}
+    write_results(results, tmp_path)
     assert run_report(tmp_path) == 0
     page = (tmp_path / "report.html").read_text()
     assert "Over training seeds (mean ± SD over seeds 0, 1" in page and "participant-level bootstrap" not in page

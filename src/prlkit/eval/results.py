@@ -199,8 +199,8 @@ def comparison_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]
     holm = len(results["comparisons"]) > 1
     boot = results.get("bootstrap") or {}
     header = ["method", "AUC", "reference AUC", "difference (DeLong 95 % CI)", "participant bootstrap 95 % CI",
-              "DeLong z", "DeLong p", *(["DeLong p (Holm)"] if holm else []), "McNemar b / c", "McNemar χ²", "McNemar p",
-              *(["McNemar p (Holm)"] if holm else [])]  # fmt: skip
+              "DeLong z", "DeLong p", *(["DeLong p (Holm)"] if holm else []), "McNemar b / c", "McNemar χ²",
+              "McNemar p", *(["McNemar p (Holm)"] if holm else [])]  # fmt: skip
     rows = []
     for row in results["comparisons"]:
         d, m = row["delong"], row["mcnemar"]
@@ -256,9 +256,10 @@ def results_markdown(results: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|"]  # fmt: skip
     for method in results["methods"]:
         s, o = results["subject_level"][method], results["high_sensitivity_operating_point"][method]
-        lines.append(f"| {method} | {s['count_pearson_r']:.3f} ({s['count_pearson_ci_low']:.3f}, {s['count_pearson_ci_high']:.3f}) "
-                     f"| {s['count_mse']:.2f} | {s['expected_pearson_r']:.3f} | {s['patient_sensitivity']:.2f} / "
-                     f"{s['patient_specificity']:.2f} | {o['n_review']:.0f} lesions ({100 * o['review_fraction']:.0f} %) |")  # fmt: skip
+        lines.append(f"| {method} | {s['count_pearson_r']:.3f} ({s['count_pearson_ci_low']:.3f}, "
+                     f"{s['count_pearson_ci_high']:.3f}) | {s['count_mse']:.2f} | {s['expected_pearson_r']:.3f} | "
+                     f"{s['patient_sensitivity']:.2f} / {s['patient_specificity']:.2f} | {o['n_review']:.0f} lesions "
+                     f"({100 * o['review_fraction']:.0f} %) |")  # fmt: skip
     lines += ["", f"## Pooled operating point at specificity ≥ 0.95 (RimNet; {TEST_CHOSEN}) and calibration", "",
               "| method | sensitivity | specificity | threshold | Brier score |", "|---|---|---|---|---|"]
     for method in results["methods"]:

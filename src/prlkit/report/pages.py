@@ -47,8 +47,8 @@ def cv_page(folder: Path) -> str:
     if results.get("seeds"):
         parts.append(html.section(f"Over training seeds {seeds_heading(results)}", html.table(*seeds_table(results))))
     if results.get("bootstrap"):
-        parts.append(html.section("Pooled out-of-fold AUCs, participant-level bootstrap",
-                                  html.table(*bootstrap_table(results)) + html.paragraph(bootstrap_note(results), "note")))
+        boot = html.table(*bootstrap_table(results)) + html.paragraph(bootstrap_note(results), "note")
+        parts.append(html.section("Pooled out-of-fold AUCs, participant-level bootstrap", boot))
     parts.append(html.section("Curves, counts and calibration", "\n".join(
         html.png_image(_cv_figure(folder, oof, name), alt) for name, (_, alt) in CV_FIGURES.items()
     )))  # fmt: skip
