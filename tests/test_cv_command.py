@@ -76,7 +76,7 @@ def test_results_carry_participant_bootstrap_switches_and_test_chosen_labels(cv_
     assert "roc_auc_difference_ci" in boot["methods"]["frodo_scratch"]
     assert "roc_auc_difference_ci" not in boot["methods"]["frodo"]  # the reference
     markdown = (root / "out" / "results.md").read_text()
-    assert "| frodo [base_width=2, " in markdown and "| quick |" in markdown  # switches and profile
+    assert "| frodo [base_width=2, " in markdown and ", lr=0.001] | quick |" in markdown  # switches and profile
     assert "participant-level bootstrap" in markdown and "bootstrap 95 % CI" in markdown
     assert markdown.count("chosen on the test predictions") == 2
     assert "Holm" not in markdown  # one comparison: nothing to adjust

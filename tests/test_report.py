@@ -113,6 +113,19 @@ def test_cv_report_shows_the_over_seeds_table(cv_folder, tmp_path):
     assert "Over training seeds (mean ± SD over seeds 0, 1" in page and "participant-level bootstrap" not in page
 
 
+def test_cv_report_reads_results_of_runs_made_before_the_bootstrap(cv_folder, tmp_path):
+    results = json.loads((cv_folder / "results.json").read_text())
+    for key in ("bootstrap", "pooled", "n_folds"):
+        del results[key]
+    for row in results["comparisons"]:
+        del row["delong"]["p_holm"], row["mcnemar"]["p_holm"]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    (tmp_path / "oof_predictions.tsv").write_bytes((cv_folder / "oof_predictions.tsv").read_bytes())
+    assert run_report(tmp_path) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "DeLong p" in page and "DeLong p (Holm)" not in page and "participant-level bootstrap" not in page
+
+
 def test_cv_report_redraws_missing_figures(cv_folder, tmp_path):
     copy = tmp_path / "cv"
     copy.mkdir()

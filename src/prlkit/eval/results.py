@@ -135,9 +135,13 @@ def participant_bootstrap(oof: pd.DataFrame, methods: list[str], reference: str,
 
 
 def variant_switches(deviations: list[str] | None) -> list[str]:
-    """The network switches among a method's deviations from the paper (`network.*`, `frodo.*`), without
-    the section: what tells one variant of a method from another in a table row."""
-    return [d.split(".", 1)[1] for d in deviations or () if d.startswith(("network.", "frodo."))]
+    """What tells one variant of a method from another in a table row: the network switches among its
+    deviations from the paper (`network.*`, `frodo.*`, without the section) and a learning rate other than
+    the paper's (`lr=...`, e.g. the main method's own `quick` steps)."""
+    switches = [d.split(".", 1)[1] for d in deviations or () if d.startswith(("network.", "frodo."))]
+    rates = [d.split("=", 1)[1] for d in deviations or ()
+             if d.startswith(("finetune.learning_rate=", "segment.train.learning_rate="))]  # fmt: skip
+    return switches + [f"lr={rate}" for rate in rates]
 
 
 def row_label(method: str, settings: dict[str, Any]) -> str:
@@ -196,7 +200,7 @@ def bootstrap_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]
 def comparison_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Each method against the reference: AUC difference with DeLong's and the participant bootstrap's 95 % CI,
     DeLong and McNemar p (and Holm-adjusted p when more than one method is compared)."""
-    holm = len(results["comparisons"]) > 1
+    holm = len(results["comparisons"]) > 1 and all("p_holm" in row["delong"] for row in results["comparisons"])
     boot = results.get("bootstrap") or {}
     header = ["method", "AUC", "reference AUC", "difference (DeLong 95 % CI)", "participant bootstrap 95 % CI",
               "DeLong z", "DeLong p", *(["DeLong p (Holm)"] if holm else []), "McNemar b / c", "McNemar χ²",
