@@ -122,8 +122,8 @@ def participant_bootstrap(oof: pd.DataFrame, methods: list[str], reference: str,
     boot = cluster_bootstrap(lesions["label"].to_numpy(), table.to_numpy(), lesions["participant_id"].to_numpy(),
                              n_resamples, seed)  # fmt: skip
     ref = methods.index(reference)
-    out: dict[str, Any] = {"resampled": "participants", "n_resamples": n_resamples, "n_skipped": boot.n_skipped,
-                           "seed": seed, "confidence": confidence, "methods": {}}  # fmt: skip
+    out: dict[str, Any] = {"resampled": "participants", "n_resamples": boot.n_resamples, "n_skipped": boot.n_skipped,
+                           "seed": boot.seed, "confidence": confidence, "methods": {}}  # fmt: skip
     for j, method in enumerate(methods):
         out["methods"][method] = {
             "roc_auc_ci": percentile_interval(boot.roc_auc[:, j], confidence),

@@ -127,15 +127,14 @@ def draw_participants(n_participants: int, n_resamples: int, seed: int) -> np.nd
 
 
 def cluster_bootstrap(y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray, n_resamples: int = 2000,
-                      seed: int = 0, chunk: int = 256) -> ClusterBootstrap:  # fmt: skip
+                      seed: int = 0) -> ClusterBootstrap:  # fmt: skip
     """Participant-level (cluster) bootstrap of pooled ROC-AUC and PR-AUC (average precision).
 
     Lesions are nested in participants, so a resample draws participants with replacement
     (`draw_participants`) and takes every lesion of each draw as often as its participant was
     drawn. A resample whose lesions are all of one class has undefined AUCs: it is skipped (not
     redrawn) and counted in `n_skipped`. Each resample's AUCs equal scikit-learn's on the
-    resampled lesions; they are computed at once from per-participant counts at each distinct
-    score (vectorised over resamples, `chunk` resamples at a time to bound memory).
+    resampled lesions, computed for all resamples at once from per-participant counts (`_aucs`).
     """
     scores = np.asarray(scores, dtype=np.float64)
     scores = scores[:, None] if scores.ndim == 1 else scores
@@ -153,28 +152,36 @@ def cluster_bootstrap(y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray
     n_pos = times @ np.bincount(member[y == 1], minlength=names.size)
     n_neg = times @ np.bincount(member[y == 0], minlength=names.size)
     kept = (n_pos > 0) & (n_neg > 0)
-    times = times[kept]
-    roc, pr = np.empty((times.shape[0], scores.shape[1])), np.empty((times.shape[0], scores.shape[1]))
-    for j, column in enumerate(scores.T):
-        levels, level = np.unique(column, return_inverse=True)
-        per_participant = np.zeros((2, names.size, levels.size))  # lesions of each class at each score
-        np.add.at(per_participant, (y, member, level), 1.0)
-        for start in range(0, times.shape[0], chunk):
-            part = times[start:start + chunk]
-            roc[start:start + chunk, j], pr[start:start + chunk, j] = _weighted_aucs(
-                part @ per_participant[1], part @ per_participant[0])
-    return ClusterBootstrap(roc, pr, n_resamples, int(np.sum(~kept)), seed)
+    times, n_pos, n_neg = times[kept], n_pos[kept], n_neg[kept]
+    aucs = [_aucs(times, member, y, column, n_pos, n_neg) for column in scores.T]
+    return ClusterBootstrap(np.column_stack([roc for roc, _ in aucs]), np.column_stack([ap for _, ap in aucs]),
+                            n_resamples, int(np.sum(~kept)), seed)  # fmt: skip
 
 
-def _weighted_aucs(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ROC-AUC (ties count one half) and average precision per row, from Rim+ and Rim- counts at each
-    distinct score (columns in increasing score order)."""
-    total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
-    neg_below = np.cumsum(neg, axis=1) - neg
-    roc = np.sum(pos * (neg_below + 0.5 * neg), axis=1) / (total_pos * total_neg)
-    tp, called = np.cumsum(pos[:, ::-1], axis=1), np.cumsum((pos + neg)[:, ::-1], axis=1)  # at each threshold
-    precision = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
-    return roc, np.sum(pos[:, ::-1] * precision, axis=1) / total_pos
+def _aucs(times: np.ndarray, member: np.ndarray, y: np.ndarray, score: np.ndarray, n_pos: np.ndarray,
+          n_neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """ROC-AUC and average precision of every resample (rows of `times`: how often each participant is drawn).
+
+    Both are sums over the Rim+ lesions i, each weighted by its draws: ROC-AUC of the Rim- lesions scored
+    below s_i (ties one half) / (n_pos n_neg); average precision of the precision at threshold s_i (Rim+
+    lesions / all lesions scored >= s_i) / n_pos. Every count is linear in the draws, hence one matrix
+    product per count: resamples x participants times participants x Rim+ lesions.
+    """
+    positive = y == 1
+    above = score[:, None] >= score[positive][None, :]  # lesion j at or above the threshold of Rim+ lesion i
+    below = ~above + 0.5 * (score[:, None] == score[positive][None, :])  # Rim- j scored below Rim+ i (ties 1/2)
+
+    def per_participant(lesions: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        out = np.zeros((times.shape[1], counts.shape[1]))
+        np.add.at(out, member[lesions], counts[lesions])
+        return out
+
+    weight = times[:, member[positive]]  # how often each Rim+ lesion is in the resample
+    neg_below = times @ per_participant(~positive, below)
+    called, true = times @ per_participant(np.full(y.size, True), above), times @ per_participant(positive, above)
+    roc = np.sum(weight * neg_below, axis=1) / (n_pos * n_neg)
+    precision = np.divide(true, called, out=np.zeros_like(true), where=called > 0)
+    return roc, np.sum(weight * precision, axis=1) / n_pos
 
 
 def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
