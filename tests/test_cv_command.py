@@ -139,16 +139,16 @@ def test_seeds_train_again_on_the_same_folds_and_report_mean_and_sd_over_seeds(c
     args = ["cv", str(root / "bids"), "--out", str(out), "--methods", "aprl", "--config", str(root / "tiny.yaml"),
             "--cache-dir", str(root / "cache"), "--no-progress", "--seeds", "2", "--seed", "3", "--bootstrap", "0"]
     assert main(args) == 0
-    first, second = (pd.read_csv(folder / "oof_predictions.tsv", sep="\t") for folder in (out, out / "seed-4"))
+    first, second = (pd.read_csv(folder / "oof_predictions.tsv", sep="\t") for folder in (out, out / "seed-103"))
     assert (first["lesion_row"] == second["lesion_row"]).all() and (first["fold"] == second["fold"]).all()
     assert not first["probability"].equals(second["probability"])  # another forest
     results = json.loads((out / "results.json").read_text())
-    assert results["seeds"]["seeds"] == [3, 4] and results["bootstrap"] is None
+    assert results["seeds"]["seeds"] == [3, 103] and results["bootstrap"] is None
     fold_means = [per_fold_metrics(oof)["roc_auc"].mean() for oof in (first, second)]
     cell = results["seeds"]["summary"]["aprl"]["roc_auc"]
     assert cell["mean"] == pytest.approx(sum(fold_means) / 2)
     assert cell["sd"] == pytest.approx(abs(fold_means[0] - fold_means[1]) / 2**0.5)
-    assert "## Over training seeds (mean ± SD over seeds 3, 4" in (out / "results.md").read_text()
+    assert "## Over training seeds (mean ± SD over seeds 3, 103" in (out / "results.md").read_text()
     with pytest.raises(SystemExit):
         main(["cv", str(root / "bids"), "--out", str(root / "none"), "--seeds", "0"])
     assert "--seeds: must be >= 1" in capsys.readouterr().err and not (root / "none").exists()

@@ -37,16 +37,17 @@ def run_cross_validation(
 
     `n_bootstrap` participant-level resamples (seeded by the split seed) give the AUC intervals. With
     `n_seeds` > 1 every method is trained again on the same folds and validation splits with training seeds
-    + 1, + 2, ... (outputs in `out/seed-<s>/`), and the tables add mean ± SD over seeds; the other tables
-    are those of the first seed. Saved fold outputs made under other folds, patches or settings stop the
-    run before it writes anything (`recompute`: redo them).
+    + SEED_STRIDE, + 2 SEED_STRIDE, ... (outputs in `out/seed-<s>/`), and the tables add mean ± SD over
+    seeds; the other tables are those of the first seed. Saved fold outputs made under other folds, patches
+    or settings stop the run before it writes anything (`recompute`: redo them).
     """
     if n_bootstrap < 0:
         raise PrlkitError(f"--bootstrap must be 0 (none) or a number of resamples, not {n_bootstrap}")
     if folds is None:
         folds = make_folds(patch_set.lesions, n_folds=config.split.n_folds, seed=config.split.seed)
+    offsets = [k * SEED_STRIDE for k in range(n_seeds)]
     runs = {training_seed(config) + k: (with_training_seed(config, k), out / f"seed-{training_seed(config) + k}" if k
-                                        else out) for k in range(n_seeds)}  # fmt: skip
+                                        else out) for k in offsets}  # fmt: skip
     for seeded, folder in runs.values():
         claim_outputs(patch_set, folds, methods, seeded, folder, recompute)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,6 +68,11 @@ def run_cross_validation(
     write_confluence_results(oof, patch_set.sessions, config.lesions, out)
     write_cv_figures(oof, out)
     return results
+
+
+#: Training seeds of repeated runs are this far apart: ensembles seed their members seed, seed + 1, ...
+#: (frodo_ensemble, QSMRim-Net's vote), so consecutive seeds would share members and understate the SD.
+SEED_STRIDE = 100
 
 
 def training_seed(config: Config) -> int:

@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="participant-level bootstrap "
                         "resamples for the 95 %% CIs of pooled AUCs and AUC differences (default 2000; 0: none)")
     parser.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="train every method N times on "
-                        "the same folds with training seeds seed, seed+1, ... (extra runs in --out/seed-<s>/) and "
+                        "the same folds with training seeds seed, seed+100, ... (extra runs in --out/seed-<s>/) and "
                         "report mean ± SD over seeds beside mean ± SD over folds (default 1)")  # fmt: skip
     parser.add_argument("--recompute", action="store_true", help="retrain the (method, fold) pairs whose saved "
                         "outputs in --out were made under another fold table, patch cache or method config "
