@@ -223,3 +223,12 @@ def test_holm_matches_statsmodels(p):
     np.testing.assert_allclose(holm_adjust(p), multipletests(p, method="holm")[1], atol=1e-15)
     with pytest.raises(PrlkitError, match="Holm"):
         holm_adjust([0.1, 1.5])
+
+
+def test_pearson_ci_of_a_perfect_correlation_collapses_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = pearson_ci(np.arange(6.0), 2 * np.arange(6.0) + 1)
+    assert (result.r, result.ci_low, result.ci_high) == pytest.approx((1.0, 1.0, 1.0))

@@ -217,7 +217,9 @@ def pearson_ci(x: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> Pearso
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return PearsonResult(np.nan, np.nan, np.nan, np.nan, x.size)
     r, p = stats.pearsonr(x, y)
-    z, half = np.arctanh(r), stats.norm.ppf(0.5 + confidence / 2) / np.sqrt(x.size - 3)
+    with np.errstate(divide="ignore"):  # |r| = 1: z is infinite and the interval collapses onto r
+        z = np.arctanh(r)
+    half = stats.norm.ppf(0.5 + confidence / 2) / np.sqrt(x.size - 3)
     return PearsonResult(float(r), float(np.tanh(z - half)), float(np.tanh(z + half)), float(p), x.size)
 
 
