@@ -62,3 +62,25 @@ def test_stage_sections_round_trip_and_validate(tmp_path):
     for bad in ({"pretrain": {"kind": "simclr"}}, {"finetune": {"batch_size": 0}}, {"split": {"by": "site"}}):
         with pytest.raises(PrlkitError):
             config_from_dict(bad)
+
+
+def test_quick_gives_every_supervised_method_the_same_budget_and_its_own_papers_learning_rate():
+    from prlkit.methods.registry import METHODS, deviations_from_paper, method_config
+
+    quick, paper = get_profile("quick"), get_profile("paper")
+    supervised = [name for name, spec in METHODS.items() if spec.network not in ("aprl", "prlseg")]
+    for name in supervised:
+        ours, theirs = method_config(name, quick), method_config(name, paper)
+        assert ours.patches.size == 24
+        if name != "frodo_ensemble":  # prlkit's fixed-budget variant: 40 epochs in both profiles
+            assert (ours.finetune.max_epochs, ours.finetune.patience) == (30, 8), name
+        if METHODS[name].network == "frodo":  # the main method's own quick steps, named in its table row
+            assert ours.finetune.learning_rate == 1e-3
+            assert "finetune.learning_rate=0.001" in deviations_from_paper(name, quick)
+        else:
+            assert (ours.finetune.optimizer, ours.finetune.learning_rate) == \
+                (theirs.finetune.optimizer, theirs.finetune.learning_rate), name
+            assert not any(d.startswith("finetune.learning_rate") for d in deviations_from_paper(name, quick))
+    assert method_config("resnet18", quick).finetune.learning_rate == 1e-4  # was quick's 1e-3 before
+    assert "segment.train.learning_rate=0.003" in deviations_from_paper("prlseg", quick)
+    assert not any(d.startswith(("finetune.", "frodo.")) for d in deviations_from_paper("aprl", quick))

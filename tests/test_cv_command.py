@@ -67,6 +67,24 @@ def test_high_specificity_point_and_brier_score_match_sklearn(cv_run):
     assert "specificity ≥ 0.95" in (root / "out" / "results.md").read_text()
 
 
+def test_results_carry_participant_bootstrap_switches_and_test_chosen_labels(cv_run):
+    root, _ = cv_run
+    results = json.loads((root / "out" / "results.json").read_text())
+    boot = results["bootstrap"]
+    assert boot["resampled"] == "participants" and boot["n_resamples"] == 2000 and boot["n_skipped"] >= 0
+    for method in ("frodo", "frodo_scratch"):
+        for key in ("roc_auc_ci", "pr_auc_ci"):
+            low, high = boot["methods"][method][key]
+            assert 0 <= low <= high <= 1
+    assert "roc_auc_difference_ci" in boot["methods"]["frodo_scratch"]
+    assert "roc_auc_difference_ci" not in boot["methods"]["frodo"]  # the reference
+    markdown = (root / "out" / "results.md").read_text()
+    assert "| frodo [base_width=2, " in markdown and ", lr=0.001] | quick |" in markdown  # switches and profile
+    assert "participant-level bootstrap" in markdown and "bootstrap 95 % CI" in markdown
+    assert markdown.count("chosen on the test predictions") == 2
+    assert "Holm" not in markdown  # one comparison: nothing to adjust
+
+
 def test_rerun_skips_finished_folds(cv_run, monkeypatch):
     _, args = cv_run
 
@@ -81,6 +99,62 @@ def test_other_settings_need_another_folder(cv_run, capsys):
     root, args = cv_run
     assert main(args + ["--seed", "5"]) == 1
     assert "other settings" in capsys.readouterr().err
+
+
+def test_another_fold_table_is_refused_before_anything_is_written(cv_run, tmp_path, capsys):
+    root, args = cv_run
+    out = root / "out"
+    before = {name: (out / name).read_bytes() for name in ("folds.tsv", "results.json", "oof_predictions.tsv")}
+    folds = pd.read_csv(out / "folds.tsv", sep="\t")
+    folds["fold"] = (folds["fold"] + 1) % 3  # the same groups, other fold numbers
+    folds.to_csv(tmp_path / "other.tsv", sep="\t", index=False)
+    assert main(args + ["--folds", str(tmp_path / "other.tsv")]) == 1
+    error = capsys.readouterr().err
+    assert "frodo/fold-0/fingerprint.json: this fold's saved outputs were made under another fold table;" in error
+    assert "--recompute" in error and "patch cache" not in error and "method config" not in error
+    assert {name: (out / name).read_bytes() for name in before} == before  # nothing was written
+
+
+def test_recompute_replaces_only_outputs_of_another_fingerprint(tmp_path):
+    fold_dir = tmp_path / "frodo" / "fold-0"
+    fold_dir.mkdir(parents=True)
+    fingerprint = {"fold_table": "a", "patch_cache": "patches-b", "method_config": "c"}
+    (fold_dir / "fingerprint.json").write_text(json.dumps(fingerprint))
+    (fold_dir / "predictions.tsv").write_text("saved")
+    experiment.claim_fold_dir(fold_dir, fingerprint)  # the same: kept
+    assert (fold_dir / "predictions.tsv").is_file()
+    other = fingerprint | {"patch_cache": "patches-x", "method_config": "y"}
+    with pytest.raises(experiment.InputFileError, match="another patch cache and method config"):
+        experiment.claim_fold_dir(fold_dir, other)
+    experiment.claim_fold_dir(fold_dir, other, recompute=True)
+    assert not fold_dir.exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "predictions.tsv").write_text("made before fingerprints")
+    with pytest.raises(experiment.InputFileError, match="fingerprint.json: missing"):
+        experiment.claim_fold_dir(tmp_path / "old", fingerprint)
+
+
+def test_seeds_train_again_on_the_same_folds_and_report_mean_and_sd_over_seeds(cv_run, capsys):
+    from prlkit.eval.results import per_fold_metrics
+
+    root, _ = cv_run
+    out = root / "seeds"
+    args = ["cv", str(root / "bids"), "--out", str(out), "--methods", "aprl", "--config", str(root / "tiny.yaml"),
+            "--cache-dir", str(root / "cache"), "--no-progress", "--seeds", "2", "--seed", "3", "--bootstrap", "0"]
+    assert main(args) == 0
+    first, second = (pd.read_csv(folder / "oof_predictions.tsv", sep="\t") for folder in (out, out / "seed-103"))
+    assert (first["lesion_row"] == second["lesion_row"]).all() and (first["fold"] == second["fold"]).all()
+    assert not first["probability"].equals(second["probability"])  # another forest
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"]["seeds"] == [3, 103] and results["bootstrap"] is None
+    fold_means = [per_fold_metrics(oof)["roc_auc"].mean() for oof in (first, second)]
+    cell = results["seeds"]["summary"]["aprl"]["roc_auc"]
+    assert cell["mean"] == pytest.approx(sum(fold_means) / 2)
+    assert cell["sd"] == pytest.approx(abs(fold_means[0] - fold_means[1]) / 2**0.5)
+    assert "## Over training seeds (mean ± SD over seeds 3, 103" in (out / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["cv", str(root / "bids"), "--out", str(root / "none"), "--seeds", "0"])
+    assert "--seeds: must be >= 1" in capsys.readouterr().err and not (root / "none").exists()
 
 
 def test_threshold_ignores_test_labels(cv_run, tmp_path):
@@ -176,3 +250,11 @@ def test_an_interrupted_run_with_finished_work_says_how_to_continue(cv_run, tmp_
     assert main([*args[:2], "--out", str(out), *args[4:]]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "prlkit: interrupted; rerun the same command to continue"
     assert (out / "frodo" / "fold-0" / "predictions.tsv").is_file()
+
+
+def test_mean_sd_names_the_folds_that_defined_a_metric():
+    from prlkit.eval.results import mean_sd
+
+    assert mean_sd({"mean": 0.8, "sd": 0.1, "n": 4}, n_folds=5) == "0.800 ± 0.100 (n=4)"
+    assert mean_sd({"mean": 0.8, "sd": 0.1, "n": 5}, n_folds=5) == "0.800 ± 0.100"
+    assert mean_sd({"mean": float("nan"), "sd": float("nan"), "n": 0}, n_folds=5) == "n/a"

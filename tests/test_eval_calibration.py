@@ -50,6 +50,24 @@ def test_platt_matches_unpenalised_logistic_regression():
     assert brier_score(y, cal.apply(p_model)) < brier_score(y, p_model)
 
 
+def test_platt_never_reverses_the_ranking_of_anti_correlated_validation_scores():
+    import statsmodels.api as sm
+
+    from prlkit.data.bids import PrlkitWarning
+
+    y, p_true = _calibrated_sample(3, n=600, prevalence=0.3)
+    p_val = 1 - p_true  # validation scores fall with the labels: an unconstrained fit has slope < 0
+    unconstrained = LogisticRegression(C=1e10, tol=1e-10, max_iter=1000).fit(special.logit(p_val)[:, None], y)
+    assert unconstrained.coef_[0, 0] < 0
+    with pytest.warns(PrlkitWarning, match="slope .* not positive"):
+        cal = PlattScaling.fit(y, p_val)
+    assert cal.a == 1.0
+    offset_fit = sm.GLM(y, np.ones((y.size, 1)), family=sm.families.Binomial(), offset=special.logit(p_val)).fit()
+    assert cal.b == pytest.approx(offset_fit.params[0], abs=1e-5)  # the intercept-only maximum likelihood
+    p_test = np.linspace(0.01, 0.99, 50)
+    assert np.all(np.diff(cal.apply(p_test)) > 0)  # increasing: AUCs and carried-over thresholds unchanged
+
+
 def test_temperature_recovers_overconfidence():
     y, p_true = _calibrated_sample(2, n=8000, prevalence=0.3)
     p_model = special.expit(2.0 * special.logit(p_true))

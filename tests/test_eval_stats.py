@@ -4,11 +4,22 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
 
 from prlkit.errors import PrlkitError
-from prlkit.eval.stats import delong_test, mcnemar_test, pearson_ci, subject_counts, subject_level_summary
+from prlkit.eval.stats import (
+    cluster_bootstrap,
+    delong_test,
+    draw_participants,
+    holm_adjust,
+    mcnemar_test,
+    pearson_ci,
+    percentile_interval,
+    subject_counts,
+    subject_level_summary,
+)
 
 
 def _slow_delong(y, a, b):
@@ -143,3 +154,81 @@ def test_subject_counts_bad_table():
         subject_counts(_lesion_table(), participants=["p1"])
     with pytest.raises(PrlkitError, match="NaN"):
         subject_counts(_lesion_table().assign(label=np.nan))
+
+
+def _clustered_sample(seed: int, n_participants: int = 12):
+    """Lesions nested in participants (1-6 each), labels at ~30 %, two tied score columns."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat([f"sub-{i:02d}" for i in range(n_participants)], rng.integers(1, 7, n_participants))
+    y = (rng.random(groups.size) < 0.3).astype(int)
+    return y, np.round(rng.normal(size=(groups.size, 2)) + y[:, None], 1), groups
+
+
+def test_cluster_bootstrap_equals_a_direct_loop_over_resampled_participants():
+    y, scores, groups = _clustered_sample(0)
+    result = cluster_bootstrap(y, scores, groups, n_resamples=200, seed=3)
+    names = np.unique(groups)
+    roc, pr, skipped = [], [], 0
+    for draw in draw_participants(names.size, 200, seed=3):  # the same draws, lesions concatenated
+        rows = np.concatenate([np.flatnonzero(groups == names[g]) for g in draw])
+        if np.unique(y[rows]).size < 2:
+            skipped += 1
+            continue
+        roc.append([roc_auc_score(y[rows], scores[rows, j]) for j in range(2)])
+        pr.append([average_precision_score(y[rows], scores[rows, j]) for j in range(2)])
+    assert result.n_skipped == skipped and result.roc_auc.shape == (200 - skipped, 2)
+    np.testing.assert_allclose(result.roc_auc, roc, atol=1e-12)
+    np.testing.assert_allclose(result.pr_auc, pr, atol=1e-12)
+    again = cluster_bootstrap(y, scores, groups, n_resamples=200, seed=3)
+    np.testing.assert_array_equal(again.roc_auc, result.roc_auc)
+
+
+def test_cluster_bootstrap_skips_and_counts_resamples_without_both_classes():
+    groups = np.repeat(["a", "b", "c", "d"], 3)
+    y = np.array([1, 0, 0] + [0] * 9)  # only participant a has a Rim+ lesion
+    result = cluster_bootstrap(y, np.linspace(0, 1, 12), groups, n_resamples=100, seed=0)
+    without_a = int(np.sum(~(draw_participants(4, 100, 0) == 0).any(axis=1)))
+    assert result.n_skipped == without_a > 0 and len(result.roc_auc) == 100 - without_a
+
+
+def test_duplicated_lesions_shrink_the_delong_interval_but_not_the_participant_bootstrap():
+    """k perfectly correlated copies of each lesion add no information: lesion-level DeLong is fooled,
+    resampling participants is not."""
+    y, scores, groups = _clustered_sample(1, n_participants=30)
+    k = 4
+    y_k, scores_k, groups_k = np.repeat(y, k), np.repeat(scores, k, axis=0), np.repeat(groups, k)
+    delong, delong_k = delong_test(y, scores[:, 0], scores[:, 1]), delong_test(y_k, scores_k[:, 0], scores_k[:, 1])
+    assert delong_k.ci_high - delong_k.ci_low < 0.6 * (delong.ci_high - delong.ci_low)
+    boot, boot_k = (cluster_bootstrap(a, b, c, n_resamples=500, seed=0) for a, b, c in
+                    ((y, scores, groups), (y_k, scores_k, groups_k)))  # fmt: skip
+    for samples, samples_k in ((boot.roc_auc, boot_k.roc_auc), (boot.pr_auc, boot_k.pr_auc),
+                               (boot.roc_auc[:, 0] - boot.roc_auc[:, 1], boot_k.roc_auc[:, 0] - boot_k.roc_auc[:, 1])):
+        low, high = percentile_interval(samples)
+        low_k, high_k = percentile_interval(samples_k)
+        assert (low_k, high_k) == pytest.approx((low, high), abs=1e-12) and high > low
+    lesion_level = cluster_bootstrap(y_k, scores_k, np.arange(y_k.size), n_resamples=500, seed=0)
+    diff = lesion_level.roc_auc[:, 0] - lesion_level.roc_auc[:, 1]
+    clustered = boot_k.roc_auc[:, 0] - boot_k.roc_auc[:, 1]
+    assert np.ptp(percentile_interval(diff)) < 0.6 * np.ptp(percentile_interval(clustered))
+
+
+def test_percentile_interval_matches_numpy_quantiles():
+    samples = np.random.default_rng(0).normal(size=1000)
+    assert percentile_interval(samples) == pytest.approx(tuple(np.quantile(samples, [0.025, 0.975])))
+    assert np.isnan(percentile_interval(np.array([]))).all()
+
+
+@pytest.mark.parametrize("p", [[0.01, 0.04, 0.03, 0.2], [0.5], [0.02, 0.02, 0.9, 0.001, 0.04], [0.3, 0.6, 0.9]])
+def test_holm_matches_statsmodels(p):
+    np.testing.assert_allclose(holm_adjust(p), multipletests(p, method="holm")[1], atol=1e-15)
+    with pytest.raises(PrlkitError, match="Holm"):
+        holm_adjust([0.1, 1.5])
+
+
+def test_pearson_ci_of_a_perfect_correlation_collapses_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = pearson_ci(np.arange(6.0), 2 * np.arange(6.0) + 1)
+    assert (result.r, result.ci_low, result.ci_high) == pytest.approx((1.0, 1.0, 1.0))

@@ -145,7 +145,7 @@ def test_cv_with_the_paper_profile_runs_and_says_so(tmp_path):
     assert main(["cv", str(dataset), "--out", str(tmp_path / "out"), "--methods", "frodo,frodo_scratch",
                  "--config", str(tmp_path / "c.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0  # fmt: skip
     markdown = (tmp_path / "out" / "results.md").read_text()
-    assert "| frodo | paper |" in markdown
+    assert "| frodo [base_width=2] | paper |" in markdown  # the row names its network switch
     assert "`frodo.base_width=2`" in markdown and "`patches.size=32`" in markdown
     saved = json.loads((tmp_path / "out" / "frodo" / "fold-0" / "model.json").read_text())
     assert saved["config"]["split"]["by"] == "participant" and saved["config"]["pretrain"]["stop_gradient"] is False

@@ -2,6 +2,7 @@
 
 import argparse
 import base64
+import json
 import re
 
 import nibabel as nib
@@ -79,10 +80,50 @@ def test_cv_report_is_self_contained_and_has_every_method(cv_folder, tmp_path):
     assert (cv_folder / "cv_curves.png").read_bytes() == base64.b64decode(re.findall(r"base64,([^\"]+)", page)[0])
     for method in METHODS:
         assert f"<tr><td>{method}</td>" in page  # a row in the lesion-level table
-    # lesion level, comparisons, subject level, two operating points, 3 folds
-    assert page.count("<tr><td>aprl</td>") == 5 + 3 and "RimNet" in page
+    # lesion level, bootstrap, comparisons, subject level, two operating points, 3 folds
+    assert page.count("<tr><td>aprl</td>") == 6 + 3 and "RimNet" in page  # + the bootstrap table
     assert "<tr><td>frodo</td>" in page and "DeLong" in page and "McNemar" in page
     assert "n_folds: 3" in page  # the config
+    assert "participant-level bootstrap" in page and page.count("chosen on the test predictions") >= 2
+    assert "DeLong p (Holm)" in page and "McNemar p (Holm)" in page  # two methods against the reference
+
+
+def test_holm_adjusted_p_values_match_statsmodels(cv_folder):
+    from statsmodels.stats.multitest import multipletests
+
+    results = json.loads((cv_folder / "results.json").read_text())
+    for test in ("delong", "mcnemar"):
+        raw = [row[test]["p_value"] for row in results["comparisons"]]
+        assert len(raw) == 2
+        assert [row[test]["p_holm"] for row in results["comparisons"]] == pytest.approx(
+            multipletests(raw, method="holm")[1])
+
+
+def test_cv_report_shows_the_over_seeds_table(cv_folder, tmp_path):
+    from prlkit.eval.results import seed_summary
+
+    for name in ("oof_predictions.tsv", "config.yaml"):
+        (tmp_path / name).write_bytes((cv_folder / name).read_bytes())
+    oof = pd.read_csv(cv_folder / "oof_predictions.tsv", sep="\t", keep_default_na=False)
+    other = oof.assign(probability=oof["probability"] ** 2)
+    results = summarise(oof, "frodo", n_bootstrap=0) | {"seeds": seed_summary({0: oof, 1: other})}
+    write_results(results, tmp_path)
+    assert run_report(tmp_path) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "Over training seeds (mean ± SD over seeds 0, 1" in page and "participant-level bootstrap" not in page
+
+
+def test_cv_report_reads_results_of_runs_made_before_the_bootstrap(cv_folder, tmp_path):
+    results = json.loads((cv_folder / "results.json").read_text())
+    for key in ("bootstrap", "pooled", "n_folds"):
+        del results[key]
+    for row in results["comparisons"]:
+        del row["delong"]["p_holm"], row["mcnemar"]["p_holm"]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    (tmp_path / "oof_predictions.tsv").write_bytes((cv_folder / "oof_predictions.tsv").read_bytes())
+    assert run_report(tmp_path) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "DeLong p" in page and "DeLong p (Holm)" not in page and "participant-level bootstrap" not in page
 
 
 def test_cv_report_redraws_missing_figures(cv_folder, tmp_path):

@@ -374,6 +374,13 @@ SHARED_SECTIONS = ("profile", "qsm_unit", "lesions", "patches", "split", "method
 # docs/main_method.md. `quick`: a smaller, faster CPU variant of the same network with prlkit's
 # deviations (BatchNorm, base width 8, stride-2 stem, 24^3 patches, prlkit's QSM scaling and gating,
 # larger steps, short budgets, threshold on calibrated probabilities).
+# One fair budget: `quick` gives every supervised comparison method the same 30 fine-tuning epochs,
+# patience 8 and 24^3 patches, and each keeps its own paper's optimiser and learning rate (the registry's
+# recipes: ResNet-18 the main paper's AdamW 1e-4, RimNet, Deep-PRL and QSMRim-Net Adam 1e-4). The
+# `finetune` optimiser below (AdamW 1e-3, weight decay 1e-2 on weights only) is the main method's own
+# `quick` deviation, listed in each frodo row of results.md: every `quick` figure of frodo in
+# benchmarks/README.md was measured with it. prlseg has its own unit of budget (`segment.train`: 20
+# epochs of 2 rounds, lr 3e-3, as measured there), also listed in its row.
 PROFILES: dict[str, Config] = {
     "paper": Config(profile="paper"),
     "quick": Config(

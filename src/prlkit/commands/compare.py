@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="merge prlkit cv runs made on the same folds into one comparison table",
         description="Reads folds.tsv and oof_predictions.tsv of each run (the folds must be identical), "
         "and writes results.md/json, per_fold_metrics.tsv, cv_curves.png, counts.png and calibration.png for all methods "
-        "together, with DeLong and McNemar tests against --reference.",
+        "together, with DeLong and McNemar tests (Holm-adjusted) and participant-level bootstrap CIs against "
+        "--reference.",
     )
     parser.add_argument("runs", nargs="+", type=Path, help="prlkit cv output folders")
     parser.add_argument("--out", required=True, type=Path, help="output folder")

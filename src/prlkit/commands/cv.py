@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from prlkit.atomic import remove_stale, removed_on_failure
+from prlkit.cli import positive_int
 from prlkit.commands.common import (
     add_config_options,
     add_data_options,
@@ -52,6 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "development folds: by participant (the authors' code, default) or by lesion "
                         "(the paper text)")  # fmt: skip
     parser.add_argument("--seed", type=int, help="seed of folds, splits and training")
+    parser.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="participant-level bootstrap "
+                        "resamples for the 95 %% CIs of pooled AUCs and AUC differences (default 2000; 0: none)")
+    parser.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="train every method N times on "
+                        "the same folds with training seeds seed, seed+100, ... (extra runs in --out/seed-<s>/) and "
+                        "report mean ± SD over seeds beside mean ± SD over folds (default 1)")  # fmt: skip
+    parser.add_argument("--recompute", action="store_true", help="retrain the (method, fold) pairs whose saved "
+                        "outputs in --out were made under another fold table, patch cache or method config "
+                        "(default: stop with an error naming them)")  # fmt: skip
     add_config_options(parser, default_profile="quick")
     add_data_options(parser)
     parser.set_defaults(func=run)
@@ -85,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     remove_stale(out)
     with resume_hint("rerun the same command to continue", out), removed_on_failure(out, has_resumable_work):
         run_cross_validation(patch_set, methods, reference, config, out, resolve_device(args.device), folds,
-                             not args.no_progress)  # fmt: skip
+                             not args.no_progress, n_bootstrap=args.bootstrap, recompute=args.recompute,
+                             n_seeds=args.seeds)  # fmt: skip
     print((out / "results.md").read_text())
     return 0

@@ -9,6 +9,7 @@ returns the fitted parameters; `apply` maps any (test) probabilities. Nothing fi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 from scipy import optimize, special
 from sklearn.calibration import calibration_curve
 
+from prlkit.data.bids import PrlkitWarning
 from prlkit.errors import PrlkitError
 from prlkit.eval.metrics import check_scores
 
@@ -62,7 +64,10 @@ class PriorShift:
 class PlattScaling:
     """p' = σ(a · logit(p) + b), a and b fitted by maximum likelihood on validation.
 
-    Platt (1999) on the model's logit, without Platt's label smoothing.
+    Platt (1999) on the model's logit, without Platt's label smoothing. The slope is kept positive, so
+    calibration never reorders lesions (AUCs, and decisions at a carried-over threshold, stay those of the
+    model): when the fitted slope is <= 0 (validation scores not increasing with the labels) prlkit keeps
+    a = 1, fits b alone and warns.
     """
 
     a: float
@@ -79,7 +84,17 @@ class PlattScaling:
             return float(np.sum(np.logaddexp(0.0, z) - y * z)), np.array([residual @ x, residual.sum()])
 
         result = optimize.minimize(nll, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
-        return cls(float(result.x[0]), float(result.x[1]))
+        if result.x[0] > 0:
+            return cls(float(result.x[0]), float(result.x[1]))
+        warnings.warn(f"Platt scaling: the fitted slope {result.x[0]:.3g} is not positive (validation scores do not "
+                      "rise with the labels); kept slope 1 and fitted the intercept only, so the ranking is the "
+                      "model's", PrlkitWarning, stacklevel=2)  # fmt: skip
+
+        def nll_intercept(b: np.ndarray) -> tuple[float, np.ndarray]:
+            value, gradient = nll(np.array([1.0, b[0]]))
+            return value, gradient[1:]
+
+        return cls(1.0, float(optimize.minimize(nll_intercept, np.zeros(1), jac=True, method="L-BFGS-B").x[0]))
 
     def apply(self, p: np.ndarray) -> np.ndarray:
         return special.expit(self.a * _logit(p) + self.b)

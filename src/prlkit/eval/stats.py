@@ -1,7 +1,9 @@
-"""Statistical tests on out-of-fold predictions: DeLong, McNemar, Pearson CI, subject-level counts."""
+"""Statistical tests on out-of-fold predictions: DeLong, McNemar, Holm, participant-level bootstrap, Pearson CI,
+subject-level counts."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,6 +93,105 @@ def mcnemar_test(y_true: np.ndarray, decision_a: np.ndarray, decision_b: np.ndar
     return McNemarResult(b, c, float(statistic), float(stats.chi2.sf(statistic, 1)))
 
 
+def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values for a family of tests (the same as statsmodels'
+    `multipletests(method="holm")`): the i-th smallest p times (m − i + 1), made monotone, at most 1."""
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise PrlkitError(f"Holm adjustment: p-values must be a 1-D array in [0, 1], got {p}")
+    order = np.argsort(p, kind="stable")
+    stepped = np.minimum(1.0, np.maximum.accumulate(p[order] * (p.size - np.arange(p.size))))
+    adjusted = np.empty_like(p)
+    adjusted[order] = stepped
+    return adjusted
+
+
+@dataclass(frozen=True)
+class ClusterBootstrap:
+    """Pooled ROC-AUC and PR-AUC of k score columns on participant-level bootstrap resamples.
+
+    `roc_auc` and `pr_auc` have one row per kept resample and one column per score column;
+    `n_skipped` resamples lacked Rim+ or Rim- lesions and were skipped (not redrawn).
+    """
+
+    roc_auc: np.ndarray
+    pr_auc: np.ndarray
+    n_resamples: int
+    n_skipped: int
+    seed: int
+
+
+def draw_participants(n_participants: int, n_resamples: int, seed: int) -> np.ndarray:
+    """The participant indices of every resample: one (n_resamples × n_participants) draw with replacement."""
+    return np.random.default_rng(seed).integers(0, n_participants, size=(n_resamples, n_participants))
+
+
+def cluster_bootstrap(y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray, n_resamples: int = 2000,
+                      seed: int = 0) -> ClusterBootstrap:  # fmt: skip
+    """Participant-level (cluster) bootstrap of pooled ROC-AUC and PR-AUC (average precision).
+
+    Lesions are nested in participants, so a resample draws participants with replacement
+    (`draw_participants`) and takes every lesion of each draw as often as its participant was
+    drawn. A resample whose lesions are all of one class has undefined AUCs: it is skipped (not
+    redrawn) and counted in `n_skipped`. Each resample's AUCs equal scikit-learn's on the
+    resampled lesions, computed for all resamples at once from per-participant counts (`_aucs`).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    scores = scores[:, None] if scores.ndim == 1 else scores
+    y, _ = check_scores(y_true, scores[:, 0], what="cluster bootstrap")
+    for column in scores.T[1:]:
+        check_scores(y, column, what="cluster bootstrap")
+    if n_resamples < 1:
+        raise PrlkitError(f"cluster bootstrap: needs at least one resample, got {n_resamples}")
+    names, member = np.unique(np.asarray(groups), return_inverse=True)
+    if member.size != y.size:
+        raise PrlkitError(f"cluster bootstrap: {y.size} labels but {member.size} participant ids")
+    draws = draw_participants(names.size, n_resamples, seed)
+    times = np.zeros((n_resamples, names.size))
+    np.add.at(times, (np.arange(n_resamples)[:, None], draws), 1.0)  # how often each participant was drawn
+    n_pos = times @ np.bincount(member[y == 1], minlength=names.size)
+    n_neg = times @ np.bincount(member[y == 0], minlength=names.size)
+    kept = (n_pos > 0) & (n_neg > 0)
+    times, n_pos, n_neg = times[kept], n_pos[kept], n_neg[kept]
+    aucs = [_aucs(times, member, y, column, n_pos, n_neg) for column in scores.T]
+    return ClusterBootstrap(np.column_stack([roc for roc, _ in aucs]), np.column_stack([ap for _, ap in aucs]),
+                            n_resamples, int(np.sum(~kept)), seed)  # fmt: skip
+
+
+def _aucs(times: np.ndarray, member: np.ndarray, y: np.ndarray, score: np.ndarray, n_pos: np.ndarray,
+          n_neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """ROC-AUC and average precision of every resample (rows of `times`: how often each participant is drawn).
+
+    Both are sums over the Rim+ lesions i, each weighted by its draws: ROC-AUC of the Rim- lesions scored
+    below s_i (ties one half) / (n_pos n_neg); average precision of the precision at threshold s_i (Rim+
+    lesions / all lesions scored >= s_i) / n_pos. Every count is linear in the draws, hence one matrix
+    product per count: resamples x participants times participants x Rim+ lesions.
+    """
+    positive = y == 1
+    above = score[:, None] >= score[positive][None, :]  # lesion j at or above the threshold of Rim+ lesion i
+    below = ~above + 0.5 * (score[:, None] == score[positive][None, :])  # Rim- j scored below Rim+ i (ties 1/2)
+
+    def per_participant(lesions: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        out = np.zeros((times.shape[1], counts.shape[1]))
+        np.add.at(out, member[lesions], counts[lesions])
+        return out
+
+    weight = times[:, member[positive]]  # how often each Rim+ lesion is in the resample
+    neg_below = times @ per_participant(~positive, below)
+    called, true = times @ per_participant(np.full(y.size, True), above), times @ per_participant(positive, above)
+    roc = np.sum(weight * neg_below, axis=1) / (n_pos * n_neg)
+    precision = np.divide(true, called, out=np.zeros_like(true), where=called > 0)
+    return roc, np.sum(weight * precision, axis=1) / n_pos
+
+
+def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The percentile bootstrap interval: the (1 − c)/2 and (1 + c)/2 quantiles (NaN without samples)."""
+    if samples.size == 0:
+        return math.nan, math.nan
+    low, high = np.quantile(samples, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class PearsonResult:
     """Pearson's r with a Fisher-z confidence interval."""
@@ -116,7 +217,9 @@ def pearson_ci(x: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> Pearso
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return PearsonResult(np.nan, np.nan, np.nan, np.nan, x.size)
     r, p = stats.pearsonr(x, y)
-    z, half = np.arctanh(r), stats.norm.ppf(0.5 + confidence / 2) / np.sqrt(x.size - 3)
+    with np.errstate(divide="ignore"):  # |r| = 1: z is infinite and the interval collapses onto r
+        z = np.arctanh(r)
+    half = stats.norm.ppf(0.5 + confidence / 2) / np.sqrt(x.size - 3)
     return PearsonResult(float(r), float(np.tanh(z - half)), float(np.tanh(z + half)), float(p), x.size)
 
 

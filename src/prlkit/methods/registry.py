@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from prlkit.config import Config, FrodoConfig, config_from_dict, config_to_dict, get_profile
+from prlkit.config import Config, FinetuneConfig, FrodoConfig, config_from_dict, config_to_dict, get_profile
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.models.baselines.aprl import APRLModel, FittedAPRLConfig
 from prlkit.models.baselines.deepprl import DeepPRL, DeepPRLConfig
@@ -87,6 +87,11 @@ def _supervised(network: str, recipe_kwargs: dict[str, Any]) -> Callable:
 ENSEMBLE_RECIPE = {"frodo": {"seeds": 3}, "pretrain": {"kind": "none"},
                    "finetune": {"max_epochs": 40, "patience": 40, "keep": "last"}}
 
+# The main paper trains its ResNet-18 baseline with the main method's recipe (its authors' train.py), fixed
+# here so that the main method's own `quick` optimiser (lr 1e-3) does not reach the baseline: one fair budget.
+MAIN_PAPER_OPTIMIZER = {name: getattr(FinetuneConfig(), name) for name in
+                        ("optimizer", "learning_rate", "weight_decay", "weight_decay_all", "schedule")}  # fmt: skip
+
 METHODS: dict[str, MethodSpec] = {
     "frodo": MethodSpec("frodo", _train_frodo, "the main method as its authors' code builds it: two-stream QSM-FLAIR "
                         "network, cross-modal pretraining, BCE + SupCon (profile paper = their recipe)"),
@@ -104,7 +109,8 @@ METHODS: dict[str, MethodSpec] = {
     ),  # fmt: skip
     "resnet18": MethodSpec(
         "resnet18", _supervised("resnet18", {"loss": "bce", "balanced": True}),
-        "MONAI 3D ResNet-18 on QSM+FLAIR, BCE, class-balanced sampler (main paper's baseline)",
+        "MONAI 3D ResNet-18 on QSM+FLAIR, BCE, class-balanced sampler (main paper's baseline), the main method's "
+        "paper optimiser (AdamW 1e-4, weight decay 0.05 on every parameter)", {"finetune": MAIN_PAPER_OPTIMIZER},
     ),  # fmt: skip
     "rimnet": MethodSpec(
         "rimnet", _supervised("rimnet", {"loss": "weighted_bce", "balanced": False, "shift": 2}),
@@ -194,13 +200,28 @@ def build_network(network: str, model_config: dict[str, Any], source: Path | Non
 COMPARED_SECTIONS = ("lesions", "patches", "frodo", "network", "pretrain", "finetune", "split")
 
 
+# the config sections a method's training reads, where they are not COMPARED_SECTIONS less frodo's own
+SECTIONS_READ = {"frodo": COMPARED_SECTIONS, "aprl": ("lesions", "patches", "network", "split"),
+                 "prlseg": ("lesions", "patches", "split", "segment")}  # fmt: skip
+
+
 def deviations_from_paper(name: str, config: Config) -> list[str]:
     """The settings in which method `name` run with `config` differs from the same method under the `paper`
-    profile (the authors' code for the main method), as 'section.key=value'; seeds are left out, and so are
-    the main network's own sections (`frodo`, `pretrain`) for the other methods."""
-    ours, paper = (config_to_dict(method_config(name, c)) for c in (config, get_profile("paper")))
-    own = COMPARED_SECTIONS if get_method(name).network == "frodo" else \
-        tuple(section for section in COMPARED_SECTIONS if section not in ("frodo", "pretrain"))
-    return [f"{section}.{key}={value}" for section in own
-            for key, value in (ours[section] or {}).items()
-            if key != "seed" and (paper[section] or {}).get(key) != value]  # fmt: skip
+    profile (the authors' code for the main method), as 'section.key=value' ('segment.train.key=value');
+    seeds are left out, and so are the sections the method does not read (`SECTIONS_READ`)."""
+    ours, paper = (_flat(config_to_dict(method_config(name, c))) for c in (config, get_profile("paper")))
+    network = get_method(name).network
+    own = SECTIONS_READ.get(network, tuple(s for s in COMPARED_SECTIONS if s not in ("frodo", "pretrain")))
+    return [f"{key}={value}" for key, value in ours.items()
+            if key.split(".")[0] in own and not key.endswith(".seed") and paper.get(key) != value]  # fmt: skip
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config sections as 'section.key' (and 'section.sub.key') -> value."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out |= _flat(value, f"{prefix}{key}.")
+        elif not isinstance(value, dict):
+            out[f"{prefix}{key}"] = value
+    return out

@@ -17,7 +17,16 @@ from prlkit.config import LesionConfig
 from prlkit.data.bids import discover_cohort
 from prlkit.data.session import SessionData, load_session
 from prlkit.errors import InputFileError, PrlkitError
-from prlkit.eval.results import TABLE_METRICS, mean_sd
+from prlkit.eval.results import (
+    TABLE_METRICS,
+    TEST_CHOSEN,
+    bootstrap_note,
+    bootstrap_table,
+    comparison_table,
+    lesion_table,
+    seeds_heading,
+    seeds_table,
+)
 from prlkit.report import html
 from prlkit.report.gallery import display_session, lesion_figure
 from prlkit.report.plots import CV_FIGURES, figure_png
@@ -33,19 +42,25 @@ def cv_page(folder: Path) -> str:
                 f"({int(lesions['label'].sum())} expert Rim+), {oof['fold'].nunique()} participant-level folds; "
                 f"methods: {', '.join(methods)}; reference for the tests: {reference}.")  # fmt: skip
     parts = [html.paragraph(overview)]
-    parts.append(html.section("Lesion level (mean ± SD over folds)", html.table(
-        ["method", *TABLE_METRICS], [[m, *(mean_sd(results["summary"][m].get(k)) for k in TABLE_METRICS)] for m in methods]
-    ) + html.paragraph("Threshold metrics use each fold's validation threshold.", "note")))  # fmt: skip
+    lesion_note = ("Threshold metrics use each fold's validation threshold. Method [switches]: the network settings "
+                   "that differ from the paper; (n=k): only k folds had both classes.")
+    parts.append(html.section("Lesion level (mean ± SD over folds)",
+                              html.table(*lesion_table(results)) + html.paragraph(lesion_note, "note")))
+    if results.get("seeds"):
+        parts.append(html.section(f"Over training seeds {seeds_heading(results)}", html.table(*seeds_table(results))))
+    if results.get("bootstrap"):
+        boot = html.table(*bootstrap_table(results)) + html.paragraph(bootstrap_note(results), "note")
+        parts.append(html.section("Pooled out-of-fold AUCs, participant-level bootstrap", boot))
     parts.append(html.section("Curves, counts and calibration", "\n".join(
         html.png_image(_cv_figure(folder, oof, name), alt) for name, (_, alt) in CV_FIGURES.items()
     )))  # fmt: skip
     if results["comparisons"]:
         parts.append(html.section(f"Against {reference} (pooled out-of-fold predictions)", _comparisons(results)))
     parts.append(html.section("Subject level", _subject_level(results)))
-    parts.append(html.section("Review workload at sensitivity ≥ 0.95",
+    parts.append(html.section(f"Review workload at sensitivity ≥ 0.95 ({TEST_CHOSEN})",
                               _operating_point_table(results, "high_sensitivity_operating_point")))
     if "high_specificity_operating_point" in results:  # absent from results.json of older runs
-        parts.append(html.section("Operating point at specificity ≥ 0.95 and calibration",
+        parts.append(html.section(f"Operating point at specificity ≥ 0.95 ({TEST_CHOSEN}) and calibration",
                                   _operating_point_table(results, "high_specificity_operating_point")))
     per_fold = pd.DataFrame(results["per_fold"])
     columns = [c for c in ["method", "fold", "threshold", "n_lesions", "n_rim", *TABLE_METRICS] if c in per_fold]
@@ -68,17 +83,11 @@ def _cv_figure(folder: Path, oof: pd.DataFrame, name: str) -> bytes:
 
 
 def _comparisons(results: dict) -> str:
-    header = ["method", "AUC", "reference AUC", "difference (95 % CI)", "DeLong z", "DeLong p",
-              "McNemar b / c", "McNemar χ²", "McNemar p"]  # fmt: skip
-    rows = []
-    for row in results["comparisons"]:
-        d, m = row["delong"], row["mcnemar"]
-        rows.append([row["method"], html.number(d["auc_a"]), html.number(d["auc_b"]),
-                     f"{d['difference']:+.3f} ({d['ci_low']:+.3f}, {d['ci_high']:+.3f})", html.number(d["z"], 2),
-                     f"{d['p_value']:.3g}", f"{m['b']} / {m['c']}", html.number(m["statistic"], 2), f"{m['p_value']:.3g}"])  # fmt: skip
     note = ("DeLong: paired test of ROC AUCs on the same lesions. McNemar: paired test of the Rim+ calls "
-            "(b = lesions only this method calls correctly, c = only the reference).")
-    return html.table(header, rows) + html.paragraph(note, "note")
+            "(b = lesions only this method calls correctly, c = only the reference). Both treat lesions as "
+            "independent; the bootstrap interval resamples participants. Holm: adjusted for the number of "
+            "methods compared with the reference.")
+    return html.table(*comparison_table(results)) + html.paragraph(note, "note")
 
 
 def _subject_level(results: dict) -> str:
@@ -99,9 +108,11 @@ def _subject_level(results: dict) -> str:
 
 OPERATING_POINT_NOTES = {
     "high_sensitivity_operating_point": "The most specific threshold that still finds at least 95 % of the expert "
-    "Rim+ lesions (pooled out-of-fold predictions): an expert then reviews only the lesions above it.",
+    "Rim+ lesions (pooled out-of-fold predictions): an expert then reviews only the lesions above it. The threshold "
+    "is chosen on the test predictions themselves, so the workload is optimistic.",
     "high_specificity_operating_point": "The most sensitive threshold whose specificity is at least 95 % (RimNet's "
-    "operating point, pooled out-of-fold predictions); the Brier score is the mean squared error of the "
+    "operating point, pooled out-of-fold predictions; chosen on the test predictions themselves, so optimistic); "
+    "the Brier score is the mean squared error of the "
     "probabilities (lower is better; see the calibration figure).",
 }
 
