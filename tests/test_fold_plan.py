@@ -60,14 +60,15 @@ def test_a_fold_whose_development_set_has_one_rim_participant_says_what_to_do():
 def _cross_validate(lesions, folds, tmp_path, monkeypatch):
     trained = []
 
-    def fake_fold_predictions(patch_set, folds, method, fold, config, out_dir, device, progress):
+    def fake_fold_predictions(patch_set, folds, method, fold, config, out_dir, device, progress, recompute):
         trained.append(fold)
         return pd.DataFrame({column: [0] for column in experiment.PREDICTION_COLUMNS} | {"fold": [fold]})
 
     monkeypatch.setattr(experiment, "fold_predictions", fake_fold_predictions)
     config = get_profile("quick")
     config = dataclasses.replace(config, split=dataclasses.replace(config.split, n_folds=3))
-    oof = experiment.cross_validate(SimpleNamespace(lesions=lesions), folds, ["frodo"], config, tmp_path, None)
+    patch_set = SimpleNamespace(lesions=lesions, folder=tmp_path / "patches-key")
+    oof = experiment.cross_validate(patch_set, folds, ["frodo"], config, tmp_path, None)
     return oof, trained
 
 
