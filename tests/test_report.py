@@ -176,6 +176,10 @@ def test_predict_report_lists_every_lesion_and_embeds_the_review(predicted, tmp_
     assert page.count("<img") == len(expected_pngs)
     for png in lesion_dir.iterdir():  # the same images as in the page
         assert base64.b64encode(png.read_bytes()).decode() in page
+    review = page[page.index('id="review-list"'):page.index('id="sub-00"')]
+    assert "<details><summary>the list of" in review  # collapsed: the first image is not 100 rows down
+    assert "<th>expert</th>" in review and review.count("<td>Rim+</td>") >= 2  # the expert's label beside the call
+    assert page.count("<table>") == page.count('<div class="table-wrap"><table>')  # wide tables scroll in a box
 
 
 def test_predict_report_rerun_replaces_the_image_folder(predicted, tmp_path):

@@ -26,6 +26,7 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 .card.rim { border-color: #d9480f; border-width: 2px; }
 .card p { margin: 0.2em 0; font-size: 0.9em; }
 details { margin: 0.5em 0 1em; } summary { cursor: pointer; color: #333; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
 """
 
 
@@ -38,7 +39,8 @@ def number(value: object, digits: int = 3) -> str:
 
 def table(header: Sequence[str], rows: Iterable[Sequence[object]], row_ids: Sequence[str] | None = None,
           row_classes: Sequence[str] | None = None, raw_columns: frozenset[int] = frozenset()) -> str:  # fmt: skip
-    """An HTML table; every cell is escaped except the columns in `raw_columns` (already HTML)."""
+    """An HTML table; every cell is escaped except the columns in `raw_columns` (already HTML). A wide table
+    scrolls inside its own box rather than widening the page."""
     head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
     body = []
     for n, row in enumerate(rows):
@@ -49,7 +51,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]], row_ids: Sequ
             attributes += f' class="{escape(row_classes[n])}"'
         cells = "".join(f"<td>{cell if i in raw_columns else escape(str(cell))}</td>" for i, cell in enumerate(row))
         body.append(f"<tr{attributes}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def png_image(data: bytes, alt: str) -> str:

@@ -158,14 +158,18 @@ def predict_page(folder: Path, dataset: Path, top: int) -> tuple[str, dict[str, 
             png = figure_png(lesion_figure(view, lesion.index, _center(lesion), caption))
             pngs[f"{files.name}_lesion-{lesion.index:03d}.png"] = png
             cards.append(_card(anchor, lesion, png, caption))
-            review_rows.append([html.link(anchor, f"{files.name} lesion {lesion.index}"), *_lesion_cells(lesion)])
+            review_rows.append([html.link(anchor, f"{files.name} lesion {lesion.index}"), *_lesion_cells(lesion),
+                                lesion.expert])
             review_ids.append(f"review-{anchor}")
         session_sections.append(html.section(files.name, _session_body(files.name, lesions, cards), anchor=files.name))
+    has_expert = any(row[-1] for row in review_rows)
+    header = ["lesion", "probability", "call", "volume (mm³)", "centre x, y, z (mm)", *(["expert"] * has_expert)]
     review = html.paragraph(
         f"Every lesion called Rim+ (probability at or above the model's decision threshold) and the {top} most "
         "probable lesions of each session, most probable first; the links lead to the images.", "note"
-    ) + html.table(["lesion", "probability", "call", "volume (mm³)", "centre x, y, z (mm)"], review_rows,
-                   row_ids=review_ids, raw_columns=frozenset({0}))  # fmt: skip
+    ) + html.collapsible(f"the list of {len(review_rows)} lesions to review", html.table(
+        header, [row if has_expert else row[:-1] for row in review_rows], row_ids=review_ids,
+        raw_columns=frozenset({0})))  # fmt: skip
     parts = [html.section("Subjects", _subjects_table(subjects)),
              html.section("Review list", review, anchor="review-list"), *session_sections]  # fmt: skip
     subtitle = (f"{base} · images from {dataset} · prlkit {__version__} · QSM and FLAIR windowed per lesion "
