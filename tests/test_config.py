@@ -84,5 +84,6 @@ def test_quick_gives_every_supervised_method_the_same_budget_and_its_own_papers_
                 (theirs.finetune.optimizer, theirs.finetune.learning_rate), name
             assert not any(d.startswith("finetune.learning_rate") for d in deviations_from_paper(name, quick))
     assert method_config("resnet18", quick).finetune.learning_rate == 1e-4  # was quick's 1e-3 before
+    assert method_config("deepprl", quick).finetune.weight_decay_all  # the released Adam decays every parameter
     assert "segment.train.learning_rate=0.003" in deviations_from_paper("prlseg", quick)
     assert not any(d.startswith(("finetune.", "frodo.")) for d in deviations_from_paper("aprl", quick))

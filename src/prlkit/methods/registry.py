@@ -121,8 +121,9 @@ METHODS: dict[str, MethodSpec] = {
     "deepprl": MethodSpec(
         "deepprl", _supervised("deepprl", {"loss": "focal", "balanced": True}),
         "Deep-PRL: lesion-mask attention branch into FLAIR and QSM branches, focal loss (gamma 2, alpha 0.2), "
-        "Adam 1e-4, weight decay 3e-5, polynomial decay",
-        {"finetune": {"optimizer": "adam", "learning_rate": 1e-4, "weight_decay": 3e-5, "schedule": "poly"}},
+        "Adam 1e-4, weight decay 3e-5 on every parameter (the released optimiser), polynomial decay",
+        {"finetune": {"optimizer": "adam", "learning_rate": 1e-4, "weight_decay": 3e-5, "weight_decay_all": True,
+                      "schedule": "poly"}},
     ),  # fmt: skip
     "qsmrimnet": MethodSpec(
         "qsmrimnet", _deferred("prlkit.methods.qsmrimnet", "train_qsmrimnet"),
