@@ -1,15 +1,15 @@
-"""Pretraining on simulated lesions: the `quick` frodo network trained on a domain-randomised cohort.
+"""Pretraining on simulated lesions: the `quick` frodo network (GroupNorm) trained on a domain-randomised cohort.
 
-The weights start fine-tuning on a real cohort through `pretrain: {weights: OUT/frodo_quick_simulated.safetensors}`
-(with `profile: quick`). Not shipped with prlkit yet: on the first 300-subject cohort the network did
-not learn (validation PR-AUC at chance for 10 epochs; benchmarks/README.md, "Pretraining on simulated
-lesions"), so there is nothing worth fine-tuning from until the network learns the rim.
+Makes the weights prlkit ships (`--out src/prlkit/weights`), which method `frodo_simpretrained`
+fine-tunes on the user's cohort (`pretrain: {weights: simulated}`). GroupNorm, not quick's
+BatchNorm: at lr 1e-3 the BatchNorm network stayed at chance on this cohort, the GroupNorm one
+learned (benchmarks/README.md, "Pretraining on simulated lesions: what stopped the network").
 
 Steps (each skipped when its output exists, so an interrupted run continues):
 1. `prlkit simulate WORK/cohort --profile randomised --subjects N --seed S` (every subject draws its
    own rim, lesion-size, vein and noise settings; truth labels);
-2. `prlkit train WORK/cohort --method frodo_scratch --profile quick --seed 0 --out WORK/model`
-   (the fine-tuning stage only, early stopping on the cohort's own validation participants);
+2. `prlkit train WORK/cohort --method frodo_scratch --config WORK/pretrain.yaml --seed 0 --out WORK/model`
+   (`TRAINING`: quick with GroupNorm, the fine-tuning stage only, a fixed 8 epochs, the last kept);
 3. copy WORK/model/model.safetensors to OUT/frodo_quick_simulated.safetensors and write its
    provenance, OUT/frodo_quick_simulated.json: this command, the generator settings, the cohort's
    lesion counts, the validation scores, the prlkit version and commit, the weights' SHA-256 and the
@@ -31,10 +31,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 import prlkit
 
 STRUCTURE = ("base_width", "norm", "se_reduction", "stem_stride")  # what the weights' shapes and layers depend on
+TRAINING = {"profile": "quick", "frodo": {"norm": "group"},
+            "finetune": {"max_epochs": 8, "patience": 8, "keep": "last"}}
 
 
 def prlkit_command(arguments: list[str], threads: int) -> None:
@@ -63,7 +66,9 @@ def main() -> None:
         prlkit_command(["simulate", str(cohort), "--profile", "randomised", "--subjects", str(args.subjects),
                         "--seed", str(args.seed), "--jobs", "1"], args.threads)
     if not (model / "model.safetensors").exists():
-        prlkit_command(["train", str(cohort), "--method", "frodo_scratch", "--profile", "quick", "--seed", "0",
+        settings = args.work / "pretrain.yaml"
+        settings.write_text(yaml.safe_dump(TRAINING), encoding="utf-8")
+        prlkit_command(["train", str(cohort), "--method", "frodo_scratch", "--config", str(settings), "--seed", "0",
                         "--out", str(model), "--no-progress"], args.threads)
     meta = json.loads((model / "model.json").read_text(encoding="utf-8"))
     truth = pd.read_csv(cohort / "sourcedata" / "truth.tsv", sep="\t")
@@ -74,8 +79,8 @@ def main() -> None:
         "command": shlex.join([sys.executable, *sys.argv]),
         "generator": {"command": f"prlkit simulate COHORT --profile randomised --subjects {args.subjects} "
                                  f"--seed {args.seed}", "lesions": len(truth), "rim_pos": int(truth["rim"].sum())},
-        "training": {"command": "prlkit train COHORT --method frodo_scratch --profile quick --seed 0",
-                     **{k: v for k, v in meta["training"].items() if k != "stages"}},
+        "training": {"command": "prlkit train COHORT --method frodo_scratch --config pretrain.yaml --seed 0",
+                     "config": TRAINING, **{k: v for k, v in meta["training"].items() if k != "stages"}},
         "prlkit_version": meta["prlkit_version"],
         "commit": git_commit(),
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),

@@ -72,11 +72,15 @@ def test_quick_gives_every_supervised_method_the_same_budget_and_its_own_papers_
     for name in supervised:
         ours, theirs = method_config(name, quick), method_config(name, paper)
         assert ours.patches.size == 24
-        if name in ("frodo_ensemble", "qsmrimnet"):  # fixed 40-epoch schedules (prlkit's variant; QSMRim-Net's
-            assert (ours.finetune.max_epochs, ours.finetune.keep) == (40, "last"), name  # paper) in both profiles
+        # fixed schedules in both profiles: prlkit's two variants, QSMRim-Net's paper
+        fixed = {"frodo_ensemble": 40, "qsmrimnet": 40, "frodo_simpretrained": 10}
+        if name in fixed:
+            assert (ours.finetune.max_epochs, ours.finetune.keep) == (fixed[name], "last"), name
         else:
             assert (ours.finetune.max_epochs, ours.finetune.patience) == (30, 8), name
-        if METHODS[name].network == "frodo":  # the main method's own quick steps, named in its table row
+        if name == "frodo_simpretrained":  # fine-tunes shipped weights at its own gentle rate in every profile
+            assert ours.finetune.learning_rate == theirs.finetune.learning_rate == 1e-4
+        elif METHODS[name].network == "frodo":  # the main method's own quick steps, named in its table row
             assert ours.finetune.learning_rate == 1e-3
             assert "finetune.learning_rate=0.001" in deviations_from_paper(name, quick)
         else:

@@ -190,7 +190,8 @@ class PretrainConfig(TrainConfig):
     val_fraction: float = 0.15  # participants held out for stage-1 early stopping
     encoders: str = ""  # a safetensors file of pretrained encoders (convert-checkpoint of best.pt): replaces stage 1
     # a safetensors file of a whole frodo network with the same frodo settings (e.g. another model folder's
-    # model.safetensors, or benchmarks/pretrain_simulated.py's output): every layer starts from it, stage 1 is skipped
+    # model.safetensors), or `simulated` for the shipped weights (prlkit.weights): every layer starts from it and
+    # stage 1 is skipped
     weights: str = ""
 
     def __post_init__(self) -> None:

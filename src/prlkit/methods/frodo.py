@@ -21,6 +21,7 @@ from prlkit.models.frodo import IMAGE_CHANNELS, FrodoEnsemble, FrodoNet
 from prlkit.train.augment import random_symmetries
 from prlkit.train.loop import FitResult, Split, fit
 from prlkit.train.stages import CrossModalPretraining, SupervisedFinetuning
+from prlkit.weights import resolve_weights
 
 
 def train_frodo(
@@ -64,7 +65,7 @@ def _train_one(patch_set: PatchSet, train_index: np.ndarray, val_index: np.ndarr
     fits: dict[str, FitResult] = {}
     net = FrodoNet(config.frodo, seed=seed)
     if config.pretrain.weights:
-        load_network_weights(net, Path(config.pretrain.weights))
+        load_network_weights(net, resolve_weights(config.pretrain.weights, config.frodo))
     elif config.pretrain.encoders:
         net.load_pretrained_state_dict(read_encoders(Path(config.pretrain.encoders)))
     elif config.pretrain.kind != "none":

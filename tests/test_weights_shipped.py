@@ -1,0 +1,58 @@
+"""The weights shipped with prlkit (`pretrain.weights: simulated`, method frodo_simpretrained):
+they load, their provenance is complete and true, and fine-tuning starts from them and moves them."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pytest
+import torch
+import yaml
+from conftest import write_toy_rim_cohort
+from safetensors.torch import load_file
+
+from prlkit.cli import main
+from prlkit.config import get_profile
+from prlkit.errors import PrlkitError
+from prlkit.methods.frodo import load_network_weights
+from prlkit.methods.registry import method_config
+from prlkit.models.frodo import FrodoNet
+from prlkit.weights import SIMULATED_QUICK, read_provenance, resolve_weights
+
+
+def test_shipped_weights_load_into_the_methods_network_and_say_how_they_were_made():
+    provenance = read_provenance(SIMULATED_QUICK)
+    assert provenance["sha256"] == hashlib.sha256(SIMULATED_QUICK.read_bytes()).hexdigest()
+    assert "--profile randomised" in provenance["generator"]["command"] and provenance["generator"]["rim_pos"] > 100
+    assert provenance["prlkit_version"] and "pretrain_simulated.py" in provenance["command"]
+    config = method_config("frodo_simpretrained", get_profile("quick"))
+    net = FrodoNet(config.frodo, seed=1)
+    load_network_weights(net, resolve_weights(config.pretrain.weights, config.frodo))
+    shipped = load_file(str(SIMULATED_QUICK))
+    assert set(shipped) == set(net.state_dict())
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, shipped[key]), key
+
+
+def test_other_frodo_settings_get_one_line_naming_what_the_weights_need():
+    assert method_config("frodo_simpretrained", get_profile("paper")).frodo == \
+        method_config("frodo_simpretrained", get_profile("quick")).frodo  # the shipped network in every profile
+    with pytest.raises(PrlkitError, match=r"base_width") as error:
+        resolve_weights("simulated", get_profile("paper").frodo)
+    assert "\n" not in str(error.value)
+    with pytest.raises(PrlkitError, match=r"norm"):
+        resolve_weights("simulated", dataclasses.replace(get_profile("quick").frodo, norm="batch"))
+
+
+@pytest.mark.parametrize("learning_rate, moves", [(1e-12, False), (1e-3, True)])
+def test_fine_tuning_starts_from_the_shipped_weights(tmp_path, learning_rate, moves):
+    dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=4)
+    config = {"profile": "quick", "methods": {"frodo_simpretrained": {"finetune": {
+        "max_epochs": 1, "learning_rate": learning_rate, "weight_decay": 0.0}}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--method", "frodo_simpretrained",
+                 "--config", str(tmp_path / "c.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    trained, shipped = load_file(str(tmp_path / "model" / "model.safetensors")), load_file(str(SIMULATED_QUICK))
+    changed = [key for key in shipped if not torch.allclose(trained[key], shipped[key], atol=1e-6)]
+    assert bool(changed) is moves, changed[:5]
