@@ -1,4 +1,5 @@
-"""`prlkit demo` wiring: cv of the main method and APRL, fold-ensemble prediction of a new subject, both reports."""
+"""`prlkit demo` wiring: cv of the main method, the pretrained variant and APRL, fold-ensemble prediction of a new
+subject, both reports."""
 
 import pandas as pd
 from conftest import tiny_config, write_toy_rim_cohort
@@ -14,12 +15,15 @@ def test_demo_cross_validates_predicts_and_reports(tmp_path, monkeypatch, capsys
     out = tmp_path / "demo"
     write_toy_rim_cohort(out / "data", n_participants=9)  # present data is reused, not simulated again
     write_toy_rim_cohort(out / "new_subject", n_participants=1, seed=5)
-    monkeypatch.setattr(demo, "demo_config", lambda: config_from_dict(TINY))
+    monkeypatch.setattr(demo, "demo_config", lambda: config_from_dict(TINY | {"methods": {
+        **TINY["methods"], "frodo_simpretrained": {"finetune": {"max_epochs": 1, "patience": 1}}}}))
     assert main(["demo", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| frodo |" in printed and "| aprl |" in printed and "New subject (fold ensemble)" in printed
+    assert "| frodo_simpretrained" in printed
     oof = pd.read_csv(out / "cv" / "oof_predictions.tsv", sep="\t")
-    assert len(oof) == 2 * 36 and oof["fold"].nunique() == 3 and set(oof["method"]) == {"frodo", "aprl"}
+    assert len(oof) == 3 * 36 and oof["fold"].nunique() == 3
+    assert set(oof["method"]) == {"frodo", "frodo_simpretrained", "aprl"}
     assert len(list((out / "cv" / "frodo").glob("fold-*/model.json"))) == 3
     subjects = pd.read_csv(out / "predictions/derivatives/prlkit/subjects.tsv", sep="\t")
     assert list(subjects["participant_id"]) == ["sub-00"]
