@@ -85,8 +85,11 @@ def collect(root: Path) -> pd.DataFrame:
 def summary_table(rows: pd.DataFrame) -> str:
     """Markdown: mean ± SD over seeds per (train setting, test setting, method, size)."""
     def mean_sd(values: pd.Series) -> str:
+        """Mean ± SD over seeds; a single seed has no SD, so its value stands alone."""
         values = values.dropna()
-        return "n/a" if values.empty else f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}"
+        if values.empty:
+            return "n/a"
+        return f"{values.mean():.2f}" if len(values) == 1 else f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
 
     lines = ["| train → test | method | participants | seeds | ROC-AUC | PR-AUC | Spearman p-volume, Rim- |",
              "|---|---|---|---|---|---|---|"]

@@ -51,4 +51,4 @@ def test_summary_is_mean_and_sd_over_seeds(tmp_path):
     line = next(row for row in table.splitlines() if "default → default" in row)
     expected = pd.Series([0.8, 0.6])
     assert f"{expected.mean():.2f} ± {expected.std():.2f}" in line and "| 2 |" in line
-    assert "| default → noisy | aprl | 15 | 1 | 0.70 ± 0.00 |" in table
+    assert "| default → noisy | aprl | 15 | 1 | 0.70 | 0.30 |" in table  # one seed: no SD to show
