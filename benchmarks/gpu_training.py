@@ -20,7 +20,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from prlkit.config import get_profile
-from prlkit.methods.registry import METHODS, build_network
+from prlkit.methods.networks import build_network
+from prlkit.methods.registry import METHODS
 
 # dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets, by a substring of the device name
 BF16_PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0}

@@ -214,12 +214,14 @@ def test_defaults_follow_the_paper_schedule_features_and_vote():
 def test_missing_pyradiomics_is_one_clear_error_not_a_silent_switch(monkeypatch):
     from prlkit.config import get_profile
     from prlkit.methods import qsmrimnet
+    from prlkit.methods.contract import TrainingJob
     from prlkit.methods.registry import method_config
 
     monkeypatch.setattr(qsmrimnet, "find_spec", lambda name: None)
     config = method_config("qsmrimnet", get_profile("quick"))
     with pytest.raises(PrlkitError) as error:  # before touching the data
-        qsmrimnet.train_qsmrimnet(None, np.arange(3), np.arange(3), config, None, torch.device("cpu"))
+        qsmrimnet.train_qsmrimnet(TrainingJob("qsmrimnet", None, np.arange(3), np.arange(3), config, None,
+                                              torch.device("cpu")))
     message = str(error.value)
     assert "\n" not in message and "pip install --no-build-isolation pyradiomics==3.0.1" in message
     assert "features: first_order" in message
@@ -261,7 +263,7 @@ def test_model_files_from_before_the_paper_defaults_still_load(tmp_path):
     from prlkit.models.baselines.qsmrimnet import build_qsmrimnet
 
     settings = QSMRimNetConfig(features="first_order", seeds=1, radiomics_features=len(feature_names("first_order")))
-    model = TrainedModel(method="qsmrimnet", module=build_qsmrimnet(settings), model_config=dataclasses.asdict(settings),
+    model = TrainedModel(network="qsmrimnet", method="qsmrimnet", module=build_qsmrimnet(settings), model_config=dataclasses.asdict(settings),
                          config=get_profile("quick"), threshold=0.5, calibrator=PriorShift(0.5, 0.5),
                          training={"features": list(feature_names("first_order"))})
     model.save(tmp_path)

@@ -11,12 +11,12 @@ import yaml
 from sklearn.metrics import brier_score_loss, roc_curve
 from conftest import tiny_config, write_toy_rim_cohort
 
-import prlkit.eval.experiment as experiment
+import prlkit.crossval as experiment
 from prlkit.cli import main
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
-from prlkit.eval.experiment import fold_predictions
+from prlkit.crossval import fold_predictions
 from prlkit.errors import PrlkitError
 from prlkit.eval.folds import make_folds
 from prlkit.methods import registry

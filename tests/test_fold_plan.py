@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-import prlkit.eval.experiment as experiment
+import prlkit.crossval as experiment
 from prlkit.config import get_profile
 from prlkit.errors import PrlkitError
 from prlkit.eval.folds import describe_fold, fold_plan, make_folds

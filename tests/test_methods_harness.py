@@ -18,7 +18,9 @@ from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.eval.folds import labelled_lesions, split_development
-from prlkit.methods.registry import METHODS, get_method, method_config, network_config
+from prlkit.methods.contract import TrainingJob
+from prlkit.methods.networks import network_config
+from prlkit.methods.registry import METHODS, get_method, method_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
 
@@ -37,9 +39,13 @@ def data(tmp_path_factory):
 
 def train_method(data, method, tmp_path):
     patch_set, train, val, config = data
-    spec = get_method(method)
-    return spec.train(patch_set, train, val, method_config(method, config), tmp_path / "runs", torch.device("cpu"),
-                      progress=False)  # fmt: skip
+    return get_method(method).train(training_job(method, patch_set, train, val, method_config(method, config), tmp_path))
+
+
+def training_job(method, patch_set, train, val, config, tmp_path):
+    """A CPU training job without progress bars, checkpointing under tmp_path/runs."""
+    return TrainingJob(method=method, patch_set=patch_set, train_index=train, val_index=val, config=config,
+                       run_dir=tmp_path / "runs", device=torch.device("cpu"), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +64,17 @@ def trained(data, tmp_path_factory):
     return get
 
 
+def test_model_json_names_method_and_network_and_old_files_still_load(trained, tmp_path):
+    _, _, folder = trained("frodo_contrastive")
+    shutil.copytree(folder, tmp_path / "model")
+    meta = json.loads((tmp_path / "model/model.json").read_text())
+    assert (meta["method"], meta["network"]) == ("frodo_contrastive", "frodo")
+    old = {key: value for key, value in meta.items() if key != "network"} | {"method": "frodo"}  # before `network`
+    (tmp_path / "model/model.json").write_text(json.dumps(old))
+    loaded = load_trained_model(tmp_path / "model")
+    assert (loaded.network, loaded.method) == ("frodo", "frodo")
+
+
 @pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive", "qsmrimnet", "aprl"])
 def test_method_trains_saves_and_loads(data, trained, method, tmp_path):
     patch_set, train, val, config = data
@@ -65,7 +82,8 @@ def test_method_trains_saves_and_loads(data, trained, method, tmp_path):
     assert all(fit.epochs_run == 1 for fit in fits.values())
     shutil.copytree(folder, tmp_path / "model")
     loaded = load_trained_model(tmp_path / "model")
-    assert loaded.method == get_method(method).network and loaded.threshold == model.threshold
+    assert (loaded.network, loaded.method) == (get_method(method).network, method)
+    assert loaded.threshold == model.threshold
     assert loaded.needs_features == (method in ("qsmrimnet", "aprl"))
     split = lesion_split(patch_set, val)
     probabilities = model.probabilities(split.x, torch.device("cpu"), split.features)
@@ -166,8 +184,8 @@ def test_method_overrides_that_cannot_apply_are_errors(methods, message):
 def test_network_settings_reach_the_trained_model(data, tmp_path):
     patch_set, train, val, config = data
     config = config_from_dict(tiny_config(methods={"qsmrimnet": {"network": {"fusion": "concat"}}}))
-    model, _ = get_method("qsmrimnet").train(patch_set, train, val, method_config("qsmrimnet", config),
-                                             tmp_path / "runs", torch.device("cpu"), progress=False)  # fmt: skip
+    job = training_job("qsmrimnet", patch_set, train, val, method_config("qsmrimnet", config), tmp_path)
+    model, _ = get_method("qsmrimnet").train(job)
     assert model.model_config["fusion"] == "concat" and model.config.finetune.schedule == "multistep"
     with pytest.raises(PrlkitError, match="network.fusoin: not a resnet18 setting"):
         network_config("resnet18", {"fusoin": "sum"})
@@ -176,8 +194,8 @@ def test_network_settings_reach_the_trained_model(data, tmp_path):
 def test_qsmrimnet_on_pyradiomics_features_trains_saves_and_predicts(data, pyradiomics_installed, tmp_path):
     patch_set, train, val, _ = data
     config = config_from_dict(tiny_config(methods={"qsmrimnet": {"network": {"features": "pyradiomics"}}}))
-    model, _ = get_method("qsmrimnet").train(patch_set, train, val, method_config("qsmrimnet", config),
-                                             tmp_path / "runs", torch.device("cpu"), progress=False)  # fmt: skip
+    job = training_job("qsmrimnet", patch_set, train, val, method_config("qsmrimnet", config), tmp_path)
+    model, _ = get_method("qsmrimnet").train(job)
     assert model.model_config["radiomics_features"] == 527 and model.feature_set == "pyradiomics"
     assert model.training["features"][0] == "original_shape_MeshVolume"
     cached = np.load(patch_set.folder / "features-pyradiomics.npy")  # next to the patches, for every fold
@@ -197,8 +215,7 @@ def test_qsmrimnet_on_pyradiomics_features_trains_saves_and_predicts(data, pyrad
 def test_qsmrimnet_three_seed_vote_trains_three_members_and_round_trips(data, tmp_path):
     patch_set, train, val, _ = data
     config = method_config("qsmrimnet", config_from_dict(tiny_config(methods={"qsmrimnet": {"network": {"seeds": 3}}})))
-    model, fits = get_method("qsmrimnet").train(patch_set, train, val, config, tmp_path / "runs", torch.device("cpu"),
-                                                progress=False)  # fmt: skip
+    model, fits = get_method("qsmrimnet").train(training_job("qsmrimnet", patch_set, train, val, config, tmp_path))
     assert sorted(fits) == ["train-seed0", "train-seed1", "train-seed2"] and len(model.module.members) == 3
     first, second = (member.net.head[-1].weight for member in model.module.members[:2])
     assert not torch.equal(first, second)  # own seeds: different networks
@@ -211,8 +228,7 @@ def test_qsmrimnet_three_seed_vote_trains_three_members_and_round_trips(data, tm
 def test_frodo_seed_ensemble_trains_each_member_with_its_own_seed_and_round_trips(data, tmp_path):
     patch_set, train, val, _ = data
     config = method_config("frodo", config_from_dict(tiny_config(frodo={"seeds": 2}, pretrain={"kind": "none"})))
-    model, fits = get_method("frodo").train(patch_set, train, val, config, tmp_path / "runs", torch.device("cpu"),
-                                            progress=False)  # fmt: skip
+    model, fits = get_method("frodo").train(training_job("frodo", patch_set, train, val, config, tmp_path))
     assert sorted(fits) == ["finetune-seed0", "finetune-seed1"] and len(model.module.members) == 2
     first, second = (member.head.out.weight for member in model.module.members)
     assert not torch.equal(first, second)

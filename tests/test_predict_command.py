@@ -19,6 +19,7 @@ from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.eval.folds import labelled_lesions, split_development
+from prlkit.methods.contract import TrainingJob
 from prlkit.methods.frodo import train_frodo
 from prlkit.data.session import load_session
 from prlkit.predict import LESION_OUTPUT_COLUMNS, Ensemble, load_ensemble
@@ -34,7 +35,8 @@ def trained(tmp_path_factory):
     config = config_from_dict(TINY)
     patch_set = build_patch_set(discover_cohort(dataset), config, cache_dir=root / "cache", progress=False)
     train, val = split_development(labelled_lesions(patch_set.lesions), val_fraction=0.3, seed=0)
-    model, _ = train_frodo(patch_set, train, val, config, root / "runs", torch.device("cpu"), progress=False)
+    model, _ = train_frodo(TrainingJob(method="frodo", patch_set=patch_set, train_index=train, val_index=val,
+                                       config=config, run_dir=root / "runs", device=torch.device("cpu"), progress=False))
     model.save(root / "model")
     return dataset, root / "model", root
 

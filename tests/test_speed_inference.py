@@ -91,7 +91,7 @@ def saved(tmp_path_factory):
     root = tmp_path_factory.mktemp("speed")
     dataset = write_toy_rim_cohort(root / "bids", n_participants=3)
     config = config_from_dict(tiny_config())
-    TrainedModel(method="frodo", module=randomised(config.frodo, varied_patches(8, 16)),
+    TrainedModel(network="frodo", method="frodo", module=randomised(config.frodo, varied_patches(8, 16)),
                  model_config=dataclasses.asdict(config.frodo), config=config, threshold=0.5,
                  calibrator=PriorShift(0.5, 0.2), training={}).save(root / "model")  # fmt: skip
     return dataset, root / "model"

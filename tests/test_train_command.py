@@ -20,6 +20,7 @@ from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.eval.folds import labelled_lesions, split_development
 from prlkit.eval.metrics import roc_auc
+from prlkit.methods.contract import TrainingJob
 from prlkit.methods.frodo import train_frodo
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
@@ -43,7 +44,9 @@ def test_beats_chance_on_held_out_participants(toy, tmp_path):
     lesions = labelled_lesions(patch_set.lesions)
     held_out = lesions["participant_id"].isin(["sub-07", "sub-08"])
     train_index, val_index = split_development(lesions[~held_out], val_fraction=0.25, seed=0)
-    model, fits = train_frodo(patch_set, train_index, val_index, config, tmp_path, torch.device("cpu"), progress=False)
+    model, fits = train_frodo(TrainingJob(method="frodo", patch_set=patch_set, train_index=train_index,
+                                           val_index=val_index, config=config, run_dir=tmp_path,
+                                           device=torch.device("cpu"), progress=False))
     test = lesion_split(patch_set, lesions.index[held_out])
     probabilities = model.probabilities(test.x, torch.device("cpu"))
     assert roc_auc(test.y.numpy(), probabilities) > 0.7
@@ -111,10 +114,10 @@ def test_train_command_refuses_methods_it_cannot_train(toy, tmp_path, capsys, me
 def _stopping_frodo(monkeypatch, error, checkpointed):
     """frodo's training replaced by one that makes its run folder (and a checkpoint), then stops with `error`."""
 
-    def stopping(patch_set, train, val, config, run_dir, device, resume=False, progress=True):
-        (run_dir / "pretrain").mkdir(parents=True)
+    def stopping(job):
+        (job.run_dir / "pretrain").mkdir(parents=True)
         if checkpointed:
-            (run_dir / "pretrain" / "checkpoint.json").write_text("{}")
+            (job.run_dir / "pretrain" / "checkpoint.json").write_text("{}")
         raise error
 
     monkeypatch.setitem(registry.METHODS, "frodo", dataclasses.replace(registry.METHODS["frodo"], train=stopping))

@@ -19,7 +19,7 @@ from prlkit.predict import load_ensemble, predict_sessions
 from prlkit.report.pages import write_report
 from prlkit.synth.cohort import write_cohort
 from prlkit.synth.profiles import get_profile as synth_profile
-from prlkit.workflows import run_cross_validation
+from prlkit.crossval import run_cross_validation
 
 log = logging.getLogger("prlkit")
 

@@ -119,3 +119,11 @@ def _check_calibration(calibration: Any, path: Path) -> None:
         value = calibration[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputFileError(path, f"calibration parameter {key!r} must be a number")
+
+
+def check_patch_size(meta_path: Path, configured: int, trained: int | None) -> None:
+    """Refuse a model.json whose patch size differs from the one its weights were trained at (recorded
+    at training; None in models saved before it was): the probabilities would silently change."""
+    if trained is not None and configured != trained:
+        raise InputFileError(meta_path, f"patch size {configured} in the config, but the weights were trained on "
+                                        f"{trained}^3 patches (trained_patch_size); restore {trained}")

@@ -93,7 +93,7 @@ def _trained_model(converted: dict, frodo, config, threshold: float, provenance:
         first = str(error).strip().splitlines()[0]
         raise InputFileError(source, f"weights do not fit the authors' MultiModalClassifier ({first})") from None
     return TrainedModel(
-        method="frodo", module=net.eval(), model_config=json_ready(dataclasses.asdict(frodo)),
+        network="frodo", method="frodo", module=net.eval(), model_config=json_ready(dataclasses.asdict(frodo)),
         config=dataclasses.replace(config, frodo=frodo), threshold=strictly_above(threshold),
         calibrator=PriorShift(0.5, 0.5), training=provenance | {"threshold_raw": threshold},
     )  # fmt: skip

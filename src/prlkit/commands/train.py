@@ -66,6 +66,7 @@ def resume_hint(hint: str, out: Path) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     from prlkit.eval.folds import labelled_lesions, split_development
+    from prlkit.methods.contract import TrainingJob
     from prlkit.methods.registry import get_method, method_config
     from prlkit.report.plots import plot_training_curves
     from prlkit.train.checkpoint import has_resumable_work
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     config = method_config(args.method, with_split_overrides(config_from_args(args), val_fraction=args.val_fraction,
                                                   by=args.val_split, seed=args.seed))  # fmt: skip
     if args.pretrained_encoders:
-        if spec.train is not get_method("frodo").train:
+        if spec.network != "frodo":
             raise PrlkitError(f"--pretrained-encoders: {args.method} has no frodo encoders to start from")
         config = dataclasses.replace(config, pretrain=dataclasses.replace(
             config.pretrain, encoders=str(args.pretrained_encoders.resolve())))
@@ -100,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
         resume_hint("rerun with --resume to continue", out),
         staged_output(out, keep_partial=has_resumable_work, last=("model.json",)) as staging,
     ):
-        model, fits = spec.train(patch_set, train_index, val_index, config, out / "runs", device,
-                                 resume=args.resume, progress=not args.no_progress)  # fmt: skip
+        model, fits = spec.train(TrainingJob(method=args.method, patch_set=patch_set, train_index=train_index,
+                                             val_index=val_index, config=config, run_dir=out / "runs", device=device,
+                                             resume=args.resume, progress=not args.no_progress))
         save_config(config, staging / "config.yaml")
         lesions = patch_set.lesions.assign(split="")
         lesions.loc[train_index, "split"] = "train"

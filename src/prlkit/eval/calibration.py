@@ -9,8 +9,10 @@ returns the fitted parameters; `apply` maps any (test) probabilities. Nothing fi
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,6 +126,21 @@ class TemperatureScaling:
 
 Calibrator = PriorShift | PlattScaling | TemperatureScaling
 CALIBRATION_METHODS = {"prior": PriorShift, "platt": PlattScaling, "temperature": TemperatureScaling}
+CALIBRATOR_NAMES = {cls: name for name, cls in CALIBRATION_METHODS.items()}
+
+
+def calibrator_to_dict(calibrator: Calibrator) -> dict[str, Any]:
+    """A calibrator as model.json stores it: its method name and fitted parameters."""
+    return {"method": CALIBRATOR_NAMES[type(calibrator)], **dataclasses.asdict(calibrator)}
+
+
+def calibrator_from_dict(data: dict[str, Any] | None, default: Calibrator) -> Calibrator:
+    """The calibrator stored by :func:`calibrator_to_dict`; `default` for model files saved before calibration
+    was recorded (modelfile checks the stored method and parameters when the file is read)."""
+    if not data:
+        return default
+    parameters = dict(data)
+    return CALIBRATION_METHODS[parameters.pop("method")](**parameters)
 
 
 def fit_calibrator(method: str, y_val: np.ndarray, p_val: np.ndarray, train_prior: float = 0.5) -> Calibrator:

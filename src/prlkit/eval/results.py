@@ -25,6 +25,7 @@ from prlkit.eval.metrics import (
     summarize_folds,
     threshold_metrics,
 )
+from prlkit.eval.predictions import paired_by_lesion
 from prlkit.eval.stats import (
     cluster_bootstrap,
     delong_test,
@@ -62,8 +63,6 @@ def summarise(oof: pd.DataFrame, reference: str, chronic_active_min: int = 4, n_
     Lesion-level tests (DeLong, McNemar; Holm-adjusted over the methods compared with `reference`)
     and, beside them, a participant-level bootstrap (`n_bootstrap` resamples, 0 to skip it).
     """
-    from prlkit.eval.experiment import paired_by_lesion  # imports torch: not needed to read results
-
     methods = list(dict.fromkeys(oof["method"]))
     per_fold = per_fold_metrics(oof)
     summary = {

@@ -8,43 +8,30 @@ the training rows and the chosen mtry instead of a pickled forest (`APRLModel`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import torch
 
-from prlkit.config import Config
-from prlkit.data.cache import PatchSet
+from prlkit.methods.contract import TrainingJob
 from prlkit.methods.finalize import finalize
-from prlkit.methods.registry import network_config
+from prlkit.methods.networks import network_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
 from prlkit.models.baselines.aprl import APRLConfig, APRLModel
 from prlkit.train.loop import FitResult
 
 
-def train_aprl(
-    patch_set: PatchSet,
-    train_index: np.ndarray,
-    val_index: np.ndarray,
-    config: Config,
-    run_dir: Path,
-    device: torch.device,
-    resume: bool = False,
-    progress: bool = True,
-) -> tuple[TrainedModel, dict[str, FitResult]]:
-    """Tune and fit APRL on `train_index` lesions; validation gives the threshold and calibration.
+def train_aprl(job: TrainingJob) -> tuple[TrainedModel, dict[str, FitResult]]:
+    """Tune and fit APRL on the job's training lesions; validation gives the threshold and calibration.
 
-    `run_dir`, `resume` and `progress` are accepted for the harness's sake: fitting takes seconds.
+    The job's `run_dir`, `resume` and `progress` go unused: fitting takes seconds.
     """
-    rows = patch_set.lesions.loc[train_index]
+    patch_set, config = job.patch_set, job.config
+    rows = patch_set.lesions.loc[job.train_index]
     features = np.asarray(patch_set.features[rows.index.to_numpy()], dtype=np.float64)
     labels = rows["rim"].astype(int).to_numpy()
     model = APRLModel.trained(features, labels, network_config("aprl", config.network, APRLConfig),
                                seed=config.finetune.seed)
     fits = {"forest": FitResult(best_epoch=0, best_score=model.classifier.inner_auc, epochs_run=1)}
-    val = lesion_split(patch_set, val_index)
-    trained = finalize("aprl", model, model.config, config, val, patch_set.lesions, train_index, val_index, fits,
-                       device)  # fmt: skip
+    val = lesion_split(patch_set, job.val_index)
+    trained = finalize(job, model, network="aprl", model_config=model.config, val=val, fits=fits)
     trained.training["features"] = list(patch_set.feature_names)
     return trained, fits

@@ -7,13 +7,12 @@ import logging
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from scipy import stats
 
-from prlkit.config import Config
 from prlkit.eval.calibration import Calibrator, brier_score, fit_calibrator
 from prlkit.eval.metrics import AUTHORS_THRESHOLD_GRID, pr_auc, roc_auc, select_threshold_f1, strictly_above
+from prlkit.methods.contract import TrainingJob
 from prlkit.methods.trained import TrainedModel
 from prlkit.train.loop import FitResult, Split
 from prlkit.train.stages import predict_probabilities
@@ -22,46 +21,45 @@ log = logging.getLogger("prlkit")
 
 
 def finalize(
-    network: str,
+    job: TrainingJob,
     net: torch.nn.Module,
+    *,
+    network: str,
     model_config: Any,
-    config: Config,
     val: Split,
-    lesions: pd.DataFrame,
-    train_index: np.ndarray,
-    val_index: np.ndarray,
     fits: dict[str, FitResult],
-    device: torch.device,
     train_prior: float = 0.5,
 ) -> TrainedModel:
-    """The trained model: calibrated on validation (`train_prior`: the Rim+ prior the model was trained
-    at, 0.5 with balanced sampling, class weighting or SMOTE), threshold maximising F1 on validation
-    (see :func:`decision_threshold`)."""
+    """The trained model of `job`: `net` (a `network`) calibrated on validation (`train_prior`: the Rim+
+    prior the model was trained at, 0.5 with balanced sampling, class weighting or SMOTE), threshold
+    maximising F1 on validation (see :func:`decision_threshold`)."""
+    config, lesions = job.config, job.patch_set.lesions
     y_val = val.y.numpy()
-    raw = predict_probabilities(net, val.x, device, features=val.features)
+    raw = predict_probabilities(net, val.x, job.device, features=val.features)
     calibrator = fit_calibrator(config.finetune.calibration, y_val, raw, train_prior=train_prior)
     calibrated = calibrator.apply(raw)
-    train_rows = lesions.loc[train_index]
+    train_rows = lesions.loc[job.train_index]
     training = {
-        "n_train": int(len(train_index)),
+        "n_train": int(len(job.train_index)),
         "n_train_rim_pos": int((train_rows["rim"] == 1).sum()),
-        "n_val": int(len(val_index)),
+        "n_val": int(len(job.val_index)),
         "n_val_rim_pos": int(y_val.sum()),
-        "participants": int(lesions.loc[np.r_[train_index, val_index], "participant_id"].nunique()),
+        "participants": int(lesions.loc[np.r_[job.train_index, job.val_index], "participant_id"].nunique()),
         "val_pr_auc": float(pr_auc(y_val, calibrated)),
         "val_roc_auc": float(roc_auc(y_val, calibrated)),
         "val_brier": float(brier_score(y_val, calibrated)),
         "val_chance_p": chance_p_value(y_val, raw),
         "stages": {name: {"best_epoch": r.best_epoch, "best_score": r.best_score, "epochs_run": r.epochs_run}
-                   for name, r in fits.items()},  # fmt: skip
+                   for name, r in fits.items()},
     }
     if not training["val_chance_p"] < CHANCE_ALPHA:
         log.warning("%s: validation ROC-AUC %.2f (%d Rim+ of %d lesions) is not significantly better than chance "
                     "(one-sided Mann-Whitney p = %.2g): the model may not have learned to tell Rim+ lesions apart, "
-                    "or the validation set is too small to show it", network,
+                    "or the validation set is too small to show it", job.method,
                     training["val_roc_auc"], training["n_val_rim_pos"], training["n_val"], training["val_chance_p"])
     return TrainedModel(
-        method=network,
+        network=network,
+        method=job.method,
         module=net.eval(),
         model_config=json_ready(dataclasses.asdict(model_config)),
         config=config,

@@ -10,10 +10,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from prlkit.config import Config
-from prlkit.data.cache import PatchSet
 from prlkit.errors import InputFileError
 from prlkit.eval.folds import pretraining_split
+from prlkit.methods.contract import TrainingJob
 from prlkit.methods.finalize import finalize
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
@@ -24,43 +23,33 @@ from prlkit.train.stages import CrossModalPretraining, SupervisedFinetuning
 from prlkit.weights import resolve_weights
 
 
-def train_frodo(
-    patch_set: PatchSet,
-    train_index: np.ndarray,
-    val_index: np.ndarray,
-    config: Config,
-    run_dir: Path,
-    device: torch.device,
-    resume: bool = False,
-    progress: bool = True,
-) -> tuple[TrainedModel, dict[str, FitResult]]:
-    """Train the two-stream network on `train_index` lesions; validation lesions drive early
+def train_frodo(job: TrainingJob) -> tuple[TrainedModel, dict[str, FitResult]]:
+    """Train the two-stream network on the job's training lesions; validation lesions drive early
     stopping, the F1 threshold and the calibration. Stage 1 (no labels) learns from every
     development lesion (train and validation), holding out `pretrain.val_fraction` of the
     participants for its own early stopping. Returns the model and each stage's fit."""
-    train = lesion_split(patch_set, train_index, IMAGE_CHANNELS)
-    val = lesion_split(patch_set, val_index, IMAGE_CHANNELS)
+    config = job.config
+    train = lesion_split(job.patch_set, job.train_index, IMAGE_CHANNELS)
+    val = lesion_split(job.patch_set, job.val_index, IMAGE_CHANNELS)
     fits: dict[str, FitResult] = {}
     members = []
     for k in range(config.frodo.seeds):  # one network, or prlkit's seed ensemble
         member_config = dataclasses.replace(config, finetune=dataclasses.replace(
             config.finetune, seed=config.finetune.seed + k), pretrain=dataclasses.replace(
-            config.pretrain, seed=config.pretrain.seed + k))  # fmt: skip
-        member_dir = run_dir if config.frodo.seeds == 1 else run_dir / f"seed{k}"
-        net, member_fits = _train_one(patch_set, train_index, val_index, train, val, member_config, member_dir,
-                                      device, resume, progress)  # fmt: skip
+            config.pretrain, seed=config.pretrain.seed + k))
+        member_dir = job.run_dir if config.frodo.seeds == 1 else job.run_dir / f"seed{k}"
+        member = dataclasses.replace(job, config=member_config, run_dir=member_dir)
+        net, member_fits = _train_one(member, train, val)
         members.append(net)
         fits |= {name if config.frodo.seeds == 1 else f"{name}-seed{k}": value for name, value in member_fits.items()}
     module = members[0] if len(members) == 1 else FrodoEnsemble(members)
-    model = finalize("frodo", module, config.frodo, config, val, patch_set.lesions, train_index, val_index, fits,
-                     device)  # fmt: skip
+    model = finalize(job, module, network="frodo", model_config=config.frodo, val=val, fits=fits)
     return model, fits
 
 
-def _train_one(patch_set: PatchSet, train_index: np.ndarray, val_index: np.ndarray, train: Split, val: Split,
-               config: Config, run_dir: Path, device: torch.device, resume: bool,
-               progress: bool) -> tuple[FrodoNet, dict[str, FitResult]]:  # fmt: skip
-    """Both stages of one network seeded by `config.finetune.seed`."""
+def _train_one(job: TrainingJob, train: Split, val: Split) -> tuple[FrodoNet, dict[str, FitResult]]:
+    """Both stages of one network seeded by the job's `finetune.seed`."""
+    config, run_dir, device, resume, progress = job.config, job.run_dir, job.device, job.resume, job.progress
     seed = config.finetune.seed
     fits: dict[str, FitResult] = {}
     net = FrodoNet(config.frodo, seed=seed)
@@ -69,8 +58,8 @@ def _train_one(patch_set: PatchSet, train_index: np.ndarray, val_index: np.ndarr
     elif config.pretrain.encoders:
         net.load_pretrained_state_dict(read_encoders(Path(config.pretrain.encoders)))
     elif config.pretrain.kind != "none":
-        development = patch_set.lesions.loc[np.sort(np.r_[train_index, val_index])]
-        pre_train, pre_val = (lesion_split(patch_set, index, IMAGE_CHANNELS) for index in
+        development = job.patch_set.lesions.loc[np.sort(np.r_[job.train_index, job.val_index])]
+        pre_train, pre_val = (lesion_split(job.patch_set, index, IMAGE_CHANNELS) for index in
                               pretraining_split(development, config.pretrain.val_fraction, config.pretrain.seed))
         pretraining = CrossModalPretraining(
             FrodoNet(config.frodo, seed=seed), len(pre_train.y), config.pretrain.batch_size, config.pretrain.kind,

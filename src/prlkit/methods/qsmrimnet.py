@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 from importlib.util import find_spec
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from prlkit.config import Config
+from prlkit.data.cache import with_feature_set
 from prlkit.errors import PrlkitError
-from prlkit.data.cache import PatchSet, with_feature_set
+from prlkit.methods.contract import TrainingJob
 from prlkit.methods.finalize import finalize
-from prlkit.methods.registry import network_config
+from prlkit.methods.networks import network_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
 from prlkit.models.baselines.qsmrimnet import QSMRimNetClassifier, SeedVote
@@ -79,21 +78,13 @@ def smote_prior(labels: np.ndarray, per_positive: int) -> float:
     return (1 + per_positive) * prevalence / (1 + per_positive * prevalence)
 
 
-def train_qsmrimnet(
-    patch_set: PatchSet,
-    train_index: np.ndarray,
-    val_index: np.ndarray,
-    config: Config,
-    run_dir: Path,
-    device: torch.device,
-    resume: bool = False,
-    progress: bool = True,
-) -> tuple[TrainedModel, dict[str, FitResult]]:
-    """Train QSMRim-Net on `train_index` lesions; validation drives stopping, threshold and calibration."""
+def train_qsmrimnet(job: TrainingJob) -> tuple[TrainedModel, dict[str, FitResult]]:
+    """Train QSMRim-Net on the job's training lesions; validation drives stopping, threshold and calibration."""
+    config = job.config
     settings = network_config("qsmrimnet", config.network)
     require_feature_set(settings.features)
-    patch_set = with_feature_set(patch_set, settings.features, config.lesions, progress=progress)
-    train, val = lesion_split(patch_set, train_index), lesion_split(patch_set, val_index)
+    patch_set = with_feature_set(job.patch_set, settings.features, config.lesions, progress=job.progress)
+    train, val = lesion_split(patch_set, job.train_index), lesion_split(patch_set, job.val_index)
     model_config = dataclasses.replace(settings, radiomics_features=train.features.shape[1])
     members, fits = [], {}
     for k in range(model_config.seeds):  # the paper's vote: each member with its own seed
@@ -104,12 +95,12 @@ def train_qsmrimnet(
         net.standardise_from(train.features.numpy())  # training rows only
         stage = QSMRimNetTraining(net, len(train.y), recipe.batch_size)
         name = "train" if model_config.seeds == 1 else f"train-seed{k}"
-        fits[name] = fit(stage, train, val, recipe, run_dir / name, device, augment=random_symmetries, resume=resume,
-                         progress=progress, description=f"qsmrimnet {name}")  # fmt: skip
+        fits[name] = fit(stage, train, val, recipe, job.run_dir / name, job.device, augment=random_symmetries,
+                         resume=job.resume, progress=job.progress, description=f"qsmrimnet {name}")
         members.append(net)
     module = members[0] if model_config.seeds == 1 else SeedVote(members)
     prior = smote_prior(train.y.numpy(), model_config.smote_neighbours)
-    model = finalize("qsmrimnet", module, model_config, config, val, patch_set.lesions, train_index, val_index, fits,
-                     device, train_prior=prior)  # fmt: skip
+    model = finalize(dataclasses.replace(job, patch_set=patch_set), module, network="qsmrimnet",
+                     model_config=model_config, val=val, fits=fits, train_prior=prior)
     model.training["features"] = list(patch_set.feature_names)
     return model, fits

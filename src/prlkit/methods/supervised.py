@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prlkit.config import Config
-from prlkit.data.cache import PatchSet
+from prlkit.methods.contract import TrainingJob
 from prlkit.methods.finalize import finalize
+from prlkit.methods.networks import build_network, network_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
 from prlkit.models.baselines.crop import random_shifts
@@ -80,27 +79,15 @@ class SupervisedTraining:
         return validation_pr_auc(self.net, x, y)
 
 
-def train_supervised(
-    network: str,
-    recipe: Recipe,
-    patch_set: PatchSet,
-    train_index: np.ndarray,
-    val_index: np.ndarray,
-    config: Config,
-    run_dir: Path,
-    device: torch.device,
-    resume: bool = False,
-    progress: bool = True,
-) -> tuple[TrainedModel, dict[str, FitResult]]:
-    """Train one CNN baseline on `train_index` lesions; validation drives stopping, threshold, calibration."""
-    from prlkit.methods.registry import build_network, network_config
-
+def train_supervised(job: TrainingJob, *, network: str, recipe: Recipe) -> tuple[TrainedModel, dict[str, FitResult]]:
+    """Train one CNN baseline on the job's training lesions; validation drives stopping, threshold, calibration."""
+    config = job.config
     model_config = network_config(network, config.network)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.finetune.seed)  # reproducible initialisation
         net = build_network(network, dataclasses.asdict(model_config))
-    train, val = lesion_split(patch_set, train_index), lesion_split(patch_set, val_index)
+    train, val = lesion_split(job.patch_set, job.train_index), lesion_split(job.patch_set, job.val_index)
     stage = SupervisedTraining(net, train.y.numpy(), config.finetune.batch_size, recipe)
-    fits = {"train": fit(stage, train, val, config.finetune, run_dir / "train", device, augment=random_symmetries,
-                         resume=resume, progress=progress, description=network)}  # fmt: skip
-    return finalize(network, net, model_config, config, val, patch_set.lesions, train_index, val_index, fits, device), fits
+    fits = {"train": fit(stage, train, val, config.finetune, job.run_dir / "train", job.device,
+                         augment=random_symmetries, resume=job.resume, progress=job.progress, description=network)}
+    return finalize(job, net, network=network, model_config=model_config, val=val, fits=fits), fits

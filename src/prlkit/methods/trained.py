@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,22 +12,27 @@ import torch
 from prlkit.config import Config, config_from_dict, config_to_dict
 from prlkit.data.cache import PatchSet, with_feature_set
 from prlkit.data.features import feature_names
-from prlkit.eval.calibration import CALIBRATION_METHODS, Calibrator
 from prlkit.errors import InputFileError
+from prlkit.eval.calibration import Calibrator, PriorShift, calibrator_from_dict, calibrator_to_dict
+from prlkit.methods.networks import NETWORKS, build_network
 from prlkit.methods.splits import lesion_split
-from prlkit.modelfile import load_weights, read_model, save_model
+from prlkit.modelfile import check_patch_size, load_weights, read_model, save_model
 from prlkit.train.stages import predict_probabilities, takes_features
 
-CALIBRATOR_NAMES = {cls: name for name, cls in CALIBRATION_METHODS.items()}
+#: the calibration of model files saved before calibration was recorded: none (a prior 0.5 -> 0.5 shift)
+UNCALIBRATED = PriorShift(train_prior=0.5, target_prior=0.5)
 
 
 @dataclass
 class TrainedModel:
     """What `prlkit train` saves and `prlkit predict` loads.
 
-    `threshold` applies to calibrated probabilities: p >= threshold means Rim+.
+    `threshold` applies to calibrated probabilities: p >= threshold means Rim+. `network` is the
+    architecture (`methods.networks.NETWORKS`), `method` the registered method that trained it
+    (e.g. `frodo_scratch` trains a `frodo` network).
     """
 
+    network: str
     method: str
     module: torch.nn.Module
     model_config: dict[str, Any]
@@ -78,10 +82,11 @@ class TrainedModel:
             self.module,
             {
                 "method": self.method,
+                "network": self.network,
                 "model_config": self.model_config,
                 "config": config_to_dict(self.config),
                 "threshold": float(self.threshold),
-                "calibration": {"method": CALIBRATOR_NAMES[type(self.calibrator)], **dataclasses.asdict(self.calibrator)},
+                "calibration": calibrator_to_dict(self.calibrator),
                 "training": self.training,
                 "trained_patch_size": self.config.patches.size,
             },
@@ -93,39 +98,29 @@ LEGACY_DEFAULTS = {"qsmrimnet": {"features": "first_order", "seeds": 1}}
 
 
 def load_trained_model(folder: Path) -> TrainedModel:
-    """Rebuild a saved model from its JSON and weights (never executes code from the folder)."""
-    from prlkit.methods.registry import build_network  # the registry imports every method
+    """Rebuild a saved model from its JSON and weights (never executes code from the folder).
 
-    from prlkit.segment.model import METHOD as SEGMENTATION_METHOD
-
+    Model files written before `network` was recorded hold the network name in `method`."""
     meta, tensors = read_model(folder)
-    if meta["method"] == SEGMENTATION_METHOD:
-        raise InputFileError(folder / "model.json", f"a {SEGMENTATION_METHOD} segmentation model: run it with "
-                             "`prlkit segment predict`")  # fmt: skip
-    model_config = LEGACY_DEFAULTS.get(meta["method"], {}) | meta["model_config"]
-    module = build_network(meta["method"], model_config, folder / "model.json")
+    network = meta.get("network", meta["method"])
+    if network not in NETWORKS:
+        raise InputFileError(folder / "model.json", f"a {network} model, not a lesion-patch classifier (a segmentation "
+                             "model? run it with `prlkit segment predict`)")
+    model_config = LEGACY_DEFAULTS.get(network, {}) | meta["model_config"]
+    module = build_network(network, model_config, folder / "model.json")
     load_weights(module, tensors, folder / "model.safetensors")
     feature_set = model_config.get("features", "first_order")
     if takes_features(module) and meta["training"].get("features") != list(feature_names(feature_set)):
         raise InputFileError(folder / "model.json", "trained on other lesion features than this prlkit version computes")
     config = config_from_dict(meta["config"], source=folder / "model.json")
     check_patch_size(folder / "model.json", config.patches.size, meta.get("trained_patch_size"))
-    calibration = dict(meta.get("calibration") or {"method": "prior", "train_prior": 0.5, "target_prior": 0.5})
-    calibrator = CALIBRATION_METHODS[calibration.pop("method")](**calibration)
     return TrainedModel(
+        network=network,
         method=meta["method"],
         module=module.eval(),
         model_config=model_config,
         config=config,
         threshold=meta["threshold"],
-        calibrator=calibrator,
+        calibrator=calibrator_from_dict(meta.get("calibration"), UNCALIBRATED),
         training=meta["training"],
     )
-
-
-def check_patch_size(meta_path: Path, configured: int, trained: int | None) -> None:
-    """Refuse a model.json whose patch size differs from the one its weights were trained at (recorded
-    at training; None in models saved before it was): the probabilities would silently change."""
-    if trained is not None and configured != trained:
-        raise InputFileError(meta_path, f"patch size {configured} in the config, but the weights were trained on "
-                                        f"{trained}^3 patches (trained_patch_size); restore {trained}")

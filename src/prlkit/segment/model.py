@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,8 @@ from torch import nn
 from prlkit.config import Config, config_from_dict, config_to_dict
 from prlkit.data.cache import PatchSet
 from prlkit.errors import InputFileError
-from prlkit.eval.calibration import CALIBRATION_METHODS, Calibrator, TemperatureScaling
-from prlkit.methods.trained import CALIBRATOR_NAMES, check_patch_size
-from prlkit.modelfile import load_weights, read_model, save_model
+from prlkit.eval.calibration import Calibrator, TemperatureScaling, calibrator_from_dict, calibrator_to_dict
+from prlkit.modelfile import check_patch_size, load_weights, read_model, save_model
 from prlkit.segment.inference import class_probabilities
 from prlkit.segment.network import build_segmentation_network
 from prlkit.segment.stage import scored_lesions
@@ -38,6 +36,7 @@ class SegmentationModel:
     training: dict[str, Any]
     calibrator: Calibrator = UNCALIBRATED
     method: str = METHOD
+    network: str = METHOD  # the UNet or UNETR itself is `config.segment.network`
 
     def probabilities(self, volume: SegmentVolume, device: torch.device) -> np.ndarray:
         """Class probabilities (3, X, Y, Z) over the whole volume."""
@@ -64,10 +63,11 @@ class SegmentationModel:
     def save(self, folder: Path) -> None:
         """model.safetensors + model.json (see prlkit.modelfile); model_config is the `segment` section."""
         config = config_to_dict(self.config)
-        calibration = {"method": CALIBRATOR_NAMES[type(self.calibrator)], **dataclasses.asdict(self.calibrator)}
-        save_model(folder, self.module, {"method": self.method, "model_config": config["segment"], "config": config,
-                                         "threshold": float(self.threshold), "calibration": calibration,
-                                         "training": self.training})  # fmt: skip
+        save_model(folder, self.module, {"method": self.method, "network": self.network,
+                                         "model_config": config["segment"], "config": config,
+                                         "threshold": float(self.threshold),
+                                         "calibration": calibrator_to_dict(self.calibrator),
+                                         "training": self.training})
 
 
 def segment_lesions(volume: SegmentVolume, models: list[SegmentationModel],
@@ -93,10 +93,6 @@ def load_segmentation_model(folder: Path) -> SegmentationModel:
     check_patch_size(folder / "model.json", config.segment.patch_size, meta["model_config"].get("patch_size"))
     module = build_segmentation_network(config.segment)
     load_weights(module, tensors, folder / "model.safetensors")
-    calibration = dict(meta.get("calibration") or {"method": "temperature", "temperature": 1.0})
-    try:
-        calibrator = CALIBRATION_METHODS[calibration.pop("method")](**calibration)
-    except (KeyError, TypeError):
-        raise InputFileError(folder / "model.json", f"unreadable calibration {meta['calibration']}") from None
     return SegmentationModel(module=module.eval(), config=config, threshold=meta["threshold"],
-                             training=meta["training"], calibrator=calibrator)  # fmt: skip
+                             training=meta["training"], calibrator=calibrator_from_dict(meta.get("calibration"),
+                                                                                        UNCALIBRATED))

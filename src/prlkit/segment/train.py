@@ -9,11 +9,11 @@ import pandas as pd
 import torch
 
 from prlkit.config import Config
-from prlkit.data.cache import PatchSet
 from prlkit.errors import PrlkitError
 from prlkit.eval.calibration import brier_score, fit_calibrator
 from prlkit.eval.folds import split_development
 from prlkit.eval.metrics import pr_auc, roc_auc, select_threshold_f1
+from prlkit.methods.contract import TrainingJob
 from prlkit.segment.model import UNCALIBRATED, SegmentationModel
 from prlkit.segment.network import build_segmentation_network
 from prlkit.segment.readout import dice_per_class, soft_dice
@@ -80,16 +80,16 @@ def participant_split(lesions: pd.DataFrame, train_index: np.ndarray, val_index:
     return sorted(train["participant_id"].unique()), sorted(val["participant_id"].unique())
 
 
-def train_prlseg(patch_set: PatchSet, train_index: np.ndarray, val_index: np.ndarray, config: Config,
-                 run_dir: Path, device: torch.device, resume: bool = False,
-                 progress: bool = True) -> tuple[SegmentationModel, dict[str, FitResult]]:  # fmt: skip
+def train_prlseg(job: TrainingJob) -> tuple[SegmentationModel, dict[str, FitResult]]:
     """The `prlseg` method for the cross-validation harness: every session of the development
     participants, split by participant into training and validation volumes."""
-    train_ids, val_ids = participant_split(patch_set.lesions, train_index, val_index, config)
+    config = job.config
+    train_ids, val_ids = participant_split(job.patch_set.lesions, job.train_index, job.val_index, config)
 
     def volumes(participants: list[str]) -> list[SegmentVolume]:
-        return [load_segment_volume(files, config) for files in patch_set.sessions if files.participant_id in participants]
+        return [load_segment_volume(files, config) for files in job.patch_set.sessions
+                if files.participant_id in participants]
 
-    model, result = train_segmentation(volumes(train_ids), volumes(val_ids), config, run_dir / "train", device,
-                                       resume=resume, progress=progress)  # fmt: skip
+    model, result = train_segmentation(volumes(train_ids), volumes(val_ids), config, job.run_dir / "train", job.device,
+                                       resume=job.resume, progress=job.progress)
     return model, {"train": result}

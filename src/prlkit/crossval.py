@@ -1,4 +1,5 @@
-"""Cross-validation: methods × participant-level folds -> out-of-fold predictions (resumable).
+"""Cross-validation, the harness: methods × participant-level folds -> out-of-fold predictions and every output
+of `prlkit cv` (tables, statistics, figures); resumable.
 
 Per outer fold, every method trains on the development folds (its validation split drives early
 stopping, the threshold and calibration) and predicts the held-out fold exactly once. Finished
@@ -9,29 +10,99 @@ but only when the fold table, the patch cache and the method's config are those 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from prlkit.atomic import atomic_path, write_text_atomic
-from prlkit.config import Config, config_to_dict
+from prlkit.config import Config, config_to_dict, save_config
 from prlkit.data.cache import PatchSet
 from prlkit.errors import InputFileError, PrlkitError
-from prlkit.eval.folds import describe_fold, fold_plan, split_fold
-from prlkit.methods.registry import get_method, method_config
+from prlkit.eval.folds import describe_fold, fold_plan, make_folds, save_folds, split_fold
+from prlkit.eval.predictions import PREDICTION_COLUMNS, read_predictions
+from prlkit.eval.results import seed_summary, summarise, write_results
+from prlkit.eval.subsets import write_confluence_results
+from prlkit.methods.contract import TrainingJob
+from prlkit.methods.registry import deviations_from_paper, get_method, method_config
+from prlkit.report.plots import write_cv_figures
 
 log = logging.getLogger("prlkit")
 
-PREDICTION_COLUMNS = [
-    "participant_id", "session_id", "index", "lesion_row", "fold", "method",
-    "probability", "label", "threshold", "decision",
-]  # fmt: skip
+
+def run_cross_validation(
+    patch_set: PatchSet,
+    methods: list[str],
+    reference: str,
+    config: Config,
+    out: Path,
+    device: torch.device,
+    folds: pd.DataFrame | None = None,
+    progress: bool = True,
+    n_bootstrap: int = 2000,
+    recompute: bool = False,
+    n_seeds: int = 1,
+) -> dict:
+    """Folds (made if not given), every method on every fold, and all outputs of `prlkit cv` in `out`.
+
+    `n_bootstrap` participant-level resamples (seeded by the split seed) give the AUC intervals. With
+    `n_seeds` > 1 every method is trained again on the same folds and validation splits with training seeds
+    + SEED_STRIDE, + 2 SEED_STRIDE, ... (outputs in `out/seed-<s>/`), and the tables add mean ± SD over
+    seeds; the other tables are those of the first seed. Saved fold outputs made under other folds, patches
+    or settings stop the run before it writes anything (`recompute`: redo them).
+    """
+    if n_bootstrap < 0:
+        raise PrlkitError(f"--bootstrap must be 0 (none) or a number of resamples, not {n_bootstrap}")
+    if folds is None:
+        folds = make_folds(patch_set.lesions, n_folds=config.split.n_folds, seed=config.split.seed)
+    offsets = [k * SEED_STRIDE for k in range(n_seeds)]
+    runs = {training_seed(config) + k: (with_training_seed(config, k), out / f"seed-{training_seed(config) + k}" if k
+                                        else out) for k in offsets}  # fmt: skip
+    for seeded, folder in runs.values():
+        claim_outputs(patch_set, folds, methods, seeded, folder, recompute)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    save_folds(folds, out / "folds.tsv")
+    oofs = {}
+    for seed, (seeded, folder) in runs.items():
+        oofs[seed] = cross_validate(patch_set, folds, methods, seeded, folder, device, progress, recompute)
+        with atomic_path(folder / "oof_predictions.tsv") as tmp:
+            oofs[seed].to_csv(tmp, sep="\t", index=False)
+    oof = oofs[training_seed(config)]
+    results = summarise(oof, reference, n_bootstrap=n_bootstrap, bootstrap_seed=config.split.seed) | {"settings": {
+        method: {"profile": config.profile, "deviations_from_paper": deviations_from_paper(method, config)}
+        for method in methods}}  # fmt: skip
+    if n_seeds > 1:
+        results["seeds"] = seed_summary(oofs)
+    write_results(results, out)
+    write_confluence_results(oof, patch_set.sessions, config.lesions, out)
+    write_cv_figures(oof, out)
+    return results
+
+
+#: Training seeds of repeated runs are this far apart: ensembles seed their members seed, seed + 1, ...
+#: (frodo_ensemble, QSMRim-Net's vote), so consecutive seeds would share members and understate the SD.
+SEED_STRIDE = 100
+
+
+def training_seed(config: Config) -> int:
+    """The run's training seed (`finetune.seed`; `--seed` sets it with the pretraining and segmentation seeds)."""
+    return config.finetune.seed
+
+
+def with_training_seed(config: Config, offset: int) -> Config:
+    """`config` with every training seed (pretrain, finetune, segment) moved by `offset`; folds and the
+    validation split (`split.seed`) stay as they are."""
+    return dataclasses.replace(
+        config, pretrain=dataclasses.replace(config.pretrain, seed=config.pretrain.seed + offset),
+        finetune=dataclasses.replace(config.finetune, seed=config.finetune.seed + offset),
+        segment=dataclasses.replace(config.segment, train=dataclasses.replace(
+            config.segment.train, seed=config.segment.train.seed + offset)))  # fmt: skip
 
 
 def fold_predictions(
@@ -62,8 +133,9 @@ def fold_predictions(
                        seed=config.split.seed)  # fmt: skip
     log.info("%s fold %d: %d train, %d validation, %d test lesions", method, fold, len(split.train), len(split.val),
              len(split.test))  # fmt: skip
-    model, _ = spec.train(patch_set, split.train, split.val, run_config, fold_dir / "runs", device,
-                          resume=True, progress=progress)  # fmt: skip
+    job = TrainingJob(method=method, patch_set=patch_set, train_index=split.train, val_index=split.val,
+                      config=run_config, run_dir=fold_dir / "runs", device=device, resume=True, progress=progress)
+    model, _ = spec.train(job)
     model.save(fold_dir)
     probability = model.lesion_probabilities(patch_set, split.test, device)
     rows = patch_set.lesions.loc[split.test]
@@ -136,10 +208,6 @@ def check_fingerprint(path: Path, expected: dict[str, str]) -> None:
                              "rerun with --recompute to replace them, or choose another --out")  # fmt: skip
 
 
-def read_predictions(path: Path) -> pd.DataFrame:
-    """A predictions TSV written by :func:`fold_predictions`."""
-    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "session_id": str}, keep_default_na=False)
-
 
 def cross_validate(
     patch_set: PatchSet,
@@ -170,13 +238,3 @@ def cross_validate(
     ]
     oof = pd.concat(tables, ignore_index=True)[PREDICTION_COLUMNS]
     return oof.astype({"label": int, "decision": int, "fold": int})
-
-
-def paired_by_lesion(oof: pd.DataFrame, method_a: str, method_b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, probabilities and decisions of two methods on the same lesions, aligned by lesion row."""
-    a = oof[oof["method"] == method_a].set_index("lesion_row").sort_index()
-    b = oof[oof["method"] == method_b].set_index("lesion_row").sort_index()
-    if not a.index.equals(b.index):
-        raise ValueError(f"{method_a} and {method_b} were not evaluated on the same lesions")
-    return a["label"].to_numpy(), a["probability"].to_numpy(), b["probability"].to_numpy(), \
-        a["decision"].to_numpy(), b["decision"].to_numpy()
