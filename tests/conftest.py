@@ -44,7 +44,7 @@ def subject_volumes(seed: int = 0, shape=SHAPE):
 
 
 def write_subject(root: Path, participant: str, session: str | None = None, rims=(1, 0), ext=".nii.gz", seed=0):
-    """Write one session in the DATASET.md layout; returns the paths by role."""
+    """Write one session in the docs/data.md layout; returns the paths by role."""
     prefix = f"{participant}_{session}" if session else participant
     rel = Path(participant, session, "anat") if session else Path(participant, "anat")
     qsm, flair, instances = subject_volumes(seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from conftest import tiny_config, write_toy_rim_cohort
 
@@ -18,6 +19,7 @@ TINY_ALL = tiny_config(
 )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_every_method_in_one_table_with_participant_statistics(tmp_path):
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=8)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(TINY_ALL))

@@ -73,6 +73,7 @@ def test_prlkit_synthetic_subject_passes_and_its_t1w_as_qsm_does_not():
     assert "T1w" in qsm_findings(subject.t1w)[0].message
 
 
+@pytest.mark.realdata
 @pytest.mark.parametrize("patient", ["patient07", "patient26"])
 def test_real_flair_passes_and_real_t1_as_qsm_warns(realdata, patient):
     flair = read_volume(realdata / patient / "FLAIR.nii.gz")

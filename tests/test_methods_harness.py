@@ -212,6 +212,7 @@ def test_qsmrimnet_on_pyradiomics_features_trains_saves_and_predicts(data, pyrad
     np.testing.assert_allclose(table["probability"].dropna().to_numpy(), expected, atol=1e-3)  # float16 patches
 
 
+@pytest.mark.slow
 def test_qsmrimnet_three_seed_vote_trains_three_members_and_round_trips(data, tmp_path):
     patch_set, train, val, _ = data
     config = method_config("qsmrimnet", config_from_dict(tiny_config(methods={"qsmrimnet": {"network": {"seeds": 3}}})))

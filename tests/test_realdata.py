@@ -16,6 +16,8 @@ from prlkit.data.bids import SessionFiles
 from prlkit.data.patches import normalise_flair, session_patches
 from prlkit.data.session import SessionData
 
+pytestmark = pytest.mark.realdata
+
 # From the realdata README: components at 26-connectivity, lesion voxels, components >= 100 voxels
 EXPECTED = {"patient07": (37, 1300, None), "patient26": (19, 8227, 10)}
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from conftest import tiny_config, write_toy_rim_cohort
 from test_segment_train import run_segment
@@ -20,6 +21,7 @@ def joined_with_cv(folder, pattern, cv_rows):
     return pd.concat(tables).merge(cv_rows.reset_index(), on=["participant_id", "index"], suffixes=("", "_cv"))
 
 
+@pytest.mark.slow
 def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=6)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))

@@ -36,6 +36,7 @@ def run_segment(argv: list[str]) -> int:
     return args.func(args)
 
 
+@pytest.mark.slow
 def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(tmp_path):
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=5)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))

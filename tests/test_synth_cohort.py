@@ -1,4 +1,4 @@
-"""The generated cohort: determinism, jobs independence, the DATASET.md contract, atomic output."""
+"""The generated cohort: determinism, jobs independence, the docs/data.md contract, atomic output."""
 
 import argparse
 import json

@@ -11,6 +11,8 @@ from prlkit.synth.cohort import write_cohort
 from prlkit.synth.profiles import get_profile
 from test_synth_cohort import assert_confluent_flags
 
+pytestmark = pytest.mark.slow  # the module's cohort takes ~20 s to write
+
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):

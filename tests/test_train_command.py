@@ -54,6 +54,7 @@ def test_beats_chance_on_held_out_participants(toy, tmp_path):
     assert set(lesions.loc[train_index, "participant_id"]).isdisjoint({"sub-07", "sub-08"})
 
 
+@pytest.mark.slow
 def test_train_command_writes_a_loadable_model(toy, capsys):
     dataset, config_path, root = toy
     out = root / "model"

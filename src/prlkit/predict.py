@@ -1,6 +1,6 @@
 """Run a trained model (or the fold ensemble of a `prlkit cv` run) on new sessions.
 
-Writes the BIDS-derivatives output of DATASET.md: per session a probability map, a Rim-/Rim+
+Writes the BIDS-derivatives output of docs/data.md: per session a probability map, a Rim-/Rim+
 dseg with its look-up table and a per-lesion table; `subjects.tsv` summarises every session found
 in the output folder, so jobs split by `--participant-label` can share one output folder.
 """

@@ -1,4 +1,4 @@
-"""Find the sessions of a cohort, from a BIDS folder or a manifest CSV (see DATASET.md)."""
+"""Find the sessions of a cohort, from a BIDS folder or a manifest CSV (see docs/data.md)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from prlkit.atomic import atomic_path
 from prlkit.data.bids import PrlkitWarning
 from prlkit.errors import InputFileError
 
-GRID_TOLERANCE_MM = 1e-3  # affines equal within this (DATASET.md)
+GRID_TOLERANCE_MM = 1e-3  # affines equal within this (docs/data.md)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A class-balanced sampler (or focal loss, or SMOTE) trains the model at a Rim+ prior near 0.5,
 so its probabilities overstate the real prevalence (4–10 %). Before probabilities are summed
-into an expected Rim+ count or shown as "probability", calibrate them (METHOD.md, Evaluation).
+into an expected Rim+ count or shown as "probability", calibrate them (docs/evaluation.md, Calibration).
 Each calibrator is a frozen dataclass: `fit` sees validation labels and scores only and
 returns the fitted parameters; `apply` maps any (test) probabilities. Nothing fitted touches test data.
 """

@@ -1,5 +1,5 @@
 """`prlkit prepare`: each session's images and label maps registered (rigid) and resampled onto one
-reference grid, written as a new BIDS folder with the input's layout (DATASET.md)."""
+reference grid, written as a new BIDS folder with the input's layout (docs/data.md)."""
 
 from __future__ import annotations
 

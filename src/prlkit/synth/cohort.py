@@ -1,4 +1,4 @@
-"""One synthetic subject from (seed, index), and a whole BIDS cohort per DATASET.md."""
+"""One synthetic subject from (seed, index), and a whole BIDS cohort per docs/data.md."""
 
 from __future__ import annotations
 
