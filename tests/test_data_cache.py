@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import write_bids
 
+import prlkit
 import prlkit.data.cache as cache_module
 from prlkit.config import LesionConfig, PatchConfig, get_profile
 from prlkit.data.bids import discover_cohort
@@ -52,6 +53,16 @@ def test_second_run_reads_the_cache(bids, tmp_path, monkeypatch):
     assert second.folder == first.folder
     np.testing.assert_array_equal(np.asarray(second.patches), np.asarray(first.patches))
     assert isinstance(second.patches, np.memmap)
+
+
+def test_another_prlkit_version_never_reuses_the_patches(bids, tmp_path, monkeypatch):
+    cohort, loaded, load = discover_cohort(bids), [], cache_module.load_session
+    monkeypatch.setattr(cache_module, "load_session", lambda *args: loaded.append(args) or load(*args))
+    first = build_patch_set(cohort, SMALL, cache_dir=tmp_path, progress=False).folder
+    assert len(loaded) == 2
+    assert build_patch_set(cohort, SMALL, cache_dir=tmp_path, progress=False).folder == first and len(loaded) == 2
+    monkeypatch.setattr(prlkit, "__version__", "99.0")
+    assert build_patch_set(cohort, SMALL, cache_dir=tmp_path, progress=False).folder != first and len(loaded) == 4
 
 
 def test_changed_settings_or_inputs_give_a_new_entry(bids, tmp_path):

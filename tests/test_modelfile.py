@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
+import prlkit
 from prlkit import modelfile
 from prlkit.errors import InputFileError
 from prlkit.modelfile import load_weights, read_model, save_model
@@ -18,7 +19,9 @@ def test_round_trip(tmp_path):
     module = torch.nn.Linear(3, 1)
     save_model(tmp_path / "m", module, META)
     meta, tensors = read_model(tmp_path / "m")
-    assert meta["method"] == "toy" and meta["format"] == 1 and "prlkit_version" in meta
+    assert meta["method"] == "toy" and meta["format"] == 1 and meta["prlkit_version"] == prlkit.__version__
+    assert meta["software"]["prlkit"] == prlkit.__version__ and meta["software"]["torch"] == torch.__version__
+    assert {"python", "monai", "scikit-learn", "numpy"} <= set(meta["software"])
     clone = torch.nn.Linear(3, 1)
     load_weights(clone, tensors, tmp_path / "m" / "model.safetensors")
     x = torch.randn(4, 3)
@@ -41,6 +44,14 @@ def test_bad_metadata_is_rejected(tmp_path, change, message):
     (tmp_path / "model.json").write_text(json.dumps(meta))
     with pytest.raises(InputFileError, match=rf"model\.json: .*{message}"):
         read_model(tmp_path)
+
+
+def test_a_model_file_without_software_versions_still_loads(tmp_path):
+    save_model(tmp_path, torch.nn.Linear(3, 1), META)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    del meta["software"]  # written before prlkit recorded them
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert read_model(tmp_path)[0]["threshold"] == META["threshold"]
 
 
 def test_pickle_in_place_of_weights_is_refused(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import tiny_config, write_toy_rim_cohort
 
+import prlkit
 from prlkit.cli import main
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
@@ -23,6 +24,7 @@ from prlkit.methods.contract import TrainingJob
 from prlkit.methods.frodo import train_frodo
 from prlkit.data.session import load_session
 from prlkit.predict import LESION_OUTPUT_COLUMNS, Ensemble, load_ensemble
+from prlkit.provenance import software_versions
 from prlkit.report.pages import recorded_dataset
 
 TINY = tiny_config(pretrain={"kind": "none"})
@@ -224,10 +226,22 @@ def test_report_finds_the_recorded_dataset(trained, tmp_path):
     dataset, model, _ = trained
     assert run_predict(dataset, "--model", model, "--out", tmp_path, "--participant-label", "02") == 0
     description = json.loads((tmp_path / "derivatives/prlkit/dataset_description.json").read_text())
-    assert description["SourceDatasets"] == [{"URL": dataset.resolve().as_uri()}]
+    assert description["SourceDatasets"] == [{"URL": dataset.resolve().as_uri(), "Name": "toy-rim"}]
     assert recorded_dataset(tmp_path) == dataset.resolve()
     assert main(["report", str(tmp_path), "--top", "1"]) == 0
     assert "sub-02" in (tmp_path / "report.html").read_text()
+
+
+def test_dataset_description_records_prlkit_the_software_and_every_model(trained, tmp_path):
+    dataset, model, _ = trained
+    assert run_predict(dataset, "--model", model, "--out", tmp_path, "--participant-label", "02") == 0
+    [generated_by] = json.loads((tmp_path / "derivatives/prlkit/dataset_description.json").read_text())["GeneratedBy"]
+    assert generated_by["Name"] == "prlkit" and generated_by["Version"] == prlkit.__version__
+    assert generated_by["Software"] == software_versions()
+    [used] = generated_by["Models"]
+    assert used["Path"] == str(model.resolve()) and used["Method"] == "frodo"
+    assert used["PrlkitVersion"] == json.loads((model / "model.json").read_text())["prlkit_version"]
+    assert len(used["ConfigDigest"]) == 16
 
 
 def _dead_pid() -> int:

@@ -1,5 +1,7 @@
 """`prlkit cv --methods frodo,prlseg`: the segmentation mode on the same folds, in the same tables."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -47,6 +49,9 @@ def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
                         "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
     predicted = joined_with_cv(tmp_path / "pred", "*_desc-prlseg_lesions.tsv", prlseg)
     assert len(predicted) == 24
+    description = json.loads((tmp_path / "pred/derivatives/prlkit/dataset_description.json").read_text())
+    folds = [str((out / "prlseg" / f"fold-{k}").resolve()) for k in (0, 1)]
+    assert [m["Path"] for m in description["GeneratedBy"][0]["Models"]] == folds  # every fold model, by its folder
     np.testing.assert_allclose(predicted["probability"], predicted["probability_cv"], rtol=1e-5)
     assert (predicted["rim_pred"] == predicted["decision"]).all()
 
@@ -55,4 +60,6 @@ def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
                  "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
     predicted = joined_with_cv(tmp_path / "p", "*_lesions.tsv", prlseg)
     assert len(predicted) == 24
+    description = json.loads((tmp_path / "p/derivatives/prlkit/dataset_description.json").read_text())
+    assert {m["Method"] for m in description["GeneratedBy"][0]["Models"]} == {"prlseg"}
     np.testing.assert_allclose(predicted["probability"], predicted["probability_cv"], rtol=1e-5)

@@ -53,6 +53,10 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
 
     assert run_segment(["predict", str(dataset), "--model", str(model_dir), "--out", str(out), "--device", "cpu",
                         "--no-progress"]) == 0  # fmt: skip
+    description = json.loads((out / "derivatives" / "prlkit" / "dataset_description.json").read_text())
+    assert description["SourceDatasets"][0]["URL"] == dataset.resolve().as_uri()
+    assert [(m["Path"], m["Method"]) for m in description["GeneratedBy"][0]["Models"]] == [(str(model_dir.resolve()),
+                                                                                           "prlseg")]  # fmt: skip
     anat = out / "derivatives" / "prlkit" / "sub-01" / "anat"
     source = nib.load(dataset / "sub-01" / "anat" / "sub-01_FLAIR.nii.gz")
     dseg = nib.load(anat / "sub-01_desc-prlseg_dseg.nii.gz")

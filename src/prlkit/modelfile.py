@@ -1,7 +1,8 @@
 """A trained model on disk: `model.safetensors` (weights) + `model.json` (everything else).
 
-The JSON says which method built the weights, with which settings, on which data, and which
-decision threshold was chosen on validation data. Loading parses JSON and safetensors only:
+The JSON says which method built the weights, with which settings, on which data, which
+decision threshold was chosen on validation data, and (`software`, absent from older files) the
+versions of prlkit, Python and the numerical libraries that trained it. Loading parses JSON and safetensors only:
 nothing in a model folder is ever executed or unpickled.
 """
 
@@ -21,6 +22,7 @@ from prlkit import __version__
 from prlkit.atomic import atomic_path, write_text_atomic
 from prlkit.errors import InputFileError
 from prlkit.eval.calibration import CALIBRATION_METHODS
+from prlkit.provenance import software_versions
 
 MODEL_FORMAT = 1
 REQUIRED = {
@@ -35,8 +37,9 @@ REQUIRED = {
 
 
 def save_model(folder: Path, module: torch.nn.Module, meta: dict[str, Any]) -> None:
-    """Write weights and metadata atomically; `meta` holds every REQUIRED key but format/version."""
-    meta = {"format": MODEL_FORMAT, "prlkit_version": __version__} | meta
+    """Write weights and metadata atomically; `meta` holds every REQUIRED key but format/version (the software
+    versions are added here, the one place model files are written)."""
+    meta = {"format": MODEL_FORMAT, "prlkit_version": __version__} | meta | {"software": software_versions()}
     _check_meta(meta, folder / "model.json")
     folder.mkdir(parents=True, exist_ok=True)
     write_safetensors(folder / "model.safetensors", module.state_dict())

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from prlkit.data.session import SessionData, load_session
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.methods.trained import TrainedModel, load_trained_model
 from prlkit.models.frodo import inference_model
+from prlkit.provenance import model_provenance, software_versions, source_dataset
 
 CHRONIC_ACTIVE_MIN = 4  # Rim+ lesions that make a patient "chronic active"
 LESION_OUTPUT_COLUMNS = [
@@ -39,9 +41,11 @@ SKIPPED_COLUMNS = ["participant_id", "session_id", "file", "problem"]
 
 @dataclass
 class Ensemble:
-    """One model, or the fold models of a cv run: mean calibrated probability, mean threshold."""
+    """One model, or the fold models of a cv run: mean calibrated probability, mean threshold.
+    `provenance`: the model folders (`prlkit.provenance.model_provenance`), for dataset_description.json."""
 
     models: list[TrainedModel]
+    provenance: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def config(self) -> Config:
@@ -81,7 +85,7 @@ def load_ensemble(folder: Path, method: str | None = None, fast: bool = True) ->
     `fast=False` keeps the networks as trained (for benchmarks; predictions agree within 2e-5).
     """
     if (folder / "model.json").is_file():
-        return Ensemble([load_for_inference(folder, fast)])
+        return Ensemble([load_for_inference(folder, fast)], [model_provenance(folder)])
     if not (folder / "folds.tsv").is_file():
         raise InputFileError(folder, "neither a prlkit train folder (model.json) nor a prlkit cv folder (folds.tsv)")
     if method is None:
@@ -92,7 +96,7 @@ def load_ensemble(folder: Path, method: str | None = None, fast: bool = True) ->
     models = [load_for_inference(path.parent, fast) for path in fold_dirs]
     if any(m.config.patches != models[0].config.patches or m.feature_set != models[0].feature_set for m in models):
         raise InputFileError(folder, "fold models disagree on patch settings or lesion features")
-    return Ensemble(models)
+    return Ensemble(models, [model_provenance(path.parent) for path in fold_dirs])
 
 
 def predict_session(data: SessionData, ensemble: Ensemble, device: torch.device) -> pd.DataFrame:
@@ -162,17 +166,21 @@ def write_session(root: Path, data: SessionData | PredictedSession, table: pd.Da
         table[LESION_OUTPUT_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
-def write_dataset_description(root: Path, source: Path | None = None) -> None:
-    """BIDS-derivatives dataset_description.json naming prlkit, its version and the predicted dataset.
+def write_dataset_description(root: Path, source: Path | None = None,
+                              models: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+    """BIDS-derivatives dataset_description.json: GeneratedBy names prlkit, its version, the software versions
+    and the `models` used (`prlkit.provenance.model_provenance`); SourceDatasets the predicted dataset.
 
-    `source` (the BIDS folder or manifest) goes to SourceDatasets as a file URL: `prlkit report` reads it.
+    `source` (the BIDS folder or manifest) goes to SourceDatasets as a file URL (`prlkit report` reads it),
+    with the DOI and Name of its own dataset_description.json when it has them.
     """
+    generated_by = {"Name": "prlkit", "Version": __version__, "Software": software_versions(), "Models": models or []}
     description = {
         "Name": "prlkit paramagnetic rim lesion predictions",
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "prlkit", "Version": __version__}],
-    } | ({"SourceDatasets": [{"URL": Path(source).resolve().as_uri()}]} if source else {})
+        "GeneratedBy": [generated_by],
+    } | ({"SourceDatasets": [source_dataset(source)]} if source else {})
     write_text_atomic(root / "derivatives" / "prlkit" / "dataset_description.json", json.dumps(description, indent=2) + "\n")
 
 
@@ -235,7 +243,7 @@ def predict_sessions(sessions: list[SessionFiles], ensemble: Ensemble, out: Path
     base = Path("derivatives", "prlkit")
     remove_stale(out / base)
     with staged_output(out) as staging:
-        write_dataset_description(staging, source)
+        write_dataset_description(staging, source, ensemble.provenance)
         for session in tqdm(predicted, desc="write", unit="session", disable=not progress):
             write_session(staging, session, session.table)
         if skip_invalid:

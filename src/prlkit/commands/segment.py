@@ -108,7 +108,8 @@ def _predict(args: argparse.Namespace, cohort) -> int:
     from prlkit.train.loop import resolve_device
 
     models = load_segmentation_models(args.model)
-    metrics = predict_segmentation(cohort.sessions, models, args.out, resolve_device(args.device), not args.no_progress)
+    metrics = predict_segmentation(cohort.sessions, models, args.out, resolve_device(args.device), not args.no_progress,
+                                   source=Path(args.dataset))
     if metrics is not None:
         print(metrics.to_string(index=False))
     print(f"outputs in {args.out / 'derivatives' / 'prlkit'}")

@@ -1,11 +1,13 @@
 """Patch sets for a whole cohort, cached on disk so a second run does not recompute.
 
-A cache entry is a folder named by a hash of the patch and lesion settings and of every input
-file's path, size and modification time: any change of settings or inputs gives a new key, so
-stale patches are never reused. It holds `patches.npy` (float16, memory-mappable, shape
-(N, 3, S, S, S), channels `prlkit.data.patches.CHANNELS`), `lesions.tsv` (every lesion of the
-cohort, excluded ones too; column `patch`
-is the row in patches.npy or -1), `features.npy` (float64 (L, F): lesion-level QSM features of
+A cache entry is a folder named by a hash of the prlkit version, the patch and lesion settings and
+every input file's path, size and modification time: any change of version, settings or inputs gives
+a new key, so stale patches are never reused. The version stands for the extraction code: a change to
+how patches or features are computed ships under a new version (a `.devN` one between releases).
+
+The folder holds `patches.npy` (float16, memory-mappable, shape (N, 3, S, S, S), channels
+`prlkit.data.patches.CHANNELS`), `lesions.tsv` (every lesion of the cohort, excluded ones too; column
+`patch` is the row in patches.npy or -1), `features.npy` (float64 (L, F): lesion-level QSM features of
 every lesion-table row, from the raw map in ppm, see `prlkit.data.features`), `features.json`
 (their names, in column order) and `config.json`; `features-<set>.npy` holds an opt-in feature
 set once a method asked for it (`with_feature_set`).
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+import prlkit
 from prlkit.atomic import atomic_directory, atomic_path, write_text_atomic
 from prlkit.config import Config, LesionConfig
 from prlkit.data.bids import Cohort, SessionFiles
@@ -32,7 +35,6 @@ from prlkit.data.patches import CHANNELS, session_patches
 from prlkit.data.session import load_session
 from prlkit.errors import PrlkitError
 
-CACHE_FORMAT = 5  # bump when the layout or the patch computation changes
 CACHE_DTYPE = np.float16  # halves disk and memory; 5e-4 relative precision is far below MRI noise
 
 
@@ -66,7 +68,8 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(cohort: Cohort, config: Config) -> str:
-    """Hash of the settings that shape patches and of every input file's identity."""
+    """Hash of the prlkit version (the code that computes patches), the settings that shape them and every
+    input file's identity."""
     files = []
     for session in cohort.sessions:
         for path in (session.qsm, session.flair, session.lesions, session.rim_table, session.prl_mask):
@@ -74,7 +77,7 @@ def cache_key(cohort: Cohort, config: Config) -> str:
                 stat = path.stat()
                 files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
     payload = {
-        "format": CACHE_FORMAT,
+        "prlkit": prlkit.__version__,
         "lesions": dataclasses.asdict(config.lesions),
         "patches": dataclasses.asdict(config.patches),
         "files": files,

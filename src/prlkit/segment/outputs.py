@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from prlkit.data.session import load_session
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.eval.folds import load_folds
 from prlkit.predict import session_outputs, write_dataset_description
+from prlkit.provenance import model_provenance
 from prlkit.segment.model import METHOD, SegmentationModel, load_segmentation_model, segment_lesions
 from prlkit.segment.readout import confusion_matrix, detection_f1, dice_per_class
 from prlkit.segment.volumes import CLASS_NAMES, NON_PRL, PRL, SegmentVolume, load_segment_volume
@@ -40,10 +42,12 @@ LESION_COLUMNS = [
 @dataclass
 class SegmentationModels:
     """One trained model, or the fold models of a cv run; `held_out` maps each participant of that
-    run to the model of the fold that never saw it, so labelled sessions get out-of-fold metrics."""
+    run to the model of the fold that never saw it, so labelled sessions get out-of-fold metrics.
+    `provenance`: the model folders (`prlkit.provenance.model_provenance`), for dataset_description.json."""
 
     models: list[SegmentationModel]
     held_out: dict[str, SegmentationModel] = field(default_factory=dict)
+    provenance: list[dict[str, Any]] = field(default_factory=list)
 
     def for_participant(self, participant_id: str) -> list[SegmentationModel]:
         """The participant's out-of-fold model, or else every model (their mean is used)."""
@@ -53,7 +57,7 @@ class SegmentationModels:
 def load_segmentation_models(folder: Path) -> SegmentationModels:
     """A `prlkit segment train` folder (one model), or a `prlkit cv` folder (its prlseg fold models)."""
     if (folder / "model.json").is_file():
-        return SegmentationModels([load_segmentation_model(folder)])
+        return SegmentationModels([load_segmentation_model(folder)], provenance=[model_provenance(folder)])
     fold_dirs = sorted(path.parent for path in (folder / METHOD).glob("fold-*/model.json"))
     if not fold_dirs or not (folder / "folds.tsv").is_file():
         raise InputFileError(folder, f"neither a segment train folder (model.json) nor a cv folder with {METHOD} models")
@@ -63,7 +67,7 @@ def load_segmentation_models(folder: Path) -> SegmentationModels:
         raise InputFileError(folder, "fold models disagree on segmentation or normalisation settings")
     folds = load_folds(folder / "folds.tsv")
     held_out = {pid: models[fold] for pid, fold in zip(folds["participant_id"], folds["fold"]) if fold in models}
-    return SegmentationModels(list(models.values()), held_out)
+    return SegmentationModels(list(models.values()), held_out, [model_provenance(path) for path in fold_dirs])
 
 
 def segmentation_paths(root: Path, files: SessionFiles) -> dict[str, Path]:
@@ -104,11 +108,11 @@ def session_metrics(volume: SegmentVolume, probabilities: np.ndarray, table: pd.
             "f1": detection_f1(y, decision)}  # fmt: skip
 
 
-def predict_segmentation(sessions: list[SessionFiles], models: SegmentationModels, out: Path,
-                         device: torch.device, progress: bool = True) -> pd.DataFrame | None:  # fmt: skip
+def predict_segmentation(sessions: list[SessionFiles], models: SegmentationModels, out: Path, device: torch.device,
+                         progress: bool = True, source: Path | None = None) -> pd.DataFrame | None:  # fmt: skip
     """Check every session, then segment each one (mean class probabilities and mean calibrated lesion
     probability of its models, mean threshold) and write its outputs; with rim labels, also the paper's
-    metrics (returned, and written)."""
+    metrics (returned, and written). `source`: the dataset, recorded in dataset_description.json."""
     from tqdm.auto import tqdm
 
     if not sessions:
@@ -116,7 +120,7 @@ def predict_segmentation(sessions: list[SessionFiles], models: SegmentationModel
     config = models.models[0].config
     for files in tqdm(sessions, desc="check", unit="session", disable=not progress):
         load_session(files, config.lesions)
-    write_dataset_description(out)
+    write_dataset_description(out, source, models.provenance)
     rows, decisions = [], []
     for files in tqdm(sessions, desc="segment", unit="session", disable=not progress):
         volume = load_segment_volume(files, config)

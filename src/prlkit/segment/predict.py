@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,10 @@ class SegmentationPredictor:
     @property
     def config(self) -> Config:
         return self.models.models[0].config
+
+    @property
+    def provenance(self) -> list[dict[str, Any]]:
+        return self.models.provenance
 
     def lesion_table(self, data: SessionData, device: torch.device) -> pd.DataFrame:
         """The session's lesion table with `probability` and `rim_pred` (NaN / 0 for excluded lesions)."""
