@@ -53,8 +53,17 @@ def test_manifest_csv(bids, tmp_path):
         "derivatives/lesions/sub-01/anat/sub-01_desc-lesions_dseg.tsv,X\n"
     )
     [session] = discover_cohort(manifest).sessions
-    assert session.participant_id == "p1" and session.site == "X"
+    assert session.participant_id == "sub-p1" and session.site == "X"  # BIDS prefix added
     assert session.qsm == bids / "sub-01/anat/sub-01_Chimap.nii.gz" and session.rim_table.is_file()
+
+
+def test_manifest_ids_get_their_bids_prefixes_once(bids):
+    manifest = bids / "manifest.csv"
+    row = ("sub-01/anat/sub-01_Chimap.nii.gz,sub-01/anat/sub-01_FLAIR.nii.gz,"
+           "derivatives/lesions/sub-01/anat/sub-01_desc-lesions_dseg.nii.gz")
+    manifest.write_text(f"participant_id,session_id,qsm,flair,lesions\n01,1,{row}\nsub-02,ses-2,{row}\n")
+    ids = [(s.participant_id, s.session_id) for s in discover_cohort(manifest).sessions]
+    assert ids == [("sub-01", "ses-1"), ("sub-02", "ses-2")]
 
 
 def test_manifest_missing_column(tmp_path):

@@ -150,6 +150,14 @@ MANIFEST_REQUIRED = ("participant_id", "qsm", "flair", "lesions")
 MANIFEST_FILES = ("qsm", "flair", "lesions", "t1w", "rim_table", "prl_mask")
 
 
+def bids_label(value: str | None, entity: str) -> str | None:
+    """An id with its BIDS entity prefix (`01` -> `sub-01` for entity `sub`); None stays None. Manifest ids may
+    omit the prefix; every output path and table names participants and sessions the BIDS way."""
+    if value is None or value.startswith(f"{entity}-"):
+        return value
+    return f"{entity}-{value}"
+
+
 def _from_manifest(manifest: Path) -> Cohort:
     table = read_table(manifest, delimiter=",")
     if table.empty:
@@ -160,10 +168,10 @@ def _from_manifest(manifest: Path) -> Cohort:
     base = manifest.parent
     sessions, seen = [], set()
     for line, row in enumerate(table.to_dict(orient="records"), start=2):
-        participant = row["participant_id"]
-        if not participant:
+        if not row["participant_id"]:
             raise InputFileError(manifest, f"line {line}: empty participant_id")
-        session = row.get("session_id") or None
+        participant = bids_label(row["participant_id"], "sub")
+        session = bids_label(row.get("session_id") or None, "ses")
         if (participant, session) in seen:
             raise InputFileError(manifest, f"line {line}: {participant} {session or ''} listed twice".strip())
         seen.add((participant, session))

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from prlkit import __version__
 from prlkit.atomic import atomic_directory
-from prlkit.data.bids import Cohort, PrlkitWarning, SessionFiles, read_table
+from prlkit.data.bids import Cohort, PrlkitWarning, SessionFiles, bids_label, read_table
 from prlkit.data.images import GRID_TOLERANCE_MM, Volume, corner_distance_mm, read_label_volume, read_volume, write_nifti
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.prep.qc import write_qc_png
@@ -77,10 +77,7 @@ def _check_out(out: Path, dataset_root: Path) -> Path:
 
 def bids_names(files: SessionFiles) -> tuple[str, str | None, str, Path]:
     """(participant, session, file prefix, folder relative to the dataset root) with BIDS `sub-`/`ses-` prefixes."""
-    participant = files.participant_id if files.participant_id.startswith("sub-") else f"sub-{files.participant_id}"
-    session = files.session_id
-    if session and not session.startswith("ses-"):
-        session = f"ses-{session}"
+    participant, session = bids_label(files.participant_id, "sub"), bids_label(files.session_id, "ses")
     prefix = f"{participant}_{session}" if session else participant
     return participant, session, prefix, Path(participant, session) if session else Path(participant)
 
