@@ -1,5 +1,7 @@
 """Configs: named profiles, YAML/JSON round trips, strict keys and values."""
 
+import re
+
 import pytest
 
 from prlkit.config import Config, config_from_dict, get_profile, load_config, save_config
@@ -29,8 +31,61 @@ def test_partial_file_overrides_its_profile(tmp_path):
 
 def test_unknown_key_names_the_file(tmp_path):
     (tmp_path / "c.yaml").write_text("patches:\n  sise: 24\n")
-    with pytest.raises(PrlkitError, match=r"c\.yaml: unknown config key patches\.sise"):
+    with pytest.raises(PrlkitError, match=r"c\.yaml: unknown config key patches\.sise") as error:
         load_config(tmp_path / "c.yaml")
+    assert "\n" not in str(error.value)
+
+
+def test_yaml_1_1_exponent_strings_load_as_floats(tmp_path):
+    # YAML 1.1 reads `1e-4` (no dot) as the string '1e-4'; the field's type makes it the float it means
+    (tmp_path / "c.yaml").write_text("finetune:\n  learning_rate: 1e-4\n  max_epochs: 12.0\n"
+                                     "segment:\n  train: {learning_rate: 5e-3}\n")
+    config = load_config(tmp_path / "c.yaml")
+    assert type(config.finetune.learning_rate) is float and config.finetune.learning_rate == 1e-4
+    assert type(config.finetune.max_epochs) is int and config.finetune.max_epochs == 12
+    assert config.segment.train.learning_rate == 5e-3
+
+
+def test_a_method_override_is_typed_when_applied():
+    from prlkit.methods.registry import method_config
+
+    config = config_from_dict({"methods": {"frodo_scratch": {"finetune": {"learning_rate": "1e-4"}}}})
+    assert method_config("frodo_scratch", config).finetune.learning_rate == 1e-4
+    with pytest.raises(PrlkitError, match=r"^config methods\.frodo_scratch\.finetune\.max_epochs: .*valid integer"):
+        config_from_dict({"methods": {"frodo_scratch": {"finetune": {"max_epochs": "ten"}}}})
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("finetune:\n  max_epochs: ten\n", r"config finetune\.max_epochs: input should be a valid integer.*'ten'"),
+        ("pretrain: {patience: 2.5}\n", r"config pretrain\.patience: .*fractional part"),
+        ("segment:\n  train:\n    batch_size: many\n", r"config segment\.train\.batch_size: .*valid integer"),
+        ("segment:\n  train:\n    max_epochs: 0\n", r"config segment\.train: train\.max_epochs must be >= 1"),
+        ("segment:\n  train:\n    epochs: 3\n", r"unknown config key segment\.train\.epochs"),
+        ("patches: {qsm_window_ppm: [-0.1, high]}\n", r"config patches\.qsm_window_ppm\[1\]: .*valid number"),
+        ("patches: {gate: maybe}\n", r"config patches\.gate: .*valid boolean"),
+        ("lesions: {map_kind: 3}\n", r"config lesions\.map_kind: .*valid string"),
+        ("finetune: {calibration: isotonic}\n", r"finetune\.calibration must be prior, platt or temperature"),
+    ],
+    ids=["int_word", "int_fraction", "nested_type", "nested_check", "nested_unknown", "tuple_item", "bool", "str",
+         "choice"],
+)
+def test_a_wrong_value_is_one_line_naming_the_file_and_the_full_key(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(PrlkitError, match=rf"^{re.escape(str(tmp_path / 'bad.yaml'))}: {message}") as error:
+        load_config(tmp_path / "bad.yaml")
+    assert "\n" not in str(error.value)
+
+
+def test_the_cli_reports_a_bad_config_in_one_line_before_any_work(tmp_path, capsys):
+    from prlkit.cli import main
+
+    (tmp_path / "bad.yaml").write_text("finetune:\n  max_epochs: ten\n")
+    code = main(["train", str(tmp_path / "no_cohort"), "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"{tmp_path}/bad.yaml: config finetune.max_epochs:" in err and not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize(

@@ -3,17 +3,21 @@
 Profiles: `paper` follows the authors' released code (64³ patches, their network and recipe);
 `quick` is a smaller, faster variant that makes CPU demos and tests practical (24³ patches). A
 YAML or JSON file may override any field; unknown keys are errors so that a typo never silently
-falls back to a default.
+falls back to a default, and every value is checked against its field's type (pydantic), so that
+YAML 1.1's string `1e-4` becomes the float it means and `max_epochs: ten` is an error naming the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import yaml
 
 from prlkit.atomic import write_text_atomic
@@ -428,6 +432,10 @@ def config_from_dict(data: dict[str, Any], base: Config | None = None, source: P
 
 
 def _merge(obj: Any, data: dict[str, Any], prefix: str) -> Any:
+    """`obj` with the fields `data` names replaced, each value checked against its field's type.
+
+    `prefix` is the dotted path of `obj` in the config (e.g. ``segment.train.``); errors name the full key.
+    """
     if not isinstance(data, dict):
         raise PrlkitError(f"config section {prefix.rstrip('.') or '(top)'} must be a mapping")
     fields = {f.name: f for f in dataclasses.fields(obj)}
@@ -440,11 +448,35 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str) -> Any:
             raise PrlkitError(f"config {prefix}{key} must be a mapping")
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value, prefix=f"{prefix}{key}.")
-        elif isinstance(current, tuple):
-            changes[key] = tuple(value)
-        else:
+        elif isinstance(current, dict):  # `network` and `methods`: checked where they are applied
             changes[key] = value
-    return dataclasses.replace(obj, **changes)
+        else:
+            changes[key] = _typed(type(obj), key, value, f"{prefix}{key}")
+    try:
+        return dataclasses.replace(obj, **changes)
+    except PrlkitError as error:  # a section's own check; name its full path where it names a shorter one
+        section = prefix.rstrip(".")
+        if not section or str(error).startswith(section):
+            raise
+        raise PrlkitError(f"config {section}: {error}") from None
+
+
+@functools.cache
+def _field_validator(cls: type, name: str) -> pydantic.TypeAdapter:
+    """pydantic's validator for one field's annotated type (resolved: this module postpones annotations)."""
+    return pydantic.TypeAdapter(typing.get_type_hints(cls)[name])
+
+
+def _typed(cls: type, name: str, value: Any, key: str) -> Any:
+    """`value` as field `name` of `cls` types it (lax: the string '1e-4' becomes a float, a list a tuple),
+    or a one-line error naming `key` (the dotted path in the config)."""
+    try:
+        return _field_validator(cls, name).validate_python(value)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+        raise PrlkitError(f"config {key}{where}: {first['msg'][0].lower()}{first['msg'][1:]} "
+                          f"(got {first['input']!r})") from None
 
 
 def load_config(path: Path | str, profile: str | None = None, default_profile: str = "paper") -> Config:
