@@ -67,9 +67,10 @@ def test_a_method_override_is_typed_when_applied():
         ("patches: {gate: maybe}\n", r"config patches\.gate: .*valid boolean"),
         ("lesions: {map_kind: 3}\n", r"config lesions\.map_kind: .*valid string"),
         ("finetune: {calibration: isotonic}\n", r"finetune\.calibration must be prior, platt or temperature"),
+        ("finetune: {max_epochs: yes}\n", r"config finetune\.max_epochs: a yes/no value where a int belongs"),
     ],
     ids=["int_word", "int_fraction", "nested_type", "nested_check", "nested_unknown", "tuple_item", "bool", "str",
-         "choice"],
+         "choice", "yes_for_int"],
 )
 def test_a_wrong_value_is_one_line_naming_the_file_and_the_full_key(tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)

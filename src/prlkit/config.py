@@ -469,7 +469,12 @@ def _field_validator(cls: type, name: str) -> pydantic.TypeAdapter:
 
 def _typed(cls: type, name: str, value: Any, key: str) -> Any:
     """`value` as field `name` of `cls` types it (lax: the string '1e-4' becomes a float, a list a tuple),
-    or a one-line error naming `key` (the dotted path in the config)."""
+    or a one-line error naming `key` (the dotted path in the config). A yes/no value (YAML `yes`, `true`) is a
+    bool only: pydantic's lax mode would read it as 1 where a number belongs."""
+    annotation = typing.get_type_hints(cls)[name]
+    if isinstance(value, bool) and bool not in (annotation, *typing.get_args(annotation)):
+        raise PrlkitError(f"config {key}: a yes/no value where a {getattr(annotation, '__name__', annotation)} "
+                          f"belongs (got {value!r})")
     try:
         return _field_validator(cls, name).validate_python(value)
     except pydantic.ValidationError as error:
