@@ -64,11 +64,18 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser with prlkit's help formatter; its sub-command parsers (nested ones too) get it as well."""
+    """An ArgumentParser with prlkit's help formatter and -v/-q; its sub-command parsers (nested ones too) get
+    both as well, so `prlkit -v train ...` and `prlkit train ... -v` are the same."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        # SUPPRESS: a sub-command parser sets log_level only when its own -v/-q is given, never resetting the top's
+        verbosity = self.add_mutually_exclusive_group()
+        verbosity.add_argument("-v", "--verbose", dest="log_level", action="store_const", const=logging.DEBUG,
+                               default=argparse.SUPPRESS, help="also print debug messages and the libraries' warnings")
+        verbosity.add_argument("-q", "--quiet", dest="log_level", action="store_const", const=logging.WARNING,
+                               default=argparse.SUPPRESS, help="print warnings and errors only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="prlkit",
         description="Paramagnetic rim lesion (PRL) classification from QSM + FLAIR MRI.",
     )
-    parser.add_argument("--version", action="version", version=f"prlkit {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
+    parser.add_argument("--version", action="version", version=f"prlkit {__version__}", help="print "
+                        "`prlkit <version>` and exit")  # fmt: skip
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help=f"CPU threads for PyTorch (default: $OMP_NUM_THREADS when set, else the CPUs this "
                              f"process may use minus the 1-minute load average, at least 1 and at most "
@@ -111,10 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="prlkit: %(levelname)s: %(message)s",
-    )
+    level = getattr(args, "log_level", logging.INFO)
+    logging.basicConfig(level=level, format="prlkit: %(levelname)s: %(message)s")
+    log.setLevel(level)  # also where logging was configured before (tests, embedding programs)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -122,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
         try:
+            if getattr(args, "device", None) is not None:  # a bad --device fails here, before any data is read
+                from prlkit.train.loop import resolve_device
+
+                resolve_device(args.device)
             return int(args.func(args) or 0)
         except PrlkitError as error:
             print(f"prlkit: error: {error}", file=sys.stderr)
