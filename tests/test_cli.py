@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from prlkit import __version__
-from prlkit.cli import build_parser, default_threads, main, set_threads
+from prlkit.cli import bids_app_argv, build_parser, default_threads, main, set_threads
 from prlkit.commands import report as report_command
 
 
@@ -99,6 +99,24 @@ def test_simulate_synth_profile_and_its_deprecated_alias(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["simulate", "out", "--synth-profile", "paper"])
     assert "invalid choice: 'paper'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "translated"), [
+    (["bids", "out", "participant", "--model", "m", "--participant-label", "01"],
+     ["predict", "bids", "--out", "out", "--model", "m", "--participant-label", "01"]),
+    (["bids", "out", "group", "--top", "3"], ["report", "out", "--dataset", "bids", "--top", "3"]),
+    (["predict", "bids", "participant"], ["predict", "bids", "participant"]),  # a command stays a command
+    (["trian", "bids", "--out", "o"], ["trian", "bids", "--out", "o"]),  # a typo is still an unknown command
+    (["-v", "bids", "out", "participant"], ["-v", "bids", "out", "participant"]),
+])  # fmt: skip
+def test_bids_app_form_is_predict_or_report(argv, translated):
+    assert bids_app_argv(argv) == translated
+
+
+def test_bids_app_form_needs_a_known_level(capsys):
+    with pytest.raises(SystemExit):
+        main(["bids", "out", "session"])
+    assert "invalid choice: 'bids'" in capsys.readouterr().err
 
 
 def test_no_command_prints_help(capsys):

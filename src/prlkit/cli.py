@@ -17,6 +17,7 @@ from prlkit.errors import PrlkitError
 COMMANDS = ["simulate", "prepare", "validate", "train", "cv", "compare", "predict", "segment", "report",
             "convert_checkpoint", "demo"]
 MAX_DEFAULT_THREADS = 4  # small 3D networks gain little from more CPU threads
+BIDS_APP_LEVELS = ("participant", "group")  # the analysis levels of a BIDS App (bids-apps.neuroimaging.io)
 INTERRUPTED = 130  # the shell's exit code for a process ended by Ctrl-C (128 + SIGINT)
 
 log = logging.getLogger("prlkit")
@@ -83,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="prlkit",
         description="Paramagnetic rim lesion (PRL) classification from QSM + FLAIR MRI.",
+        epilog="As a BIDS App: `prlkit BIDS_DIR OUTPUT_DIR participant --model DIR [--participant-label L ...] "
+        "[predict options]` is `prlkit predict BIDS_DIR --out OUTPUT_DIR ...`; `prlkit BIDS_DIR OUTPUT_DIR group "
+        "[report options]` is `prlkit report OUTPUT_DIR --dataset BIDS_DIR ...` (one HTML page of every "
+        "participant's predictions).",
     )
     parser.add_argument("--version", action="version", version=f"prlkit {__version__}", help="print "
                         "`prlkit <version>` and exit")  # fmt: skip
@@ -95,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         importlib.import_module(f"prlkit.commands.{name}").register(subparsers)
     return parser
+
+
+def bids_app_argv(argv: list[str]) -> list[str]:
+    """The BIDS-Apps call `BIDS_DIR OUTPUT_DIR participant|group [options]` as the prlkit command doing that level's
+    work (see the parser's epilog); any other command line unchanged."""
+    commands = {name.replace("_", "-") for name in COMMANDS}
+    if len(argv) < 3 or argv[0] in commands or argv[0].startswith("-") or argv[2] not in BIDS_APP_LEVELS:
+        return argv
+    bids_dir, output_dir, level, *options = argv
+    if level == "participant":
+        return ["predict", bids_dir, "--out", output_dir, *options]
+    return ["report", output_dir, "--dataset", bids_dir, *options]
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
@@ -117,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from prlkit.atomic import public_path
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(bids_app_argv(sys.argv[1:] if argv is None else argv))
     level = getattr(args, "log_level", logging.INFO)
     logging.basicConfig(level=level, format="prlkit: %(levelname)s: %(message)s")
     log.setLevel(level)  # also where logging was configured before (tests, embedding programs)

@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", help="with a cv folder: which method's fold models, prlseg included "
                         "(default: its reference)")
     parser.add_argument("--out", required=True, type=Path, help="output root (derivatives/prlkit is created in it)")
-    parser.add_argument("--participant-label", nargs="+", metavar="LABEL", help="only these participants "
-                        "(with or without 'sub-'), e.g. one per cluster job")  # fmt: skip
+    parser.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL", help="only these "
+                        "participants (with or without 'sub-'), e.g. one per cluster job")  # fmt: skip
     parser.add_argument("--qsm", type=Path, help="single-session mode: QSM NIfTI (ppm)")
     parser.add_argument("--flair", type=Path, help="single-session mode: FLAIR NIfTI")
     parser.add_argument("--lesions", type=Path, help="single-session mode: lesion map NIfTI")
