@@ -1,6 +1,6 @@
 """Learning curves over cohort size: held-out ROC/PR-AUC after training on 15, 30, 60, 88 participants.
 
-For every generator setting (`prlkit simulate --profile default|noisy`) and cohort seed S:
+For every generator setting (`prlkit simulate --synth-profile default|noisy`) and cohort seed S:
 simulate a training cohort (seed S, `--train-subjects` participants) and a test cohort of the same
 setting (seed S + 1, `--test-subjects` participants); for every size N, train each method on the
 first N participants of a seeded permutation of the training cohort (nested subsets, written as a
@@ -38,7 +38,7 @@ def simulate(folder: Path, subjects: int, seed: int, setting: str) -> Path:
     """`prlkit simulate` into `folder` unless a finished cohort (its participants.tsv) is there."""
     if not (folder / "participants.tsv").exists():
         command = [sys.executable, "-m", "prlkit", "simulate", str(folder), "--subjects", str(subjects),
-                   "--seed", str(seed), "--profile", setting, "--jobs", "1"]
+                   "--seed", str(seed), "--synth-profile", setting, "--jobs", "1"]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return folder
 

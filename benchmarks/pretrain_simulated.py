@@ -6,7 +6,7 @@ BatchNorm: at lr 1e-3 the BatchNorm network stayed at chance on this cohort, the
 learned (benchmarks/README.md, "Pretraining on simulated lesions: what stopped the network").
 
 Steps (each skipped when its output exists, so an interrupted run continues):
-1. `prlkit simulate WORK/cohort --profile randomised --subjects N --seed S` (every subject draws its
+1. `prlkit simulate WORK/cohort --synth-profile randomised --subjects N --seed S` (every subject draws its
    own rim, lesion-size, vein and noise settings; truth labels);
 2. `prlkit train WORK/cohort --method frodo_scratch --config WORK/pretrain.yaml --seed 0 --out WORK/model`
    (`TRAINING`: quick with GroupNorm, the fine-tuning stage only, a fixed 8 epochs, the last kept);
@@ -63,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     cohort, model = args.work / "cohort", args.work / "model"
     if not (cohort / "participants.tsv").exists():
-        prlkit_command(["simulate", str(cohort), "--profile", "randomised", "--subjects", str(args.subjects),
+        prlkit_command(["simulate", str(cohort), "--synth-profile", "randomised", "--subjects", str(args.subjects),
                         "--seed", str(args.seed), "--jobs", "1"], args.threads)
     if not (model / "model.safetensors").exists():
         settings = args.work / "pretrain.yaml"
@@ -77,7 +77,7 @@ def main() -> None:
     shutil.copyfile(model / "model.safetensors", weights)
     provenance = {
         "command": shlex.join([sys.executable, *sys.argv]),
-        "generator": {"command": f"prlkit simulate COHORT --profile randomised --subjects {args.subjects} "
+        "generator": {"command": f"prlkit simulate COHORT --synth-profile randomised --subjects {args.subjects} "
                                  f"--seed {args.seed}", "lesions": len(truth), "rim_pos": int(truth["rim"].sum())},
         "training": {"command": "prlkit train COHORT --method frodo_scratch --config pretrain.yaml --seed 0",
                      "config": TRAINING, **{k: v for k, v in meta["training"].items() if k != "stages"}},

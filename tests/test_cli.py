@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from prlkit import __version__
-from prlkit.cli import build_parser, default_threads, main, set_threads
+from prlkit.cli import bids_app_argv, build_parser, default_threads, main, set_threads
 from prlkit.commands import report as report_command
 
 
@@ -18,7 +18,105 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
-    assert __version__ in capsys.readouterr().out
+    assert capsys.readouterr().out == f"prlkit {__version__}\n"
+
+
+@pytest.fixture
+def prlkit_log_level():
+    """Restores the `prlkit` logger's level, which main() sets from -v/-q."""
+    logger = logging.getLogger("prlkit")
+    before = logger.level
+    yield logger
+    logger.setLevel(before)
+
+
+@pytest.mark.parametrize(("options", "level"), [
+    ([], logging.INFO),
+    (["-v"], logging.DEBUG),
+    (["--verbose"], logging.DEBUG),
+    (["-q"], logging.WARNING),
+    (["--quiet"], logging.WARNING),
+])  # fmt: skip
+def test_verbose_and_quiet_before_or_after_the_command(monkeypatch, prlkit_log_level, options, level):
+    seen = []
+    monkeypatch.setattr(report_command, "run", lambda args: seen.append(prlkit_log_level.getEffectiveLevel()))
+    assert main([*options, "report", "folder"]) == 0
+    assert main(["report", "folder", *options]) == 0
+    assert seen == [level, level]
+
+
+def test_verbose_and_quiet_after_a_nested_command_and_not_together(monkeypatch, prlkit_log_level, capsys):
+    from prlkit.commands import segment
+
+    monkeypatch.setattr(segment, "run", lambda args: prlkit_log_level.getEffectiveLevel())
+    assert main(["segment", "predict", "data", "--model", "m", "--out", "o", "-q"]) == logging.WARNING
+    with pytest.raises(SystemExit):
+        main(["report", "folder", "-v", "-q"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+DEVICE_COMMANDS = [
+    ["train", "data", "--out", "o"],
+    ["cv", "data", "--out", "o"],
+    ["predict", "data", "--model", "m", "--out", "o"],
+    ["segment", "train", "data", "--out", "o"],
+    ["segment", "predict", "data", "--model", "m", "--out", "o"],
+    ["demo", "--out", "o"],
+]
+
+
+@pytest.mark.parametrize("command", DEVICE_COMMANDS, ids=lambda command: " ".join(command[:2]))
+def test_a_bad_device_is_one_line_before_any_work(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--device", "gpu"]) == 1
+    assert capsys.readouterr().err == ("prlkit: error: --device gpu: not a device prlkit runs on; use auto, cpu, cuda "
+                                       "or cuda:N\n")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []  # no output folder, no cache
+
+
+@pytest.mark.parametrize(("gpus", "line"), [
+    (0, "--device cuda:9: PyTorch finds no CUDA GPU on this machine; use cpu or auto"),
+    (2, "--device cuda:9: this machine has 2 GPU(s), cuda:0 to cuda:1"),
+])  # fmt: skip
+def test_a_missing_gpu_is_one_line(monkeypatch, capsys, gpus, line):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert main(["predict", "data", "--model", "m", "--out", "o", "--device", "cuda:9"]) == 1
+    assert capsys.readouterr().err == f"prlkit: error: {line}\n"
+
+
+def test_simulate_synth_profile_and_its_deprecated_alias(capsys):
+    parser = build_parser()
+    assert parser.parse_args(["simulate", "out"]).synth_profile == "default"
+    assert parser.parse_args(["simulate", "out", "--synth-profile", "noisy"]).synth_profile == "noisy"
+    assert parser.parse_args(["demo", "--synth-profile", "tiny"]).synth_profile == "tiny"
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args(["simulate", "out", "--profile", "randomised"]).synth_profile == "randomised"
+    assert capsys.readouterr().err == ("prlkit: warning: --profile is deprecated and will be removed in the next "
+                                       "release; use --synth-profile\n")  # fmt: skip
+    with pytest.raises(SystemExit):
+        parser.parse_args(["simulate", "out", "--synth-profile", "paper"])
+    assert "invalid choice: 'paper'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "translated"), [
+    (["bids", "out", "participant", "--model", "m", "--participant-label", "01"],
+     ["predict", "bids", "--out", "out", "--model", "m", "--participant-label", "01"]),
+    (["bids", "out", "group", "--top", "3"], ["report", "out", "--dataset", "bids", "--top", "3"]),
+    (["predict", "bids", "participant"], ["predict", "bids", "participant"]),  # a command stays a command
+    (["trian", "bids", "--out", "o"], ["trian", "bids", "--out", "o"]),  # a typo is still an unknown command
+    (["-v", "bids", "out", "participant"], ["-v", "bids", "out", "participant"]),
+])  # fmt: skip
+def test_bids_app_form_is_predict_or_report(argv, translated):
+    assert bids_app_argv(argv) == translated
+
+
+def test_bids_app_form_needs_a_known_level(capsys):
+    with pytest.raises(SystemExit):
+        main(["bids", "out", "session"])
+    assert "invalid choice: 'bids'" in capsys.readouterr().err
 
 
 def test_no_command_prints_help(capsys):

@@ -85,6 +85,17 @@ def test_jobs_per_participant_share_one_output(trained, tmp_path):
     assert run_predict(dataset, "--model", model, "--out", tmp_path / "x", "--participant-label", "99") == 1
 
 
+def test_bids_app_form_predicts_each_participant_then_reports_the_group(trained, tmp_path):
+    dataset, model, _ = trained
+    for label in ("01", "02"):  # one cluster job per participant, the BIDS-Apps spelling of the option
+        assert main([str(dataset), str(tmp_path), "participant", "--model", str(model), "--participant_label", label,
+                     "--no-progress"]) == 0  # fmt: skip
+    subjects = pd.read_csv(tmp_path / "derivatives/prlkit/subjects.tsv", sep="\t")
+    assert list(subjects["participant_id"]) == ["sub-01", "sub-02"]
+    assert main([str(dataset), str(tmp_path), "group", "--top", "1"]) == 0
+    assert "sub-02" in (tmp_path / "report.html").read_text()
+
+
 def test_single_session_mode_matches_dataset_mode(trained, tmp_path):
     dataset, model, _ = trained
     anat, lesions = dataset / "sub-02" / "anat", dataset / "derivatives/lesions/sub-02/anat"

@@ -130,7 +130,7 @@ def test_cli_writes_cohort_and_preview(tmp_path):
     parser = argparse.ArgumentParser()
     simulate.register(parser.add_subparsers())
     out = tmp_path / "cohort"
-    args = parser.parse_args(["simulate", str(out), "--subjects", "1", "--seed", "1", "--profile", "tiny",
+    args = parser.parse_args(["simulate", str(out), "--subjects", "1", "--seed", "1", "--synth-profile", "tiny",
                               "--preview", "--jobs", "1"])
     assert args.func(args) == 0
     assert (out / "sourcedata" / "preview.png").stat().st_size > 10_000

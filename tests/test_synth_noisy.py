@@ -62,7 +62,7 @@ def test_simulate_cli_selects_the_noisy_profile(tmp_path):
     parser = argparse.ArgumentParser()
     simulate.register(parser.add_subparsers())
     out = tmp_path / "noisy"
-    args = parser.parse_args(["simulate", str(out), "--subjects", "1", "--seed", "1", "--profile", "noisy",
+    args = parser.parse_args(["simulate", str(out), "--subjects", "1", "--seed", "1", "--synth-profile", "noisy",
                               "--shape", *map(str, SHAPE), "--jobs", "1"])
     assert args.func(args) == 0
     assert "profile noisy" in (out / "dataset_description.json").read_text()

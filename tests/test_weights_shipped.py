@@ -24,7 +24,7 @@ from prlkit.weights import SIMULATED_QUICK, read_provenance, resolve_weights
 def test_shipped_weights_load_into_the_methods_network_and_say_how_they_were_made():
     provenance = read_provenance(SIMULATED_QUICK)
     assert provenance["sha256"] == hashlib.sha256(SIMULATED_QUICK.read_bytes()).hexdigest()
-    assert "--profile randomised" in provenance["generator"]["command"] and provenance["generator"]["rim_pos"] > 100
+    assert "profile randomised" in provenance["generator"]["command"] and provenance["generator"]["rim_pos"] > 100
     assert provenance["prlkit_version"] and "pretrain_simulated.py" in provenance["command"]
     config = method_config("frodo_simpretrained", get_profile("quick"))
     net = FrodoNet(config.frodo, seed=1)

@@ -17,6 +17,7 @@ from prlkit.errors import PrlkitError
 COMMANDS = ["simulate", "prepare", "validate", "train", "cv", "compare", "predict", "segment", "report",
             "convert_checkpoint", "demo"]
 MAX_DEFAULT_THREADS = 4  # small 3D networks gain little from more CPU threads
+BIDS_APP_LEVELS = ("participant", "group")  # the analysis levels of a BIDS App (bids-apps.neuroimaging.io)
 INTERRUPTED = 130  # the shell's exit code for a process ended by Ctrl-C (128 + SIGINT)
 
 log = logging.getLogger("prlkit")
@@ -64,11 +65,18 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser with prlkit's help formatter; its sub-command parsers (nested ones too) get it as well."""
+    """An ArgumentParser with prlkit's help formatter and -v/-q; its sub-command parsers (nested ones too) get
+    both as well, so `prlkit -v train ...` and `prlkit train ... -v` are the same."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        # SUPPRESS: a sub-command parser sets log_level only when its own -v/-q is given, never resetting the top's
+        verbosity = self.add_mutually_exclusive_group()
+        verbosity.add_argument("-v", "--verbose", dest="log_level", action="store_const", const=logging.DEBUG,
+                               default=argparse.SUPPRESS, help="also print debug messages and the libraries' warnings")
+        verbosity.add_argument("-q", "--quiet", dest="log_level", action="store_const", const=logging.WARNING,
+                               default=argparse.SUPPRESS, help="print warnings and errors only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,9 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="prlkit",
         description="Paramagnetic rim lesion (PRL) classification from QSM + FLAIR MRI.",
+        epilog="As a BIDS App: `prlkit BIDS_DIR OUTPUT_DIR participant --model DIR [--participant-label L ...] "
+        "[predict options]` is `prlkit predict BIDS_DIR --out OUTPUT_DIR ...`; `prlkit BIDS_DIR OUTPUT_DIR group "
+        "[report options]` is `prlkit report OUTPUT_DIR --dataset BIDS_DIR ...` (one HTML page of every "
+        "participant's predictions).",
     )
-    parser.add_argument("--version", action="version", version=f"prlkit {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
+    parser.add_argument("--version", action="version", version=f"prlkit {__version__}", help="print "
+                        "`prlkit <version>` and exit")  # fmt: skip
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help=f"CPU threads for PyTorch (default: $OMP_NUM_THREADS when set, else the CPUs this "
                              f"process may use minus the 1-minute load average, at least 1 and at most "
@@ -88,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         importlib.import_module(f"prlkit.commands.{name}").register(subparsers)
     return parser
+
+
+def bids_app_argv(argv: list[str]) -> list[str]:
+    """The BIDS-Apps call `BIDS_DIR OUTPUT_DIR participant|group [options]` as the prlkit command doing that level's
+    work (see the parser's epilog); any other command line unchanged."""
+    commands = {name.replace("_", "-") for name in COMMANDS}
+    if len(argv) < 3 or argv[0] in commands or argv[0].startswith("-") or argv[2] not in BIDS_APP_LEVELS:
+        return argv
+    bids_dir, output_dir, level, *options = argv
+    if level == "participant":
+        return ["predict", bids_dir, "--out", output_dir, *options]
+    return ["report", output_dir, "--dataset", bids_dir, *options]
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
@@ -110,11 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     from prlkit.atomic import public_path
 
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="prlkit: %(levelname)s: %(message)s",
-    )
+    args = parser.parse_args(bids_app_argv(sys.argv[1:] if argv is None else argv))
+    level = getattr(args, "log_level", logging.INFO)
+    logging.basicConfig(level=level, format="prlkit: %(levelname)s: %(message)s")
+    log.setLevel(level)  # also where logging was configured before (tests, embedding programs)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -122,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
         try:
+            if getattr(args, "device", None) is not None:  # a bad --device fails here, before any data is read
+                from prlkit.train.loop import resolve_device
+
+                resolve_device(args.device)
             return int(args.func(args) or 0)
         except PrlkitError as error:
             print(f"prlkit: error: {error}", file=sys.stderr)

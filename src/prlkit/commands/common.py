@@ -1,13 +1,15 @@
-"""Options shared by several sub-commands: profile, config file, cache and device."""
+"""Options shared by several sub-commands: profile, config file, cache, device, progress bars, synthetic cohorts."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from prlkit.config import PROFILES, Config, get_profile, load_config
 from prlkit.data.plausibility import QSM_UNITS
+from prlkit.synth.profiles import PROFILES as SYNTH_PROFILES
 
 
 def add_config_options(parser: argparse.ArgumentParser, default_profile: str = "paper") -> None:
@@ -59,8 +61,45 @@ def with_split_overrides(config: Config, **overrides) -> Config:
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     """`--cache-dir` (patch cache), `--device` and `--no-progress`."""
     parser.add_argument("--cache-dir", type=Path, help="patch cache folder (default $PRLKIT_CACHE or ~/.cache/prlkit)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    add_device_option(parser)
+    add_progress_option(parser)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """`--device`; `prlkit.cli.main` checks it before the command runs, so a bad one fails before any work."""
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N; "
+                        "a device this machine lacks is an error")  # fmt: skip
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """`--no-progress`: no progress bars (log files, batch jobs)."""
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_synth_profile_option(parser: argparse.ArgumentParser) -> None:
+    """`--synth-profile NAME`: the generator settings of a synthetic cohort (`prlkit simulate`, `prlkit demo`)."""
+    parser.add_argument("--synth-profile", choices=sorted(SYNTH_PROFILES), default="default",
+                        help="synthetic cohort generator (default \"default\"): default = 112x128x112 grid, 8-30 "
+                             "lesions; noisy = the default grid and lesions at a noisier site (2x QSM field noise, "
+                             "lower TKD threshold: stronger streaking, 1.6x medullary veins, more vein and streak "
+                             "confounders on Rim- lesions); randomised = every subject draws its own rim, lesion-size, "
+                             "vein and noise settings far beyond default and noisy, truth labels (pretraining data); "
+                             "tiny = 64x72x64, few lesions (tests)")  # fmt: skip
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old option name kept for one release: stores into the new option's dest and prints one warning line."""
+
+    def __init__(self, option_strings: list[str], dest: str, replacement: str, **kwargs) -> None:
+        self.replacement = replacement
+        kwargs.setdefault("default", argparse.SUPPRESS)  # the new option's default stands unless the alias is given
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        print(f"prlkit: warning: {option_string} is deprecated and will be removed in the next release; "
+              f"use {self.replacement}", file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)
 
 
 def checked_cohort(dataset: str | Path, qsm_unit: str = "ppm"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from prlkit.commands.common import add_device_option, add_progress_option, add_synth_profile_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,9 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("prlkit-demo"), help="output folder (default ./prlkit-demo)")
     parser.add_argument("--subjects", type=int, default=24, help="participants to simulate (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cohort, folds and training")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
-    parser.add_argument("--synth-profile", default="default", help="synthetic cohort profile (default or tiny)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_device_option(parser)
+    add_synth_profile_option(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-from prlkit.commands.common import add_qsm_unit_option, cohort_error
+from prlkit.commands.common import add_device_option, add_progress_option, add_qsm_unit_option, cohort_error
 from prlkit.errors import PrlkitError
 
 
@@ -25,15 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", help="with a cv folder: which method's fold models, prlseg included "
                         "(default: its reference)")
     parser.add_argument("--out", required=True, type=Path, help="output root (derivatives/prlkit is created in it)")
-    parser.add_argument("--participant-label", nargs="+", metavar="LABEL", help="only these participants "
-                        "(with or without 'sub-'), e.g. one per cluster job")  # fmt: skip
+    parser.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL", help="only these "
+                        "participants (with or without 'sub-'), e.g. one per cluster job")  # fmt: skip
     parser.add_argument("--qsm", type=Path, help="single-session mode: QSM NIfTI (ppm)")
     parser.add_argument("--flair", type=Path, help="single-session mode: FLAIR NIfTI")
     parser.add_argument("--lesions", type=Path, help="single-session mode: lesion map NIfTI")
     parser.add_argument("--subject", default="sub-01", help="single-session mode: participant id (default sub-01)")
     add_qsm_unit_option(parser)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_device_option(parser)
+    add_progress_option(parser)
     parser.add_argument("--skip-invalid", action="store_true", help="predict the valid sessions and list the invalid "
                         "ones in derivatives/prlkit/skipped_sessions.tsv (participant, session, file, problem) "
                         "instead of stopping at the first")  # fmt: skip

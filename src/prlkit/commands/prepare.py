@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from prlkit.commands.common import checked_cohort
+from prlkit.commands.common import add_progress_option, checked_cohort
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", choices=("T1w", "FLAIR", "Chimap"),
                         help="grid every image is resampled onto (default: T1w where present, else FLAIR)")
     parser.add_argument("--n4", action="store_true", help="N4 bias-field correction of FLAIR and T1w (never QSM)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 

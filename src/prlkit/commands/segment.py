@@ -12,6 +12,8 @@ import pandas as pd
 from prlkit.atomic import write_text_atomic
 from prlkit.commands.common import (
     add_config_options,
+    add_device_option,
+    add_progress_option,
     add_qsm_unit_option,
     checked_cohort,
     config_from_args,
@@ -56,8 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", required=True, type=Path, help="output root (derivatives/prlkit is created in it)")
     add_qsm_unit_option(predict)
     for sub in (train, predict):
-        sub.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-        sub.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        add_device_option(sub)
+        add_progress_option(sub)
     parser.set_defaults(func=run)
 
 

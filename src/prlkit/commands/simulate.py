@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from prlkit.commands.common import DeprecatedAlias, add_synth_profile_option
 from prlkit.errors import PrlkitError
 from prlkit.synth.cohort import write_cohort
 from prlkit.synth.profiles import PROFILES, get_profile
@@ -21,13 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("out", type=Path, metavar="OUT", help="output folder (must not exist or be empty)")
     parser.add_argument("--subjects", type=int, default=30, help="number of participants (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same cohort")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                        help="default: 112x128x112 grid, 8-30 lesions; noisy: the default grid and lesions at a "
-                             "noisier site (2x QSM field noise, lower TKD threshold: stronger streaking, 1.6x "
-                             "medullary veins, more vein and streak confounders on Rim- lesions); "
-                             "randomised: every subject draws its own rim, lesion-size, vein and noise settings "
-                             "far beyond default and noisy, truth labels (pretraining data); "
-                             "tiny: 64x72x64, few lesions (tests)")
+    add_synth_profile_option(parser)
+    parser.add_argument("--profile", dest="synth_profile", choices=sorted(PROFILES), action=DeprecatedAlias,
+                        replacement="--synth-profile", help="deprecated alias of --synth-profile, removed in the "
+                        "next release")  # fmt: skip
     parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="override the voxel grid")
     parser.add_argument("--preview", action="store_true",
                         help="also write OUT/sourcedata/preview.png, a montage of Rim+ and Rim- lesions")
@@ -38,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise PrlkitError(f"--jobs {args.jobs}: need at least 1")
-    profile = get_profile(args.profile, tuple(args.shape) if args.shape else None)
+    profile = get_profile(args.synth_profile, tuple(args.shape) if args.shape else None)
     truth = write_cohort(args.out, args.subjects, args.seed, profile, jobs=args.jobs, preview=args.preview)
     log.info("wrote %d subjects, %d lesions (%d Rim+) to %s", args.subjects, len(truth), int(truth["rim"].sum()),
              args.out)

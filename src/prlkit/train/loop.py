@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from prlkit.atomic import write_text_atomic
 from prlkit.config import TrainConfig
+from prlkit.errors import PrlkitError
 from prlkit.modelfile import write_safetensors
 from prlkit.train.checkpoint import load_checkpoint, save_checkpoint
 from prlkit.train.schedule import learning_rate_at
@@ -66,10 +67,25 @@ class FitResult:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` -> CUDA when available, else CPU."""
+    """The torch device of a --device value: `auto` -> CUDA when available, else CPU. A name that is no device,
+    or a GPU this machine lacks, is a PrlkitError now rather than a PyTorch error at the first tensor moved."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise PrlkitError(f"--device {name}: not a device prlkit runs on; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise PrlkitError(f"--device {name}: PyTorch finds no CUDA GPU on this machine; use cpu or auto")
+        if (device.index or 0) >= count:
+            raise PrlkitError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise PrlkitError(f"--device {name}: Apple's MPS is not available on this machine; use cpu or auto")
+    return device
 
 
 def parameter_groups(module: torch.nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict]:

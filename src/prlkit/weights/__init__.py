@@ -1,7 +1,7 @@
 """Network weights shipped with prlkit, each with a JSON provenance file beside it.
 
 `frodo_quick_simulated.safetensors`: the `quick` frodo network with GroupNorm, trained on a
-domain-randomised simulated cohort (`prlkit simulate --profile randomised`, made by
+domain-randomised simulated cohort (`prlkit simulate --synth-profile randomised`, made by
 `benchmarks/pretrain_simulated.py`). `pretrain: {weights: simulated}` starts fine-tuning from it
 (the `frodo_simpretrained` method). The JSON says how the file was made: the command, the
 generator settings, the prlkit version and commit, its SHA-256 and the frodo settings it needs.
