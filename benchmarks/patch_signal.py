@@ -47,7 +47,7 @@ def held_out_scores(features: np.ndarray, labels: np.ndarray, groups: np.ndarray
     model.fit(features[train], labels[train])
     score = model.predict_proba(features[test])[:, 1]
     return {"roc_auc": roc_auc_score(labels[test], score), "pr_auc": average_precision_score(labels[test], score),
-            "test_lesions": int(len(test)), "test_rim_pos": int(labels[test].sum())}
+            "test_lesions": len(test), "test_rim_pos": int(labels[test].sum())}
 
 
 def main() -> None:

@@ -26,12 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import cpu_inference  # noqa: E402
-import gpu_training  # noqa: E402
-import patch_extraction  # noqa: E402
-
-from prlkit.synth.cohort import write_cohort  # noqa: E402
-from prlkit.synth.profiles import get_profile as synth_profile  # noqa: E402
+import cpu_inference
+import gpu_training
+import patch_extraction
+from prlkit.synth.cohort import write_cohort
+from prlkit.synth.profiles import get_profile as synth_profile
 
 TINY_FRODO = {"base_width": 2, "se_reduction": 4}
 

@@ -101,7 +101,7 @@ def transfer_metrics(rim: np.ndarray, score: np.ndarray, volume: np.ndarray) -> 
     negative = rim == 0
     rho, p = spearmanr(score[negative], volume[negative]) if negative.sum() >= 3 else (np.nan, np.nan)
     return {
-        "n_lesions": int(len(rim)),
+        "n_lesions": len(rim),
         "n_rim_pos": int(rim.sum()),
         "roc_auc": float(roc_auc_score(rim, score)) if both else None,
         "pr_auc": float(average_precision_score(rim, score)) if both else None,

@@ -30,10 +30,9 @@ def test_atomic_path_keeps_suffix_and_renames(tmp_path):
 
 def test_atomic_path_failure_leaves_nothing(tmp_path):
     target = tmp_path / "out.tsv"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -46,17 +45,15 @@ def test_write_text_atomic_overwrites(tmp_path):
 
 def test_atomic_directory_failure_and_success(tmp_path):
     final = tmp_path / "cohort"
-    with pytest.raises(ValueError):
-        with atomic_directory(final) as tmp:
-            (tmp / "x").write_text("x")
-            raise ValueError("boom")
+    with pytest.raises(ValueError), atomic_directory(final) as tmp:
+        (tmp / "x").write_text("x")
+        raise ValueError("boom")
     assert list(tmp_path.iterdir()) == []
     with atomic_directory(final) as tmp:
         (tmp / "x").write_text("x")
     assert (final / "x").read_text() == "x"
-    with pytest.raises(FileExistsError):
-        with atomic_directory(final):
-            pass
+    with pytest.raises(FileExistsError), atomic_directory(final):
+        pass
 
 
 def test_outputs_get_umask_permissions(tmp_path):
@@ -96,9 +93,8 @@ def test_a_writer_that_makes_the_file_anew_still_gets_umask_permissions(tmp_path
 
 
 def test_an_os_error_without_a_file_name_names_the_output(tmp_path):
-    with pytest.raises(OSError) as error:
-        with atomic_path(tmp_path / "a.nii.gz"):
-            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError) as error, atomic_path(tmp_path / "a.nii.gz"):
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert error.value.filename == str(tmp_path / "a.nii.gz") and error.value.errno == errno.ENOSPC
 
 
@@ -133,30 +129,27 @@ def test_public_path_gives_the_final_name(tmp_path):
 
 def test_staged_output_moves_everything_or_leaves_the_folder_as_it_was(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError):
-        with staged_output(out) as staging:
-            (staging / "a").mkdir()
-            (staging / "a" / "x.txt").write_text("x")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), staged_output(out) as staging:
+        (staging / "a").mkdir()
+        (staging / "a" / "x.txt").write_text("x")
+        raise RuntimeError("killed")
     assert not out.exists()
     with staged_output(out) as staging:
         (staging / "a").mkdir()
         (staging / "a" / "x.txt").write_text("x")
     assert [p.relative_to(out).as_posix() for p in sorted(out.rglob("*"))] == ["a", "a/x.txt"]
-    with pytest.raises(RuntimeError):
-        with staged_output(out) as staging:
-            (staging / "a").mkdir()
-            (staging / "a" / "x.txt").write_text("new")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), staged_output(out) as staging:
+        (staging / "a").mkdir()
+        (staging / "a" / "x.txt").write_text("new")
+        raise RuntimeError("killed")
     assert (out / "a" / "x.txt").read_text() == "x" and len(list(out.rglob("*"))) == 2
 
 
 def test_a_failed_first_run_keeps_only_what_a_rerun_continues_from(tmp_path):
     for keep in (False, True):
         out = tmp_path / f"run-{keep}"
-        with pytest.raises(KeyboardInterrupt):
-            with removed_on_failure(out, keep_partial=lambda folder: keep):
-                (out / "runs").mkdir(parents=True)
-                (out / "runs" / "checkpoint.json").write_text("{}")
-                raise KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt), removed_on_failure(out, keep_partial=lambda folder: keep):
+            (out / "runs").mkdir(parents=True)
+            (out / "runs" / "checkpoint.json").write_text("{}")
+            raise KeyboardInterrupt
         assert out.exists() == keep

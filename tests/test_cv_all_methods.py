@@ -7,10 +7,11 @@ import json
 
 import pytest
 import yaml
-from conftest import tiny_config, write_toy_rim_cohort
 
 from prlkit.cli import main
 from prlkit.methods.registry import METHODS
+
+from conftest import tiny_config, write_toy_rim_cohort
 
 TINY_ALL = tiny_config(
     finetune={"max_epochs": 1}, split={"n_folds": 2},

@@ -9,17 +9,18 @@ import pytest
 import torch
 import yaml
 from sklearn.metrics import brier_score_loss, roc_curve
-from conftest import tiny_config, write_toy_rim_cohort
 
 import prlkit.crossval as experiment
 from prlkit.cli import main
 from prlkit.config import config_from_dict
+from prlkit.crossval import fold_predictions
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
-from prlkit.crossval import fold_predictions
 from prlkit.errors import PrlkitError
 from prlkit.eval.folds import make_folds
 from prlkit.methods import registry
+
+from conftest import tiny_config, write_toy_rim_cohort
 
 TINY = tiny_config(finetune={"max_epochs": 2, "patience": 2}, split={"n_folds": 3})
 

@@ -1,10 +1,11 @@
 """Cohort discovery from BIDS folders (with and without sessions) and manifest CSVs."""
 
 import pytest
-from conftest import write_bids, write_subject
 
 from prlkit.data.bids import PrlkitWarning, discover_cohort
 from prlkit.errors import PrlkitError
+
+from conftest import write_bids, write_subject
 
 
 def test_bids_without_sessions(bids):

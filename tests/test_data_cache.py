@@ -5,7 +5,6 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import write_bids
 
 import prlkit
 import prlkit.data.cache as cache_module
@@ -17,6 +16,8 @@ from prlkit.data.patches import session_patches
 from prlkit.data.session import load_session
 from prlkit.errors import InputFileError
 from prlkit.features.radiomics import lesion_feature_table
+
+from conftest import write_bids
 
 QUICK = get_profile("quick")
 SMALL = QUICK.__class__(profile="quick", lesions=LesionConfig(min_voxels=20), patches=PatchConfig(size=12))

@@ -6,11 +6,12 @@ import warnings
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import AFFINE, save
 
 from prlkit.data.bids import PrlkitWarning
 from prlkit.data.images import check_same_grid, read_grid, read_label_volume, read_volume, replace_non_finite
 from prlkit.errors import InputFileError
+
+from conftest import AFFINE, save
 
 
 def test_corrupt_file(tmp_path):

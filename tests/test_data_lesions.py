@@ -3,13 +3,14 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import save, write_bids
 
 from prlkit.config import LesionConfig
 from prlkit.data.bids import PrlkitWarning, discover_cohort
 from prlkit.data.lesions import attach_rim_labels, instance_map, lesion_table, read_rim_table
 from prlkit.data.session import load_session
 from prlkit.errors import InputFileError
+
+from conftest import save, write_bids
 
 
 def diagonal_pair() -> np.ndarray:

@@ -1,7 +1,6 @@
 """Patch centring, zero padding, gating and normalisation, exact on known geometry."""
 
 import numpy as np
-from conftest import ball
 from scipy import ndimage
 
 from prlkit.config import LesionConfig, PatchConfig
@@ -17,6 +16,8 @@ from prlkit.data.patches import (
     session_patches,
 )
 from prlkit.data.session import SessionData
+
+from conftest import ball
 
 
 def coordinate_volume(shape):

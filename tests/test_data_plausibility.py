@@ -9,7 +9,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import save, subject_volumes, write_bids
 
 from prlkit.cli import main
 from prlkit.config import LesionConfig, get_profile
@@ -20,6 +19,7 @@ from prlkit.data.plausibility import flair_findings, qsm_findings
 from prlkit.data.session import load_session
 from prlkit.errors import InputFileError
 
+from conftest import save, subject_volumes, write_bids
 
 
 def brain_qsm(scale: float = 1.0, seed: int = 0) -> np.ndarray:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from conftest import write_subject
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import data_size_curve  # noqa: E402
-
-from prlkit.data.bids import discover_cohort  # noqa: E402
+import data_size_curve
+from prlkit.data.bids import discover_cohort
 
 
 def test_subsets_are_nested_manifests_prlkit_reads(tmp_path):

@@ -2,11 +2,12 @@
 subject, both reports."""
 
 import pandas as pd
-from conftest import tiny_config, write_toy_rim_cohort
 
 import prlkit.demo as demo
 from prlkit.cli import main
 from prlkit.config import config_from_dict
+
+from conftest import tiny_config, write_toy_rim_cohort
 
 TINY = tiny_config(finetune={"max_epochs": 2}, split={"n_folds": 3})
 

@@ -11,10 +11,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import tiny_config, write_toy_rim_cohort
 from safetensors.torch import load_file
 from sklearn.metrics import f1_score
-from test_models_authors import REFERENCE, authors_state_dict, reference_input
 
 from prlkit.cli import main
 from prlkit.config import FrodoConfig, PretrainConfig
@@ -26,6 +24,9 @@ from prlkit.models.frodo import FrodoNet
 from prlkit.train.augment import random_symmetries
 from prlkit.train.loop import Split, fit
 from prlkit.train.stages import CrossModalPretraining
+from test_models_authors import REFERENCE, authors_state_dict, reference_input
+
+from conftest import tiny_config, write_toy_rim_cohort
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config, write_toy_rim_cohort
 from imblearn.over_sampling import SMOTE
 from sklearn.preprocessing import StandardScaler
 
@@ -23,6 +22,8 @@ from prlkit.methods.networks import network_config
 from prlkit.methods.registry import METHODS, get_method, method_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
+
+from conftest import tiny_config, write_toy_rim_cohort
 
 TINY = tiny_config()
 

@@ -21,7 +21,6 @@ from prlkit.models.frodo import (
 )
 from prlkit.train.losses import CompositeLoss
 
-
 TINY = FrodoConfig(base_width=2, se_reduction=4, dropout=0.0)  # widths 2/4/8/16, head hidden 32
 
 

@@ -12,20 +12,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config, write_toy_rim_cohort
 
 import prlkit
 from prlkit.cli import main
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
+from prlkit.data.session import load_session
 from prlkit.eval.folds import labelled_lesions, split_development
 from prlkit.methods.contract import TrainingJob
 from prlkit.methods.frodo import train_frodo
-from prlkit.data.session import load_session
 from prlkit.predict import LESION_OUTPUT_COLUMNS, Ensemble, load_ensemble
 from prlkit.provenance import software_versions
 from prlkit.report.pages import recorded_dataset
+
+from conftest import tiny_config, write_toy_rim_cohort
 
 TINY = tiny_config(pretrain={"kind": "none"})
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import ball, save, subject_volumes, write_bids
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -24,12 +23,21 @@ from prlkit.data.validate import validate_cohort
 from prlkit.errors import PrlkitError
 from prlkit.prep.register import INSTALL_HINT, affine_to_itk, itk_to_affine, require_sitk
 
+from conftest import ball, save, subject_volumes, write_bids
+
 sitk = pytest.importorskip("SimpleITK", reason="SimpleITK not installed: pip install \"prlkit[registration]\"")
 
 from prlkit.commands import prepare as prepare_command  # noqa: E402
 from prlkit.prep.pipeline import PrepareSettings, label_host, prepare_cohort  # noqa: E402
-from prlkit.prep.register import (N4Settings, RegistrationSettings, from_sitk, n4_correct, resample,  # noqa: E402
-                                  rigid_register, to_sitk)
+from prlkit.prep.register import (  # noqa: E402
+    N4Settings,
+    RegistrationSettings,
+    from_sitk,
+    n4_correct,
+    resample,
+    rigid_register,
+    to_sitk,
+)
 from prlkit.synth.cohort import write_cohort  # noqa: E402
 from prlkit.synth.profiles import get_profile  # noqa: E402
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from conftest import tiny_config, write_toy_rim_cohort
 from safetensors.torch import load_file
 
 from prlkit.cli import main
+
+from conftest import tiny_config, write_toy_rim_cohort
 
 
 def _train(tmp_path, dataset, name: str, **sections) -> dict[str, torch.Tensor]:

@@ -10,9 +10,9 @@ import pytest
 from scipy import ndimage
 
 from prlkit.config import LesionConfig, PatchConfig
+from prlkit.data.bids import SessionFiles
 from prlkit.data.images import read_label_volume, read_volume
 from prlkit.data.lesions import instance_map, lesion_table
-from prlkit.data.bids import SessionFiles
 from prlkit.data.patches import normalise_flair, session_patches
 from prlkit.data.session import SessionData
 

@@ -9,7 +9,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_toy_rim_cohort
 
 from prlkit.commands import report
 from prlkit.config import LesionConfig
@@ -20,6 +19,8 @@ from prlkit.eval.results import summarise, write_results
 from prlkit.predict import write_dataset_description, write_session, write_subjects_table
 from prlkit.report.gallery import display_session, lesion_figure
 from prlkit.report.plots import figure_png, write_cv_figures
+
+from conftest import write_toy_rim_cohort
 
 METHODS = ("frodo", "aprl", "deepprl")
 

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import tiny_config, write_toy_rim_cohort
-from test_segment_train import run_segment
 
 from prlkit.cli import main
+from test_segment_train import run_segment
+
+from conftest import tiny_config, write_toy_rim_cohort
 
 TINY = tiny_config(finetune={"max_epochs": 1}, split={"n_folds": 2},
                    segment={"patch_size": 16, "channels": [4, 8], "strides": [2], "rounds_per_epoch": 2,

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import write_toy_rim_cohort
 
 from prlkit.cli import main
 from prlkit.commands import segment
@@ -23,6 +22,8 @@ from prlkit.segment.model import UNCALIBRATED, load_segmentation_model
 from prlkit.segment.stage import validation_outputs
 from prlkit.segment.train import train_segmentation
 from prlkit.segment.volumes import load_segment_volume
+
+from conftest import write_toy_rim_cohort
 
 TINY = {"profile": "quick", "segment": {"patch_size": 16, "channels": [8, 16], "strides": [2], "rounds_per_epoch": 4,
                                         "train": {"max_epochs": 6, "patience": 6, "learning_rate": 0.01}}}  # fmt: skip

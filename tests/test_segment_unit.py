@@ -4,18 +4,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ball
 from sklearn.metrics import f1_score
 
 from prlkit.config import SegmentConfig, config_from_dict, get_profile
 from prlkit.errors import PrlkitError
 from prlkit.segment.inference import class_probabilities, lesion_region
 from prlkit.segment.network import build_segmentation_network
-from prlkit.segment.readout import (confusion_matrix, detection_f1, dice_per_class, lesion_scores, soft_dice,
-                                    soft_dice_terms)
+from prlkit.segment.readout import (
+    confusion_matrix,
+    detection_f1,
+    dice_per_class,
+    lesion_scores,
+    soft_dice,
+    soft_dice_terms,
+)
 from prlkit.segment.sampling import PatchSampler
 from prlkit.segment.stage import SegmentationTraining
 from prlkit.segment.volumes import SegmentVolume, class_targets
+
+from conftest import ball
 
 SMALL = SegmentConfig(patch_size=8, channels=(4, 8), strides=(2,), res_units=0, lesion_patches=3, background_patches=2,
                       rounds_per_epoch=2, sw_batch_size=2)  # fmt: skip

@@ -6,15 +6,16 @@ import dataclasses
 import json
 
 import pytest
-from conftest import tiny_config
 
 from prlkit.cli import build_parser, main
 from prlkit.commands.common import config_from_args, qsm_unit
 from prlkit.config import config_from_dict, get_profile, load_config, save_config
-from prlkit.eval.calibration import PriorShift
 from prlkit.errors import InputFileError
+from prlkit.eval.calibration import PriorShift
 from prlkit.methods.trained import TrainedModel, load_trained_model
 from prlkit.models.frodo import FrodoNet
+
+from conftest import tiny_config
 
 
 def args_of(*argv: str):

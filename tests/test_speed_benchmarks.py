@@ -10,12 +10,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import gpu_training  # noqa: E402
-import run  # noqa: E402
-from cpu_inference import interleaved_best  # noqa: E402
-
-from prlkit.models.frodo import FrodoNet, count_flops  # noqa: E402
-from prlkit.config import FrodoConfig  # noqa: E402
+import gpu_training
+import run
+from cpu_inference import interleaved_best
+from prlkit.config import FrodoConfig
+from prlkit.models.frodo import FrodoNet, count_flops
 
 TINY = dict(size=16, batch=4, steps=2, warmup=1, cache_lesions=8, model_config=run.TINY_FRODO)
 
@@ -77,8 +76,7 @@ def test_cpu_table_formats_every_measurement(monkeypatch, tmp_path):
     monkeypatch.setattr(cpu_inference, "trained_like", lambda profile: FrodoNet(FrodoConfig(**run.TINY_FRODO)).eval())
     tiny_profile = SimpleNamespace(patches=SimpleNamespace(size=32))  # the smallest size with 2^3 deep maps
     monkeypatch.setattr(cpu_inference, "get_profile", lambda profile: tiny_profile)
-    session = {"lesions": 3, **{k: 1.0 for k in ("before_s", "total_s", "network_s", "network_before_s", "other_s",
-                                                  "read_s")}}  # fmt: skip
+    session = {"lesions": 3, **dict.fromkeys(("before_s", "total_s", "network_s", "network_before_s", "other_s", "read_s"), 1.0)}  # fmt: skip
     monkeypatch.setattr(cpu_inference, "end_to_end", lambda *a: {"models": 5, "sessions": [session],
                                                                  **{f"mean_{k}": v for k, v in session.items()}})
     args = run.argparse.Namespace(cohort=tmp_path, subjects=2, repeats=1, model=tmp_path, patients=1)

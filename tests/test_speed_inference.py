@@ -8,7 +8,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config, write_toy_rim_cohort
 
 from prlkit import predict as predict_module
 from prlkit.config import FrodoConfig, config_from_dict, get_profile
@@ -19,6 +18,8 @@ from prlkit.methods.trained import TrainedModel, load_trained_model
 from prlkit.models.blocks import ResidualBlock3D
 from prlkit.models.frodo import FrodoNet, inference_model
 from prlkit.predict import PredictedSession, load_ensemble, predict_sessions
+
+from conftest import tiny_config, write_toy_rim_cohort
 
 QUICK_WIDTHS = get_profile("quick").frodo
 
@@ -60,7 +61,7 @@ def test_inference_model_gives_the_same_probabilities(norm):
     fast = inference_model(net)
     with torch.no_grad():
         expected, got = torch.sigmoid(net(x)), torch.sigmoid(fast(x))
-    assert 0.1 < expected.std()  # the probabilities differ between patches: the check has teeth
+    assert expected.std() > 0.1  # the probabilities differ between patches: the check has teeth
     assert (got - expected).abs().max() <= 2e-5  # float32 rounding (channels_last kernels) through 12 residual blocks and SE
     blocks = [m for m in fast.modules() if isinstance(m, ResidualBlock3D)]
     folded = [isinstance(b.norm2, torch.nn.Identity) for b in blocks]

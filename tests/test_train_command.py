@@ -10,20 +10,21 @@ import pytest
 import torch
 import yaml
 from safetensors import SafetensorError
-from conftest import tiny_config, write_toy_rim_cohort
 
 from prlkit import modelfile
 from prlkit.cli import main
-from prlkit.methods import registry
 from prlkit.config import config_from_dict
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.eval.folds import labelled_lesions, split_development
 from prlkit.eval.metrics import roc_auc
+from prlkit.methods import registry
 from prlkit.methods.contract import TrainingJob
 from prlkit.methods.frodo import train_frodo
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
+
+from conftest import tiny_config, write_toy_rim_cohort
 
 TINY = tiny_config(pretrain={"max_epochs": 2}, finetune={"max_epochs": 8, "patience": 8, "learning_rate": 3e-3})
 

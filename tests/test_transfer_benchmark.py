@@ -8,16 +8,16 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_subject
 from scipy.stats import spearmanr
+
+from conftest import write_subject
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import transfer  # noqa: E402
-
-from prlkit.config import LesionConfig  # noqa: E402
-from prlkit.predict import LESION_OUTPUT_COLUMNS  # noqa: E402
-from prlkit.synth.calibration import lesion_features  # noqa: E402
+import transfer
+from prlkit.config import LesionConfig
+from prlkit.predict import LESION_OUTPUT_COLUMNS
+from prlkit.synth.calibration import lesion_features
 
 
 def _predicted(path: Path, rows: list[dict]) -> None:

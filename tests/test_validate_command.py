@@ -5,9 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import save, subject_volumes, write_subject
 
 from prlkit.cli import main
+
+from conftest import save, subject_volumes, write_subject
 
 ANAT = "sub-02/anat"
 LESIONS = "derivatives/lesions/sub-02/anat"

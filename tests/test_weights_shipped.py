@@ -9,7 +9,6 @@ import hashlib
 import pytest
 import torch
 import yaml
-from conftest import write_toy_rim_cohort
 from safetensors.torch import load_file
 
 from prlkit.cli import main
@@ -19,6 +18,8 @@ from prlkit.methods.frodo import load_network_weights
 from prlkit.methods.registry import method_config
 from prlkit.models.frodo import FrodoNet
 from prlkit.weights import SIMULATED_QUICK, read_provenance, resolve_weights
+
+from conftest import write_toy_rim_cohort
 
 
 def test_shipped_weights_load_into_the_methods_network_and_say_how_they_were_made():

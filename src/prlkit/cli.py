@@ -114,7 +114,7 @@ def bids_app_argv(argv: list[str]) -> list[str]:
     return ["report", output_dir, "--dataset", bids_dir, *options]
 
 
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """warnings.showwarning for the CLI: `prlkit: warning: <file>: <problem>`, no source location.
 
     prlkit's own warnings start with the file they are about. The libraries' warnings name no input

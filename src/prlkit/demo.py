@@ -13,13 +13,13 @@ import torch
 
 from prlkit.atomic import write_text_atomic
 from prlkit.config import Config, get_profile
+from prlkit.crossval import run_cross_validation
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.predict import load_ensemble, predict_sessions
 from prlkit.report.pages import write_report
 from prlkit.synth.cohort import write_cohort
 from prlkit.synth.profiles import get_profile as synth_profile
-from prlkit.crossval import run_cross_validation
 
 log = logging.getLogger("prlkit")
 

@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from prlkit.eval.predictions import read_predictions
     from prlkit.eval.folds import load_folds
+    from prlkit.eval.predictions import read_predictions
     from prlkit.eval.results import summarise, write_results
     from prlkit.report.plots import write_cv_figures
 

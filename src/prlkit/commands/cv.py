@@ -67,11 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prlkit.crossval import run_cross_validation
     from prlkit.eval.folds import load_folds
     from prlkit.methods.registry import METHODS
     from prlkit.train.checkpoint import has_resumable_work
     from prlkit.train.loop import resolve_device
-    from prlkit.crossval import run_cross_validation
 
     methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]

@@ -40,9 +40,9 @@ def finalize(
     calibrated = calibrator.apply(raw)
     train_rows = lesions.loc[job.train_index]
     training = {
-        "n_train": int(len(job.train_index)),
+        "n_train": len(job.train_index),
         "n_train_rim_pos": int((train_rows["rim"] == 1).sum()),
-        "n_val": int(len(job.val_index)),
+        "n_val": len(job.val_index),
         "n_val_rim_pos": int(y_val.sum()),
         "participants": int(lesions.loc[np.r_[job.train_index, job.val_index], "participant_id"].nunique()),
         "val_pr_auc": float(pr_auc(y_val, calibrated)),

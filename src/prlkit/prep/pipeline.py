@@ -19,11 +19,28 @@ from tqdm import tqdm
 from prlkit import __version__
 from prlkit.atomic import atomic_directory
 from prlkit.data.bids import Cohort, PrlkitWarning, SessionFiles, bids_label, read_table
-from prlkit.data.images import GRID_TOLERANCE_MM, Volume, corner_distance_mm, read_label_volume, read_volume, write_nifti
+from prlkit.data.images import (
+    GRID_TOLERANCE_MM,
+    Volume,
+    corner_distance_mm,
+    read_label_volume,
+    read_volume,
+    write_nifti,
+)
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.prep.qc import write_qc_png
-from prlkit.prep.register import (N4Settings, RegistrationSettings, from_sitk, identity_transform, motion_summary,
-                                  n4_correct, require_sitk, resample, rigid_register, to_sitk)
+from prlkit.prep.register import (
+    N4Settings,
+    RegistrationSettings,
+    from_sitk,
+    identity_transform,
+    motion_summary,
+    n4_correct,
+    require_sitk,
+    resample,
+    rigid_register,
+    to_sitk,
+)
 
 if TYPE_CHECKING:
     import SimpleITK as sitk

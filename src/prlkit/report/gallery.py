@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
-
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+from scipy import ndimage
 
 from prlkit.data.session import SessionData
 from prlkit.report.plots import plt

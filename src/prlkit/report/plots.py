@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from prlkit.atomic import atomic_path  # noqa: E402
+from prlkit.atomic import atomic_path
 
 
 def figure_png(figure: plt.Figure) -> bytes:

@@ -50,7 +50,7 @@ def train_segmentation(train_volumes: list[SegmentVolume], val_volumes: list[Seg
     training = {
         "n_train_sessions": len(train_volumes),
         "n_val_sessions": len(val_volumes),
-        "n_val": int(len(y)),
+        "n_val": len(y),
         "n_val_rim_pos": int(y.sum()),
         "val_pr_auc": pr_auc(y, probability),
         "val_roc_auc": roc_auc(y, probability),

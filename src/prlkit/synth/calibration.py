@@ -63,7 +63,7 @@ def grouped_cv_scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: i
         model.fit(x[train], y[train])
         scores[test] = model.predict_proba(x[test])[:, 1]
     return {"roc_auc": float(roc_auc_score(y, scores)), "pr_auc": float(average_precision_score(y, scores)),
-            "prevalence": float(y.mean()), "n_lesions": int(len(y))}
+            "prevalence": float(y.mean()), "n_lesions": len(y)}
 
 
 def trivial_aucs(features: pd.DataFrame) -> dict[str, float]:

@@ -17,8 +17,7 @@ from prlkit.data.images import write_nifti
 from prlkit.errors import PrlkitError
 from prlkit.synth.lesions import sample_lesions
 from prlkit.synth.mri import FLAIR_TISSUE, T1_TISSUE, lesion_intensities, mr_image, tissue_texture
-from prlkit.synth.phantom import (add_medullary_veins, make_anatomy, rasterize_veins, render_lesions,
-                                  smooth_noise)
+from prlkit.synth.phantom import add_medullary_veins, make_anatomy, rasterize_veins, render_lesions, smooth_noise
 from prlkit.synth.profiles import Profile
 from prlkit.synth.qsm import simulate_qsm
 from prlkit.synth.randomise import randomised_profile

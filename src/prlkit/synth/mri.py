@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from prlkit.synth.phantom import (BACKGROUND, CAUDATE, CSF, GM, PALLIDUM, PUTAMEN, THALAMUS, VENTRICLE, WM,
-                                  smooth_noise)
+from prlkit.synth.phantom import BACKGROUND, CAUDATE, CSF, GM, PALLIDUM, PUTAMEN, THALAMUS, VENTRICLE, WM, smooth_noise
 
 # Intensities relative to white matter.
 FLAIR_TISSUE = {BACKGROUND: 0.0, CSF: 0.15, GM: 1.35, WM: 1.0, VENTRICLE: 0.08, CAUDATE: 1.25,
