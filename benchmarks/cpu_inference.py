@@ -162,7 +162,7 @@ def machine_info(threads: int) -> dict:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]  # fmt: skip
+                 if line.startswith("model name")]
         model = names[0] if names else model
     return {"cpu": model, "cores": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": os.getloadavg()[0]}

@@ -62,7 +62,7 @@ def synchronize(device: torch.device) -> None:
 
 def train_throughput(method: str, device: torch.device, variant: Variant = Variant(), *, size: int = 32,
                      batch: int = 64, steps: int = 20, warmup: int = 3, cache_lesions: int = 512,
-                     model_config: dict | None = None, seed: int = 0) -> dict:  # fmt: skip
+                     model_config: dict | None = None, seed: int = 0) -> dict:
     """Samples/s, seconds/step, forward+backward FLOPs per sample and achieved TFLOP/s of `method`'s training step."""
     generator = torch.Generator().manual_seed(seed)
     net = build_network(METHODS[method].network, model_config or {}).to(device).train()
@@ -107,10 +107,10 @@ def train_throughput(method: str, device: torch.device, variant: Variant = Varia
 
 
 def optimisation_ladder(method: str, device: torch.device, variants: dict[str, Variant] = LADDER,
-                        **kwargs) -> list[dict]:  # fmt: skip
+                        **kwargs) -> list[dict]:
     """`train_throughput` per variant in one run, each with its speed-up over the first variant and the one before."""
     rows = [{"variant": name, **train_throughput(method, device, variant, **kwargs)}
-            for name, variant in variants.items()]  # fmt: skip
+            for name, variant in variants.items()]
     for before, row in zip([rows[0], *rows[:-1]], rows):
         row["vs_fp32"] = row["samples_per_s"] / rows[0]["samples_per_s"]
         row["vs_previous"] = row["samples_per_s"] / before["samples_per_s"]
@@ -123,7 +123,7 @@ def timed_cv(dataset: Path, out: Path, cache_dir: Path, device: str = "cuda", me
     start = time.time()
     subprocess.run([sys.executable, "-m", "prlkit", "cv", str(dataset), "--methods", methods, "--profile", "paper",
                     "--device", device, "--out", str(out), "--cache-dir", str(cache_dir), "--no-progress"],
-                   check=True)  # fmt: skip
+                   check=True)
     total = time.time() - start
     finished = sorted(p.stat().st_mtime for p in out.glob(f"{methods.split(',')[0]}/fold-*/model.json"))
     folds = [b - a for a, b in zip([start, *finished[:-1]], finished)]

@@ -29,7 +29,7 @@ def main() -> None:
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             f"--user-data-dir={profile}", f"--screenshot={args.out.resolve()}",
             f"--window-size={args.width},{args.height}", args.report.resolve().as_uri(),
-        ], check=True, timeout=120)  # fmt: skip
+        ], check=True, timeout=120)
     print(f"wrote {args.out}")
 
 

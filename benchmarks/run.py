@@ -41,13 +41,13 @@ def cpu_rows(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
     p = report["patch_extraction"]
     rows = [(f"patch extraction, {p['sessions']} sessions, {p['patches']} patches {p['patch']}^3, uncached",
              f"{p['uncached_s']:.2f} s ({p['uncached_s'] / p['sessions']:.3f} s/session)"),
-            ("patch extraction, cached", f"{p['cached_s']:.3f} s")]  # fmt: skip
+            ("patch extraction, cached", f"{p['cached_s']:.3f} s")]
     report["network"] = [r for profile in ("quick", "paper") for r in cpu_inference.network_rows(profile, args.repeats)]
     for r in report["network"]:
         rows.append((f"{r['profile']} network {r['patch']}^3, batch {r['batch']}: lesions/s before -> after",
                      f"{r['lesions_per_s_before']:.1f} -> {r['lesions_per_s']:.1f} (x{r['speedup']:.2f}); "
                      f"{r['gflop_per_lesion']:.3f} GFLOP/lesion, {r['achieved_gflop_s']:.1f} GFLOP/s, "
-                     f"bare-conv efficiency {r['efficiency_before']:.0%} -> {r['efficiency']:.0%}"))  # fmt: skip
+                     f"bare-conv efficiency {r['efficiency_before']:.0%} -> {r['efficiency']:.0%}"))
     if args.model:
         report["end_to_end"] = e2e = cpu_inference.end_to_end(args.model, args.patients, args.repeats)
         rows += [(f"predict per patient ({e2e['models']}-model ensemble, {e2e['mean_lesions']:.0f} lesions), "
@@ -55,7 +55,7 @@ def cpu_rows(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
                  ("  of which the network, before -> after",
                   f"{e2e['mean_network_before_s']:.2f} -> {e2e['mean_network_s']:.2f} s"),
                  ("  of which everything else (one read of the session)",
-                  f"{e2e['mean_other_s']:.2f} s ({e2e['mean_read_s']:.2f} s)")]  # fmt: skip
+                  f"{e2e['mean_other_s']:.2f} s ({e2e['mean_read_s']:.2f} s)")]
     return report, rows
 
 
@@ -79,17 +79,17 @@ def gpu_rows(args: argparse.Namespace, device: torch.device, dry_run: bool) -> t
         peak = f", {r['fraction_of_bf16_peak']:.1%} of bf16 peak" if r["fraction_of_bf16_peak"] else ""
         rows.append((f"frodo training step, {r['variant']}", f"{r['samples_per_s']:.0f} samples/s, "
                      f"{r['tflop_s']:.2f} TFLOP/s{peak} (x{r['vs_previous']:.2f} vs previous, "
-                     f"x{r['vs_fp32']:.2f} vs fp32)"))  # fmt: skip
+                     f"x{r['vs_fp32']:.2f} vs fp32)"))
     rows.append(("ResNet-18 / frodo samples/s (best setting)",
                  f"{report['resnet18']['samples_per_s']:.0f} / {best['samples_per_s']:.0f} = "
-                 f"{report['resnet18']['samples_per_s'] / best['samples_per_s']:.2f}"))  # fmt: skip
+                 f"{report['resnet18']['samples_per_s'] / best['samples_per_s']:.2f}"))
     if not dry_run and not args.skip_cv:
         with tempfile.TemporaryDirectory() as tmp:
             cohort = Path(tmp) / "cohort"
             write_cohort(cohort, 88, 0, synth_profile("default"), jobs=os.cpu_count() or 2, progress=False)
             report["cv"] = cv = gpu_training.timed_cv(cohort, Path(tmp) / "cv", Path(tmp) / "cache")
         rows.append(("paper 5-fold CV of frodo, 88 subjects", f"{cv['cv_seconds'] / 60:.1f} min; per fold "
-                     + ", ".join(f"{s:.0f}" for s in cv["fold_seconds"]) + " s"))  # fmt: skip
+                     + ", ".join(f"{s:.0f}" for s in cv["fold_seconds"]) + " s"))
     return report, rows
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--gpu-dry-run", action="store_true", help="the GPU benchmark's code on the CPU, tiny sizes")
     parser.add_argument("--model", type=Path, help="a prlkit cv or train folder: adds predict per patient")
     parser.add_argument("--cohort", type=Path, default=Path(tempfile.gettempdir()) / "prlkit-bench-cohort-30",
-                        help="cohort for patch extraction (simulated when absent)")  # fmt: skip
+                        help="cohort for patch extraction (simulated when absent)")
     parser.add_argument("--subjects", type=int, default=30, help="subjects when simulating --cohort")
     parser.add_argument("--patients", type=int, default=3, help="simulated patients for predict per patient")
     parser.add_argument("--repeats", type=int, default=3)
@@ -111,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.gpu and not torch.cuda.is_available():
         sys.exit(f"benchmarks/run.py --gpu: no CUDA device (torch {torch.__version__}); "
-                 "run it on a GPU machine, or use --gpu-dry-run to check the code on the CPU")  # fmt: skip
+                 "run it on a GPU machine, or use --gpu-dry-run to check the code on the CPU")
     torch.set_num_threads(args.threads)
     report: dict = {"machine": cpu_inference.machine_info(args.threads), "command": " ".join(sys.argv)}
     if args.gpu or args.gpu_dry_run:

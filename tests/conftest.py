@@ -103,7 +103,7 @@ def _merged(base: dict, update: dict) -> dict:
     merged = dict(base)
     for key, value in update.items():
         merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
-            else value  # fmt: skip
+            else value
     return merged
 
 

@@ -201,7 +201,7 @@ def test_defaults_follow_the_paper_schedule_features_and_vote():
     from prlkit.train.schedule import learning_rate_at
 
     assert (QSMRimNetConfig().features, QSMRimNetConfig().seeds, QSMRimNetConfig().radiomics_features) == \
-        ("pyradiomics", 3, 527)  # fmt: skip
+        ("pyradiomics", 3, 527)
     for profile in ("paper", "quick"):
         finetune = method_config("qsmrimnet", get_profile(profile)).finetune
         # a fixed 40 epochs: early stopping can never end training before the milestones, the last epoch is kept

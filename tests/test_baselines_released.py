@@ -40,7 +40,7 @@ def released_into(net: nn.Module, reference: dict) -> nn.Module:
 @pytest.mark.parametrize(("network", "file", "order"), [
     (lambda: RimNet(), "rimnet_torch_port_reference.json", [1, 0]),  # theirs: [FLAIR, QSM]
     (lambda: DeepPRL(), "deepprl_binary_reference.json", [2, 1, 0]),  # theirs: [mask, FLAIR, QSM]
-])  # fmt: skip
+])
 def test_default_network_equals_the_released_one(network, file, order):
     reference = json.loads((DATA / file).read_text())
     net = released_into(network(), reference)

@@ -125,7 +125,7 @@ def test_deepprl_focal_switches_reach_the_loss():
     recipe = Recipe(loss="focal", balanced=True)
     released = SupervisedTraining(DeepPRL(DeepPRLConfig(**TINY)), labels, 4, recipe)
     balanced = SupervisedTraining(DeepPRL(DeepPRLConfig(**TINY, focal_alpha="balanced", focal_weighting="class")),
-                                  labels, 4, recipe)  # fmt: skip
+                                  labels, 4, recipe)
     assert (released.focal_alpha, released.focal_weighting) == (0.2, "uniform")
     assert balanced.focal_alpha == pytest.approx(0.8) and balanced.focal_weighting == "class"
     x, y = torch.randn(4, 3, 12, 12, 12), torch.tensor([1, 0, 0, 1])

@@ -36,7 +36,7 @@ def prlkit_log_level():
     (["--verbose"], logging.DEBUG),
     (["-q"], logging.WARNING),
     (["--quiet"], logging.WARNING),
-])  # fmt: skip
+])
 def test_verbose_and_quiet_before_or_after_the_command(monkeypatch, prlkit_log_level, options, level):
     seen = []
     monkeypatch.setattr(report_command, "run", lambda args: seen.append(prlkit_log_level.getEffectiveLevel()))
@@ -70,14 +70,14 @@ def test_a_bad_device_is_one_line_before_any_work(tmp_path, monkeypatch, capsys,
     monkeypatch.chdir(tmp_path)
     assert main([*command, "--device", "gpu"]) == 1
     assert capsys.readouterr().err == ("prlkit: error: --device gpu: not a device prlkit runs on; use auto, cpu, cuda "
-                                       "or cuda:N\n")  # fmt: skip
+                                       "or cuda:N\n")
     assert list(tmp_path.iterdir()) == []  # no output folder, no cache
 
 
 @pytest.mark.parametrize(("gpus", "line"), [
     (0, "--device cuda:9: PyTorch finds no CUDA GPU on this machine; use cpu or auto"),
     (2, "--device cuda:9: this machine has 2 GPU(s), cuda:0 to cuda:1"),
-])  # fmt: skip
+])
 def test_a_missing_gpu_is_one_line(monkeypatch, capsys, gpus, line):
     import torch
 
@@ -95,7 +95,7 @@ def test_simulate_synth_profile_and_its_deprecated_alias(capsys):
     assert capsys.readouterr().err == ""
     assert parser.parse_args(["simulate", "out", "--profile", "randomised"]).synth_profile == "randomised"
     assert capsys.readouterr().err == ("prlkit: warning: --profile is deprecated and will be removed in the next "
-                                       "release; use --synth-profile\n")  # fmt: skip
+                                       "release; use --synth-profile\n")
     with pytest.raises(SystemExit):
         parser.parse_args(["simulate", "out", "--synth-profile", "paper"])
     assert "invalid choice: 'paper'" in capsys.readouterr().err
@@ -108,7 +108,7 @@ def test_simulate_synth_profile_and_its_deprecated_alias(capsys):
     (["predict", "bids", "participant"], ["predict", "bids", "participant"]),  # a command stays a command
     (["trian", "bids", "--out", "o"], ["trian", "bids", "--out", "o"]),  # a typo is still an unknown command
     (["-v", "bids", "out", "participant"], ["-v", "bids", "out", "participant"]),
-])  # fmt: skip
+])
 def test_bids_app_form_is_predict_or_report(argv, translated):
     assert bids_app_argv(argv) == translated
 
@@ -177,7 +177,7 @@ def test_library_warnings_only_with_verbose(monkeypatch, capsys):
     (PermissionError(errno.EACCES, "Permission denied", "/data/sub-01"),
      "prlkit: error: /data/sub-01: Permission denied"),
     (KeyboardInterrupt(), "prlkit: interrupted"),
-])  # fmt: skip
+])
 def test_os_errors_and_ctrl_c_are_one_line(monkeypatch, capsys, error, line):
     assert _command_raising(monkeypatch, error) == (130 if isinstance(error, KeyboardInterrupt) else 1)
     assert capsys.readouterr().err == line + "\n"
@@ -208,7 +208,7 @@ def test_help_shows_every_default(capsys):
     (16, 0.5, 4),  # at most 4
     (16, 14.2, 1),
     (1, 3.0, 1),  # never 0
-])  # fmt: skip
+])
 def test_default_threads_are_the_idle_cpus_capped(available, load, threads):
     assert default_threads(available, load) == threads
 

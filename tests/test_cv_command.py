@@ -31,7 +31,7 @@ def cv_run(tmp_path_factory):
     dataset = write_toy_rim_cohort(root / "bids", n_participants=9)
     (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     args = ["cv", str(dataset), "--out", str(root / "out"), "--methods", "frodo,frodo_scratch",
-            "--config", str(root / "tiny.yaml"), "--cache-dir", str(root / "cache"), "--no-progress"]  # fmt: skip
+            "--config", str(root / "tiny.yaml"), "--cache-dir", str(root / "cache"), "--no-progress"]
     assert main(args) == 0
     return root, args
 
@@ -40,7 +40,7 @@ def test_outputs_and_out_of_fold_coverage(cv_run):
     root, _ = cv_run
     out = root / "out"
     for name in ("folds.tsv", "oof_predictions.tsv", "per_fold_metrics.tsv", "results.md", "results.json",
-                 "config.yaml", "cv_curves.png", "counts.png", "calibration.png"):  # fmt: skip
+                 "config.yaml", "cv_curves.png", "counts.png", "calibration.png"):
         assert (out / name).is_file(), name
     oof = pd.read_csv(out / "oof_predictions.tsv", sep="\t")
     folds = pd.read_csv(out / "folds.tsv", sep="\t")
@@ -168,7 +168,7 @@ def test_threshold_ignores_test_labels(cv_run, tmp_path):
     test_rows = first["lesion_row"].to_numpy()
     lesions.loc[test_rows, "rim"] = 1 - lesions.loc[test_rows, "rim"]  # flip every test label
     flipped = fold_predictions(dataclasses.replace(patch_set, lesions=lesions), folds, "frodo", 0, config,
-                               tmp_path / "b", torch.device("cpu"), False)  # fmt: skip
+                               tmp_path / "b", torch.device("cpu"), False)
     assert flipped["threshold"].iloc[0] == first["threshold"].iloc[0]
     pd.testing.assert_series_equal(flipped["probability"], first["probability"])
     assert (flipped["label"] != first["label"]).all()
@@ -221,9 +221,9 @@ def test_list_methods_prints_every_registered_method_without_a_dataset(capsys):
 @pytest.mark.parametrize(("error", "code", "message"), [
     (PrlkitError("the validation set has no Rim+ lesion"), 1, "prlkit: error: the validation set has no Rim+ lesion"),
     (KeyboardInterrupt(), 130, "prlkit: interrupted"),
-])  # fmt: skip
+])
 def test_a_first_run_failing_on_its_first_fold_leaves_nothing(cv_run, tmp_path, monkeypatch, capsys, error, code,
-                                                              message):  # fmt: skip
+                                                              message):
     root, args = cv_run
 
     def failing(*args, **kwargs):
@@ -247,7 +247,7 @@ def test_an_interrupted_run_with_finished_work_says_how_to_continue(cv_run, tmp_
         raise KeyboardInterrupt
 
     monkeypatch.setitem(registry.METHODS, "frodo_scratch",
-                        dataclasses.replace(registry.METHODS["frodo_scratch"], train=interrupted))  # fmt: skip
+                        dataclasses.replace(registry.METHODS["frodo_scratch"], train=interrupted))
     assert main([*args[:2], "--out", str(out), *args[4:]]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "prlkit: interrupted; rerun the same command to continue"
     assert (out / "frodo" / "fold-0" / "predictions.tsv").is_file()

@@ -48,7 +48,7 @@ def test_plausible_ppm_qsm_and_flair_give_no_finding():
     (np.round(brain_qsm(3)), True, "warning", r"only \d distinct values .*rounded to whole ppm"),
     (np.abs(brain_qsm(5000)) + 200, False, "warning", "only 0.0% .* negative .*magnitude image such as a T1w"),
     (brain_qsm(1e-3), False, "warning", "far below real QSM .*--qsm-unit ppb"),
-])  # fmt: skip
+])
 def test_implausible_qsm_is_named_by_its_statistic(data, integer_storage, level, pattern):
     (found,) = messages(qsm_findings(data, integer_storage))
     assert found[0] == level and re.search(pattern, found[1]), found[1]
@@ -58,7 +58,7 @@ def test_implausible_qsm_is_named_by_its_statistic(data, integer_storage, level,
     (np.zeros((8, 8, 8)), "error", "FLAIR is zero"),
     (-subject_volumes()[1], "warning", "100% of the non-zero voxels are negative .*inverted"),
     (subject_volumes()[1] - 100, "warning", r"\d+% of the non-zero voxels are negative .*z-scored"),
-])  # fmt: skip
+])
 def test_implausible_flair_is_named_by_its_statistic(data, level, pattern):
     (found,) = messages(flair_findings(data))
     assert found[0] == level and re.search(pattern, found[1]), found[1]

@@ -200,7 +200,7 @@ def test_duplicated_lesions_shrink_the_delong_interval_but_not_the_participant_b
     delong, delong_k = delong_test(y, scores[:, 0], scores[:, 1]), delong_test(y_k, scores_k[:, 0], scores_k[:, 1])
     assert delong_k.ci_high - delong_k.ci_low < 0.6 * (delong.ci_high - delong.ci_low)
     boot, boot_k = (cluster_bootstrap(a, b, c, n_resamples=500, seed=0) for a, b, c in
-                    ((y, scores, groups), (y_k, scores_k, groups_k)))  # fmt: skip
+                    ((y, scores, groups), (y_k, scores_k, groups_k)))
     for samples, samples_k in ((boot.roc_auc, boot_k.roc_auc), (boot.pr_auc, boot_k.pr_auc),
                                (boot.roc_auc[:, 0] - boot.roc_auc[:, 1], boot_k.roc_auc[:, 0] - boot_k.roc_auc[:, 1])):
         low, high = percentile_interval(samples)

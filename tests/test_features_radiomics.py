@@ -125,7 +125,7 @@ def test_pyradiomics_set_has_527_named_features_and_agrees_with_builtin_first_or
     assert np.isfinite(table.to_numpy()).all()
     builtin = lesion_feature_table(qsm, instances, np.array([1]), voxel_volume_mm3=np.prod(spacing))
     ppb = {"entropy": 0, "uniformity": 0, "skewness": 0, "kurtosis": 0, "energy": 2, "total_energy": 2,
-           "variance": 2}  # fmt: skip  power of 1000 between ppb and ppm; 1 for the rest
+           "variance": 2}  # power of 1000 between ppb and ppm; 1 for the rest
     for ours, theirs in PYRADIOMICS_FIRST_ORDER_NAMES.items():
         if theirs == "StandardDeviation":  # deprecated in pyradiomics, not in the QSMRim-Net set
             continue

@@ -19,7 +19,7 @@ from prlkit.eval.folds import describe_fold, fold_plan, make_folds
 def few_rim_cohort(rim_participants: int = 2, participants: int = 6) -> pd.DataFrame:
     """Four lesions per participant; the first `rim_participants` have two Rim+ lesions each."""
     rows = [{"participant_id": f"sub-{k:02d}", "rim": float(k < rim_participants and j < 2), "excluded": ""}
-            for k in range(participants) for j in range(4)]  # fmt: skip
+            for k in range(participants) for j in range(4)]
     rows.append({"participant_id": "sub-00", "rim": 1.0, "excluded": "too_small"})  # never counted
     return pd.DataFrame(rows)
 

@@ -43,10 +43,10 @@ def test_convert_checkpoint_then_predict(checkpoints, tmp_path):
     model_dir = tmp_path / "model"
     (tmp_path / "c.yaml").write_text("profile: paper\npatches:\n  size: 32\n")  # the toy volumes are 40^3
     assert main(["convert-checkpoint", str(checkpoints / "fold_0.pt"), "--out", str(model_dir), "--threshold", "0.3",
-                 "--config", str(tmp_path / "c.yaml")]) == 0  # fmt: skip
+                 "--config", str(tmp_path / "c.yaml")]) == 0
     model = load_trained_model(model_dir)
     assert model.model_config == {"base_width": 16, "norm": "group", "se_reduction": 16, "dropout": 0.5,
-                                  "stem_stride": 1, "seeds": 1}  # fmt: skip
+                                  "stem_stride": 1, "seeds": 1}
     assert model.threshold == np.nextafter(0.3, 1.0)  # their rule p > 0.3 as prlkit's p >= threshold
     with torch.no_grad():
         logits = model.module(reference_input(32))
@@ -55,7 +55,7 @@ def test_convert_checkpoint_then_predict(checkpoints, tmp_path):
                                torch.sigmoid(logits).numpy(), atol=1e-7)  # uncalibrated, as theirs
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=2)
     assert main(["predict", str(dataset), "--model", str(model_dir), "--out", str(tmp_path / "pred"),
-                 "--no-progress"]) == 0  # fmt: skip
+                 "--no-progress"]) == 0
     tables = list((tmp_path / "pred").rglob("*_lesions.tsv"))
     assert len(tables) == 2
     rows = pd.concat(pd.read_csv(t, sep="\t") for t in tables)
@@ -70,11 +70,11 @@ def test_converted_encoders_start_fine_tuning(checkpoints, tmp_path):
     assert json.loads((encoders / "encoders.json").read_text())["frodo"]["base_width"] == 16
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=4)
     config = tiny_config(frodo={"base_width": 16, "norm": "group"}, patches={"size": 32},
-                         finetune={"max_epochs": 1, "learning_rate": 1e-12, "weight_decay": 0.0})  # fmt: skip
+                         finetune={"max_epochs": 1, "learning_rate": 1e-12, "weight_decay": 0.0})
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--config", str(tmp_path / "c.yaml"),
                  "--pretrained-encoders", str(encoders / "encoders.safetensors"), "--cache-dir",
-                 str(tmp_path / "cache"), "--no-progress"]) == 0  # fmt: skip
+                 str(tmp_path / "cache"), "--no-progress"]) == 0
     trained = load_trained_model(tmp_path / "model")
     assert "pretrain" not in trained.training["stages"]  # the given encoders replace stage 1
     for key, value in trained.module.pretrained_state_dict().items():
@@ -93,7 +93,7 @@ def test_bad_checkpoints_are_one_line_errors(checkpoints, tmp_path, capsys):
     state["classifier.out.weight"] = torch.zeros(1, 3)
     torch.save(state, tmp_path / "misshapen.pt")
     for name, message in [("trap.pt", "weights_only"), ("junk.pt", "weights_only"), ("foreign.pt", "not a FRODO"),
-                          ("misshapen.pt", "do not fit"), ("missing.pt", "not found")]:  # fmt: skip
+                          ("misshapen.pt", "do not fit"), ("missing.pt", "not found")]:
         capsys.readouterr()
         assert main(["convert-checkpoint", str(tmp_path / name), "--out", str(tmp_path / f"out-{name}")]) == 1
         err = capsys.readouterr().err.strip()
@@ -115,7 +115,7 @@ def test_stage_one_trains_both_encoders_without_stop_gradient(tmp_path):
             torch.device("cpu"), augment=random_symmetries, progress=False)
         after = net.pretrained_state_dict()
         moved[stop_gradient] = {stream: any(not torch.equal(after[k], start[k]) for k in start if k.startswith(stream))
-                                for stream in ("qsm_encoder.", "flair_encoder.")}  # fmt: skip
+                                for stream in ("qsm_encoder.", "flair_encoder.")}
     assert moved[False] == {"qsm_encoder.": True, "flair_encoder.": True}
     assert moved[True] == {"qsm_encoder.": False, "flair_encoder.": True}
 
@@ -141,10 +141,10 @@ def test_cv_with_the_paper_profile_runs_and_says_so(tmp_path):
     """Also: frodo and frodo_scratch end up different in both encoders (stage 1 trains both)."""
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=10)
     config = {"profile": "paper", "patches": {"size": 32}, "frodo": {"base_width": 2},
-              "pretrain": {"max_epochs": 1}, "finetune": {"max_epochs": 1}, "split": {"n_folds": 2}}  # fmt: skip
+              "pretrain": {"max_epochs": 1}, "finetune": {"max_epochs": 1}, "split": {"n_folds": 2}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["cv", str(dataset), "--out", str(tmp_path / "out"), "--methods", "frodo,frodo_scratch",
-                 "--config", str(tmp_path / "c.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0  # fmt: skip
+                 "--config", str(tmp_path / "c.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
     markdown = (tmp_path / "out" / "results.md").read_text()
     assert "| frodo [base_width=2] | paper |" in markdown  # the row names its network switch
     assert "`frodo.base_width=2`" in markdown and "`patches.size=32`" in markdown

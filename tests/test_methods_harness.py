@@ -151,7 +151,7 @@ def test_predict_command_gives_feature_methods_their_features(data, trained, met
     model, _, folder = trained(method)
     dataset = patch_set.folder.parent.parent / "bids"
     assert main(["predict", str(dataset), "--model", str(folder), "--out", str(tmp_path / "out"),
-                 "--participant-label", "sub-01", "--no-progress"]) == 0  # fmt: skip
+                 "--participant-label", "sub-01", "--no-progress"]) == 0
     table = pd.read_csv(tmp_path / "out/derivatives/prlkit/sub-01/anat/sub-01_lesions.tsv", sep="\t")
     rows = np.flatnonzero(patch_set.lesions["participant_id"] == "sub-01")
     split = lesion_split(patch_set, rows)
@@ -163,7 +163,7 @@ def test_predict_command_gives_feature_methods_their_features(data, trained, met
 
 def test_a_config_file_overrides_the_registry_recipe_per_method():
     config = config_from_dict(tiny_config(methods={"rimnet": {"finetune": {"learning_rate": 3e-4}},
-                                                   "qsmrimnet": {"network": {"fusion": "concat"}}}))  # fmt: skip
+                                                   "qsmrimnet": {"network": {"fusion": "concat"}}}))
     rimnet = method_config("rimnet", config)
     assert rimnet.finetune.learning_rate == 3e-4  # the user's value wins ...
     assert (rimnet.finetune.optimizer, rimnet.finetune.schedule) == ("adam", "plateau")  # ... over the paper's rest
@@ -176,7 +176,7 @@ def test_a_config_file_overrides_the_registry_recipe_per_method():
 @pytest.mark.parametrize(("methods", "message"), [
     ({"svm": {"finetune": {"learning_rate": 1e-3}}}, "methods.svm: unknown method"),
     ({"frodo": {"network": {"fusion": "sum"}}}, "`frodo` section"),
-])  # fmt: skip
+])
 def test_method_overrides_that_cannot_apply_are_errors(methods, message):
     with pytest.raises(PrlkitError, match=message):
         method_config("frodo", config_from_dict(tiny_config(methods=methods)))
@@ -206,7 +206,7 @@ def test_qsmrimnet_on_pyradiomics_features_trains_saves_and_predicts(data, pyrad
     model.save(tmp_path / "model")
     dataset = patch_set.folder.parent.parent / "bids"
     assert main(["predict", str(dataset), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "out"),
-                 "--participant-label", "sub-01", "--no-progress"]) == 0  # fmt: skip
+                 "--participant-label", "sub-01", "--no-progress"]) == 0
     table = pd.read_csv(tmp_path / "out/derivatives/prlkit/sub-01/anat/sub-01_lesions.tsv", sep="\t")
     rows = np.flatnonzero((patch_set.lesions["participant_id"] == "sub-01") & with_patch)
     expected = model.lesion_probabilities(patch_set, rows, torch.device("cpu"))  # features from the cache file

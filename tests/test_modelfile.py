@@ -99,7 +99,7 @@ def test_weights_get_the_umask_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {"model.safetensors": 0o644,
-                                                                                "model.json": 0o644}  # fmt: skip
+                                                                                "model.json": 0o644}
 
 
 def test_full_disk_while_writing_weights_names_the_file(tmp_path, monkeypatch):

@@ -62,7 +62,7 @@ def test_outputs_agree_with_each_other(trained, tmp_path):
         probseg = nib.load(str(folder / f"{participant}_desc-rim_probseg.nii.gz"))
         dseg = np.asarray(nib.load(str(folder / f"{participant}_desc-rim_dseg.nii.gz")).dataobj)
         instances = np.asarray(nib.load(str(dataset / "derivatives/lesions" / participant / "anat" /
-                                            f"{participant}_desc-lesions_dseg.nii.gz")).dataobj)  # fmt: skip
+                                            f"{participant}_desc-lesions_dseg.nii.gz")).dataobj)
         np.testing.assert_allclose(probseg.affine, nib.load(str(dataset / participant / "anat" / f"{participant}_FLAIR.nii.gz")).affine)
         probability = np.asarray(probseg.dataobj)
         for row in lesions.itertuples():
@@ -90,7 +90,7 @@ def test_bids_app_form_predicts_each_participant_then_reports_the_group(trained,
     dataset, model, _ = trained
     for label in ("01", "02"):  # one cluster job per participant, the BIDS-Apps spelling of the option
         assert main([str(dataset), str(tmp_path), "participant", "--model", str(model), "--participant_label", label,
-                     "--no-progress"]) == 0  # fmt: skip
+                     "--no-progress"]) == 0
     subjects = pd.read_csv(tmp_path / "derivatives/prlkit/subjects.tsv", sep="\t")
     assert list(subjects["participant_id"]) == ["sub-01", "sub-02"]
     assert main([str(dataset), str(tmp_path), "group", "--top", "1"]) == 0
@@ -102,7 +102,7 @@ def test_single_session_mode_matches_dataset_mode(trained, tmp_path):
     anat, lesions = dataset / "sub-02" / "anat", dataset / "derivatives/lesions/sub-02/anat"
     assert run_predict("--model", model, "--out", tmp_path / "one", "--qsm", anat / "sub-02_Chimap.nii.gz",
                        "--flair", anat / "sub-02_FLAIR.nii.gz", "--lesions", lesions / "sub-02_desc-lesions_dseg.nii.gz",
-                       "--subject", "02") == 0  # fmt: skip
+                       "--subject", "02") == 0
     assert run_predict(dataset, "--model", model, "--out", tmp_path / "all", "--participant-label", "02") == 0
     one = pd.read_csv(tmp_path / "one/derivatives/prlkit/sub-02/anat/sub-02_lesions.tsv", sep="\t")
     everything = pd.read_csv(tmp_path / "all/derivatives/prlkit/sub-02/anat/sub-02_lesions.tsv", sep="\t")
@@ -229,7 +229,7 @@ def test_skip_invalid_predicts_the_others(trained, tmp_path, capsys):
     skipped = pd.read_csv(base / "skipped_sessions.tsv", sep="\t", keep_default_na=False)
     assert skipped.to_dict("records") == [{"participant_id": "sub-04", "session_id": "",
                                            "file": str(copy / "sub-04/anat/sub-04_FLAIR.nii.gz"),
-                                           "problem": "missing flair file for sub-04"}]  # fmt: skip
+                                           "problem": "missing flair file for sub-04"}]
     subjects = pd.read_csv(base / "subjects.tsv", sep="\t")
     assert list(subjects["participant_id"]) == ["sub-00", "sub-01", "sub-02", "sub-03", "sub-05"]
 

@@ -63,7 +63,7 @@ def cv_folder(tmp_path_factory):
             "participant_id": [f"sub-{i // 4:02d}" for i in range(n)], "session_id": "", "index": np.arange(n) % 4 + 1,
             "lesion_row": np.arange(n), "fold": (np.arange(n) // 4) % 3, "method": method,
             "probability": probability, "label": label, "threshold": 0.5, "decision": (probability >= 0.5).astype(int),
-        }))  # fmt: skip
+        }))
     oof = pd.concat(rows, ignore_index=True)
     oof.to_csv(out / "oof_predictions.tsv", sep="\t", index=False)
     write_results(summarise(oof, "frodo"), out)
@@ -229,7 +229,7 @@ def test_display_ignores_storage_order(predicted):
     swap = np.array([[0, -1, 0, 35], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)  # new voxel -> old voxel
     reordered = type(data)(files=files, qsm=np.flip(data.qsm, 0).swapaxes(0, 1), flair=np.flip(data.flair, 0).swapaxes(0, 1),
                            instances=np.flip(data.instances, 0).swapaxes(0, 1), affine=data.affine @ swap,
-                           lesions=data.lesions)  # fmt: skip
+                           lesions=data.lesions)
     assert np.allclose(reordered.affine @ [3, 35 - 5, 7, 1], data.affine @ [5, 3, 7, 1])  # same point, both grids
     a, b = display_session(data), display_session(reordered)
     np.testing.assert_array_equal(a.instances, b.instances)

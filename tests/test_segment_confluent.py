@@ -31,12 +31,12 @@ def test_subset_metrics_match_scikit_learn():
     rng = np.random.default_rng(0)
     n = 40
     lesions = pd.DataFrame({"participant_id": np.repeat(["sub-1", "sub-2"], n // 2), "session_id": "",
-                            "index": np.tile(np.arange(1, n // 2 + 1), 2)})  # fmt: skip
+                            "index": np.tile(np.arange(1, n // 2 + 1), 2)})
     confluence = lesions.assign(confluent=rng.random(n) < 0.4)
     label = (rng.random(n) < 0.3).astype(int)
     label[:4] = [1, 0, 1, 0]
     oof = pd.concat([lesions.assign(method=m, label=label, probability=np.clip(label * 0.3 + rng.random(n), 0, 1))
-                     for m in ("frodo", "prlseg")], ignore_index=True)  # fmt: skip
+                     for m in ("frodo", "prlseg")], ignore_index=True)
     oof["decision"] = (oof["probability"] >= 0.6).astype(int)
     table = metrics_by_confluence(oof, confluence).set_index(["method", "subset"])
     assert set(table.index) == {(m, s) for m in ("frodo", "prlseg") for s in ("confluent", "isolated")}

@@ -14,7 +14,7 @@ from conftest import tiny_config, write_toy_rim_cohort
 
 TINY = tiny_config(finetune={"max_epochs": 1}, split={"n_folds": 2},
                    segment={"patch_size": 16, "channels": [4, 8], "strides": [2], "rounds_per_epoch": 2,
-                            "train": {"max_epochs": 2, "learning_rate": 0.01}})  # fmt: skip
+                            "train": {"max_epochs": 2, "learning_rate": 0.01}})
 
 
 def joined_with_cv(folder, pattern, cv_rows):
@@ -30,7 +30,7 @@ def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     out = tmp_path / "out"
     assert main(["cv", str(dataset), "--out", str(out), "--methods", "frodo,prlseg", "--config",
-                 str(tmp_path / "tiny.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0  # fmt: skip
+                 str(tmp_path / "tiny.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
     oof = pd.read_csv(out / "oof_predictions.tsv", sep="\t")
     frodo, prlseg = (oof[oof["method"] == m].set_index("lesion_row").sort_index() for m in ("frodo", "prlseg"))
     assert len(prlseg) == 24 and prlseg.index.equals(frodo.index)  # every lesion once, the same lesions
@@ -47,7 +47,7 @@ def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
 
     # segment predict with the cv folder: every participant by its held-out fold's model = the cv scores
     assert run_segment(["predict", str(dataset), "--model", str(out), "--out", str(tmp_path / "pred"),
-                        "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+                        "--device", "cpu", "--no-progress"]) == 0
     predicted = joined_with_cv(tmp_path / "pred", "*_desc-prlseg_lesions.tsv", prlseg)
     assert len(predicted) == 24
     description = json.loads((tmp_path / "pred/derivatives/prlkit/dataset_description.json").read_text())
@@ -58,7 +58,7 @@ def test_prlseg_runs_in_cv_beside_frodo(tmp_path):
 
     # the same through `prlkit predict --method prlseg`, in the lesion-table format of every method
     assert main(["predict", str(dataset), "--model", str(out), "--method", "prlseg", "--out", str(tmp_path / "p"),
-                 "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+                 "--device", "cpu", "--no-progress"]) == 0
     predicted = joined_with_cv(tmp_path / "p", "*_lesions.tsv", prlseg)
     assert len(predicted) == 24
     description = json.loads((tmp_path / "p/derivatives/prlkit/dataset_description.json").read_text())

@@ -26,7 +26,7 @@ from prlkit.segment.volumes import load_segment_volume
 from conftest import write_toy_rim_cohort
 
 TINY = {"profile": "quick", "segment": {"patch_size": 16, "channels": [8, 16], "strides": [2], "rounds_per_epoch": 4,
-                                        "train": {"max_epochs": 6, "patience": 6, "learning_rate": 0.01}}}  # fmt: skip
+                                        "train": {"max_epochs": 6, "patience": 6, "learning_rate": 0.01}}}
 
 
 def run_segment(argv: list[str]) -> int:
@@ -43,7 +43,7 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     model_dir, out = tmp_path / "model", tmp_path / "pred"
     assert run_segment(["train", str(dataset), "--out", str(model_dir), "--config", str(tmp_path / "tiny.yaml"),
-                        "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+                        "--device", "cpu", "--no-progress"]) == 0
     training = json.loads((model_dir / "model.json").read_text())["training"]
     assert training["n_val_sessions"] == 1 and training["n_train_sessions"] == 4
     assert training["val_dice_PRL"] > 0.5 and training["val_dice_nonPRL"] > 0.5  # on a held-out participant
@@ -53,11 +53,11 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
         assert (model_dir / name).is_file(), name
 
     assert run_segment(["predict", str(dataset), "--model", str(model_dir), "--out", str(out), "--device", "cpu",
-                        "--no-progress"]) == 0  # fmt: skip
+                        "--no-progress"]) == 0
     description = json.loads((out / "derivatives" / "prlkit" / "dataset_description.json").read_text())
     assert description["SourceDatasets"][0]["URL"] == dataset.resolve().as_uri()
     assert [(m["Path"], m["Method"]) for m in description["GeneratedBy"][0]["Models"]] == [(str(model_dir.resolve()),
-                                                                                           "prlseg")]  # fmt: skip
+                                                                                           "prlseg")]
     anat = out / "derivatives" / "prlkit" / "sub-01" / "anat"
     source = nib.load(dataset / "sub-01" / "anat" / "sub-01_FLAIR.nii.gz")
     dseg = nib.load(anat / "sub-01_desc-prlseg_dseg.nii.gz")
@@ -81,7 +81,7 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
 
     # `prlkit predict` with the prlseg model: the lesion table, maps and subjects.tsv of every method
     assert main(["predict", str(dataset), "--model", str(model_dir), "--out", str(tmp_path / "p"), "--device", "cpu",
-                 "--no-progress"]) == 0  # fmt: skip
+                 "--no-progress"]) == 0
     base = tmp_path / "p" / "derivatives" / "prlkit"
     table = pd.read_csv(base / "sub-01" / "anat" / "sub-01_lesions.tsv", sep="\t", keep_default_na=False)
     assert list(table.columns) == LESION_OUTPUT_COLUMNS
@@ -89,7 +89,7 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
     assert (table["rim_pred"] == lesions["rim_pred"]).all()
     probseg = nib.load(base / "sub-01" / "anat" / "sub-01_desc-rim_probseg.nii.gz").get_fdata()
     instances = np.asarray(nib.load(dataset / "derivatives" / "lesions" / "sub-01" / "anat" /
-                                    "sub-01_desc-lesions_dseg.nii.gz").dataobj)  # fmt: skip
+                                    "sub-01_desc-lesions_dseg.nii.gz").dataobj)
     assert probseg[instances == 1].mean() == pytest.approx(table.loc[table["index"] == 1, "probability"].item(), rel=1e-5)
     subjects = pd.read_csv(base / "subjects.tsv", sep="\t")
     assert len(subjects) == 5 and (subjects["n_rim_pred"] == [2, 1, 1, 2, 1]).all()  # (n + k) % 3 == 0 of 4 lesions
@@ -99,7 +99,7 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
     meta["config"]["lesions"]["min_voxels"] = 1000
     (model_dir / "model.json").write_text(json.dumps(meta))
     assert main(["predict", str(dataset), "--model", str(model_dir), "--out", str(tmp_path / "q"), "--device", "cpu",
-                 "--no-progress", "--participant-label", "01"]) == 0  # fmt: skip
+                 "--no-progress", "--participant-label", "01"]) == 0
     table = pd.read_csv(tmp_path / "q" / "derivatives" / "prlkit" / "sub-01" / "anat" / "sub-01_lesions.tsv", sep="\t")
     assert table["probability"].isna().all() and (table["rim_pred"] == 0).all() and (table["excluded"] == "too_small").all()
 

@@ -25,7 +25,7 @@ from prlkit.segment.volumes import SegmentVolume, class_targets
 from conftest import ball
 
 SMALL = SegmentConfig(patch_size=8, channels=(4, 8), strides=(2,), res_units=0, lesion_patches=3, background_patches=2,
-                      rounds_per_epoch=2, sw_batch_size=2)  # fmt: skip
+                      rounds_per_epoch=2, sw_batch_size=2)
 
 
 def toy_instances(shape=(20, 18, 16)) -> np.ndarray:
@@ -108,7 +108,7 @@ def test_sliding_window_output_is_on_the_input_grid():
 
 def test_unetr_maps_patches_to_class_logits_and_slides_over_any_grid():
     config = SegmentConfig(network="unetr", patch_size=16, hidden_size=32, num_heads=2, mlp_dim=64, feature_size=4,
-                           sw_batch_size=2)  # fmt: skip
+                           sw_batch_size=2)
     torch.manual_seed(0)
     net = build_segmentation_network(config)
     assert net(torch.zeros(2, 2, 16, 16, 16)).shape == (2, 3, 16, 16, 16)
@@ -197,7 +197,7 @@ def test_soft_dice_equals_hard_dice_for_one_hot_probabilities_and_pools_volumes(
 def test_segment_norm_switch_reaches_every_normalisation_layer(norm, network, channels):
     config = config_from_dict({"profile": "quick", "segment": {
         "norm": norm, "network": network, "channels": channels, "strides": [2], "patch_size": 16, "hidden_size": 16,
-        "num_heads": 2, "mlp_dim": 16, "feature_size": 4}}).segment  # fmt: skip
+        "num_heads": 2, "mlp_dim": 16, "feature_size": 4}}).segment
     expected = {"instance": torch.nn.InstanceNorm3d, "batch": torch.nn.BatchNorm3d}[norm]
     norms = [type(m) for m in build_segmentation_network(config).modules() if "Norm3d" in type(m).__name__]
     assert norms and set(norms) == {expected}

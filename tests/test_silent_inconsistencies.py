@@ -47,11 +47,11 @@ def test_qsm_unit_goes_into_the_config_and_its_file(tmp_path):
     save_config(config, tmp_path / "config.yaml")
     assert "qsm_unit: ppb" in (tmp_path / "config.yaml").read_text()
     assert config_from_args(args_of("cv", "ds", "--out", "o", "--config", str(tmp_path / "config.yaml"))).qsm_unit \
-        == "ppb"  # fmt: skip
+        == "ppb"
     assert args_of("predict", "--model", "m", "--out", "o").qsm_unit == "ppm"
     assert qsm_unit(args_of("segment", "predict", "ds", "--model", "m", "--out", "o", "--qsm-unit", "ppb")) == "ppb"
     assert qsm_unit(args_of("segment", "train", "ds", "--out", "o", "--config", str(tmp_path / "config.yaml"))) \
-        == "ppb"  # fmt: skip
+        == "ppb"
 
 
 def test_resume_on_a_missing_folder_is_refused(tmp_path, capsys):
@@ -65,7 +65,7 @@ def test_resume_on_a_missing_folder_is_refused(tmp_path, capsys):
 def _saved_model(folder, config_data: dict):
     config = config_from_dict(config_data)
     model = TrainedModel(network="frodo", method="frodo", module=FrodoNet(config.frodo), model_config=dataclasses.asdict(config.frodo),
-                         config=config, threshold=0.5, calibrator=PriorShift(0.5, 0.5), training={})  # fmt: skip
+                         config=config, threshold=0.5, calibrator=PriorShift(0.5, 0.5), training={})
     model.save(folder)
     return folder / "model.json"
 
@@ -82,7 +82,7 @@ def test_model_json_with_another_patch_size_than_the_weights_is_refused(tmp_path
     assert load_trained_model(tmp_path / "model").config.patches.size == 16
     _edit(meta_path, lambda meta: meta["config"]["patches"].update(size=24))
     with pytest.raises(InputFileError, match=rf"{meta_path}: patch size 24 in the config, but the weights were "
-                                             r"trained on 16\^3 patches"):  # fmt: skip
+                                             r"trained on 16\^3 patches"):
         load_trained_model(tmp_path / "model")
 
 

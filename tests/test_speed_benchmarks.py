@@ -29,7 +29,7 @@ def test_train_throughput_counts_forward_and_backward_flops():
 
 
 @pytest.mark.parametrize("variant", [gpu_training.Variant(bf16=True, channels_last=True),
-                                     gpu_training.Variant(cache_on_device=False)])  # fmt: skip
+                                     gpu_training.Variant(cache_on_device=False)])
 def test_train_throughput_variants_run(variant):
     row = gpu_training.train_throughput("frodo", torch.device("cpu"), variant, **TINY)
     assert row["bf16"] == variant.bf16 and row["cache_on_device"] == variant.cache_on_device
@@ -70,13 +70,13 @@ def test_cpu_table_formats_every_measurement(monkeypatch, tmp_path):
     import patch_extraction
 
     extraction = {"sessions": 2, "lesions": 9, "patches": 7, "patch": 16, "profile": "paper", "uncached_s": 1.0,
-                  "cached_s": 0.1}  # fmt: skip
+                  "cached_s": 0.1}
     monkeypatch.setattr(patch_extraction, "measure", lambda *a: extraction)
     monkeypatch.setattr(cpu_inference, "BATCHES", (2,))
     monkeypatch.setattr(cpu_inference, "trained_like", lambda profile: FrodoNet(FrodoConfig(**run.TINY_FRODO)).eval())
     tiny_profile = SimpleNamespace(patches=SimpleNamespace(size=32))  # the smallest size with 2^3 deep maps
     monkeypatch.setattr(cpu_inference, "get_profile", lambda profile: tiny_profile)
-    session = {"lesions": 3, **dict.fromkeys(("before_s", "total_s", "network_s", "network_before_s", "other_s", "read_s"), 1.0)}  # fmt: skip
+    session = {"lesions": 3, **dict.fromkeys(("before_s", "total_s", "network_s", "network_before_s", "other_s", "read_s"), 1.0)}
     monkeypatch.setattr(cpu_inference, "end_to_end", lambda *a: {"models": 5, "sessions": [session],
                                                                  **{f"mean_{k}": v for k, v in session.items()}})
     args = run.argparse.Namespace(cohort=tmp_path, subjects=2, repeats=1, model=tmp_path, patients=1)

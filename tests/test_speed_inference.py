@@ -94,7 +94,7 @@ def saved(tmp_path_factory):
     config = config_from_dict(tiny_config())
     TrainedModel(network="frodo", method="frodo", module=randomised(config.frodo, varied_patches(8, 16)),
                  model_config=dataclasses.asdict(config.frodo), config=config, threshold=0.5,
-                 calibrator=PriorShift(0.5, 0.2), training={}).save(root / "model")  # fmt: skip
+                 calibrator=PriorShift(0.5, 0.2), training={}).save(root / "model")
     return dataset, root / "model"
 
 
@@ -136,7 +136,7 @@ def test_bad_last_session_still_leaves_no_output(saved, tmp_path):
     bad = dataclasses.replace(sessions[-1], flair=broken)
     with pytest.raises(predict_module.InputFileError, match="broken.nii.gz"):
         predict_sessions([*sessions[:-1], bad], load_ensemble(model), tmp_path / "out", torch.device("cpu"),
-                         progress=False)  # fmt: skip
+                         progress=False)
     assert not (tmp_path / "out").exists()
 
 

@@ -60,7 +60,7 @@ def test_train_command_writes_a_loadable_model(toy, capsys):
     dataset, config_path, root = toy
     out = root / "model"
     args = ["train", str(dataset), "--out", str(out), "--config", str(config_path), "--cache-dir", str(root / "cache"),
-            "--no-progress"]  # fmt: skip
+            "--no-progress"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["n_train"] + summary["n_val"] == 36
@@ -71,7 +71,7 @@ def test_train_command_writes_a_loadable_model(toy, capsys):
     assert meta["training"]["stages"]["finetune"]["epochs_run"] >= 1
     loaded = load_trained_model(out)
     patches = np.asarray(build_patch_set(discover_cohort(dataset), loaded.config, cache_dir=root / "cache",
-                                         progress=False).patches[:6])  # fmt: skip
+                                         progress=False).patches[:6])
     again = load_trained_model(out).probabilities(patches, torch.device("cpu"))
     np.testing.assert_array_equal(loaded.probabilities(patches, torch.device("cpu")), again)
     assert main(args) == 1  # a second run into the same folder needs --resume
@@ -85,7 +85,7 @@ def test_train_without_labels_is_an_error(toy, tmp_path, capsys):
     for table in unlabelled.rglob("*_dseg.tsv"):
         table.write_text("index\trim\n" + "".join(f"{k}\tn/a\n" for k in range(1, 5)))
     code = main(["train", str(unlabelled), "--out", str(tmp_path / "m"), "--config", str(config_path),
-                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"])  # fmt: skip
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     assert code == 1 and "no labelled lesions" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
@@ -95,13 +95,13 @@ def test_train_command_trains_any_registered_method_for_predict(toy, tmp_path, c
     dataset, config_path, root = toy
     out = tmp_path / "aprl"
     assert main(["train", str(dataset), "--method", "aprl", "--out", str(out), "--config", str(config_path),
-                 "--cache-dir", str(root / "cache"), "--no-progress"]) == 0  # fmt: skip
+                 "--cache-dir", str(root / "cache"), "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["method"] == "aprl"
     assert json.loads((out / "model.json").read_text())["method"] == "aprl"
     assert not (out / "training_curves.png").exists()  # no epochs to plot
     predictions = tmp_path / "predictions"
     assert main(["predict", str(dataset), "--model", str(out), "--out", str(predictions), "--participant-label", "00",
-                 "--no-progress"]) == 0  # fmt: skip
+                 "--no-progress"]) == 0
     assert (predictions / "derivatives" / "prlkit" / "subjects.tsv").is_file()
 
 
@@ -109,7 +109,7 @@ def test_train_command_trains_any_registered_method_for_predict(toy, tmp_path, c
 def test_train_command_refuses_methods_it_cannot_train(toy, tmp_path, capsys, method, message):
     dataset, config_path, _ = toy
     code = main(["train", str(dataset), "--method", method, "--out", str(tmp_path / "m"), "--config", str(config_path),
-                 "--no-progress"])  # fmt: skip
+                 "--no-progress"])
     assert code == 1 and message in capsys.readouterr().err and not (tmp_path / "m").exists()
 
 
@@ -133,14 +133,14 @@ def _stopping_frodo(monkeypatch, error, checkpointed):
         (OSError(errno.ENOSPC, "No space left on device", "RUN/pretrain/metrics.jsonl"), False, 1,
          "prlkit: error: RUN/pretrain/metrics.jsonl: No space left on device"),
     ],
-)  # fmt: skip
+)
 def test_a_stopped_train_leaves_nothing_but_checkpoints(toy, tmp_path, monkeypatch, capsys, error, checkpointed, code,
-                                                        message):  # fmt: skip
+                                                        message):
     dataset, config_path, root = toy
     _stopping_frodo(monkeypatch, error, checkpointed)
     out = tmp_path / "m"
     assert main(["train", str(dataset), "--out", str(out), "--config", str(config_path), "--cache-dir",
-                 str(root / "cache"), "--no-progress"]) == code  # fmt: skip
+                 str(root / "cache"), "--no-progress"]) == code
     assert capsys.readouterr().err.strip().splitlines() == [message]
     kept = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) if out.exists() else None
     assert kept == (["runs", "runs/pretrain", "runs/pretrain/checkpoint.json"] if checkpointed else None)
@@ -155,6 +155,6 @@ def test_full_disk_while_saving_the_model_leaves_nothing(toy, tmp_path, monkeypa
     monkeypatch.setattr(modelfile, "save_file", full)
     out = tmp_path / "aprl"
     assert main(["train", str(dataset), "--method", "aprl", "--out", str(out), "--config", str(config_path),
-                 "--cache-dir", str(root / "cache"), "--no-progress"]) == 1  # fmt: skip
+                 "--cache-dir", str(root / "cache"), "--no-progress"]) == 1
     assert capsys.readouterr().err.strip() == f"prlkit: error: {out}/model.safetensors: No space left on device"
     assert not out.exists()

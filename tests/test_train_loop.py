@@ -131,7 +131,7 @@ def test_keep_last_returns_the_final_epoch_not_the_best(tmp_path):
     best_stage, last_stage = ToyStage(train.y), ToyStage(train.y)
     best = fit(best_stage, train, val, config(max_epochs=5), tmp_path / "best", torch.device("cpu"), progress=False)
     last = fit(last_stage, train, val, config(max_epochs=5, keep="last"), tmp_path / "last", torch.device("cpu"),
-               progress=False)  # fmt: skip
+               progress=False)
     assert best.history == last.history and last.best_epoch == best.best_epoch < 4  # same run; the best is not last
     best_weights = load_file(str(tmp_path / "best" / "best.safetensors"))
     assert all(torch.equal(v, best_weights[k]) for k, v in best_stage.module.state_dict().items())

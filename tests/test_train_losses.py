@@ -120,7 +120,7 @@ def test_composite_loss_is_bce_plus_softplus_weighted_supcon():
 
 
 def _focal_reference(logits: torch.Tensor, targets: torch.Tensor, gamma: float, alpha: float | None,
-                     weighting: str) -> float:  # fmt: skip
+                     weighting: str) -> float:
     p = torch.sigmoid(logits)
     p_t = torch.where(targets == 1, p, 1 - p)
     if alpha is None:

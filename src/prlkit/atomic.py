@@ -43,7 +43,7 @@ def _is_stale(name: str) -> bool:
     """Whether `name` is a temporary or staging folder of a prlkit process on this machine that no longer runs."""
     match = _OWNER.search(name)
     return bool(name.startswith(".") and match and match["host"] == socket.gethostname()
-                and not _alive(int(match["pid"])))  # fmt: skip
+                and not _alive(int(match["pid"])))
 
 
 def remove_stale(folder: Path | str, recursive: bool = True) -> list[Path]:
@@ -177,7 +177,7 @@ def removed_on_failure(out: Path | str, keep_partial: Callable[[Path], bool] = l
 
 @contextlib.contextmanager
 def staged_output(out: Path | str, keep_partial: Callable[[Path], bool] = lambda out: False,
-                  last: tuple[str, ...] = ()) -> Iterator[Path]:  # fmt: skip
+                  last: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a staging folder inside `out` whose files move into `out` (same relative paths) if the block succeeds.
 
     Files named in `last` move last (a model folder is complete once its model.json is there). If the

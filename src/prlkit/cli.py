@@ -90,12 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         "participant's predictions).",
     )
     parser.add_argument("--version", action="version", version=f"prlkit {__version__}", help="print "
-                        "`prlkit <version>` and exit")  # fmt: skip
+                        "`prlkit <version>` and exit")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help=f"CPU threads for PyTorch (default: $OMP_NUM_THREADS when set, else the CPUs this "
                              f"process may use minus the 1-minute load average, at least 1 and at most "
                              f"{MAX_DEFAULT_THREADS}: on a busy machine more threads are slower, "
-                             "benchmarks/README.md)")  # fmt: skip
+                             "benchmarks/README.md)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"prlkit.commands.{name}").register(subparsers)

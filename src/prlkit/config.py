@@ -333,7 +333,7 @@ class SegmentConfig:
             raise PrlkitError("segment.overlap and segment.dropout must be in [0, 1)")
         for name, allowed in (("blend", ("gaussian", "constant")), ("lesion_score", ("mean", "max")),
                               ("norm", ("instance", "batch")), ("calibration", ("platt", "temperature", "none")),
-                              ("val_score", ("soft_dice", "pr_auc"))):  # fmt: skip
+                              ("val_score", ("soft_dice", "pr_auc"))):
             if getattr(self, name) not in allowed:
                 raise PrlkitError(f"segment.{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
 
@@ -367,7 +367,7 @@ class Config:
             shared = sorted(set(overrides) & set(SHARED_SECTIONS))
             if shared:
                 raise PrlkitError(f"config methods.{name}.{shared[0]}: every method of a run shares "
-                                  f"{', '.join(SHARED_SECTIONS)}; set it for the whole run")  # fmt: skip
+                                  f"{', '.join(SHARED_SECTIONS)}; set it for the whole run")
             _merge(dataclasses.replace(self, methods={}), overrides, prefix=f"methods.{name}.")  # key check
 
 

@@ -62,7 +62,7 @@ def run_cross_validation(
         folds = make_folds(patch_set.lesions, n_folds=config.split.n_folds, seed=config.split.seed)
     offsets = [k * SEED_STRIDE for k in range(n_seeds)]
     runs = {training_seed(config) + k: (with_training_seed(config, k), out / f"seed-{training_seed(config) + k}" if k
-                                        else out) for k in offsets}  # fmt: skip
+                                        else out) for k in offsets}
     for seeded, folder in runs.values():
         claim_outputs(patch_set, folds, methods, seeded, folder, recompute)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def run_cross_validation(
     oof = oofs[training_seed(config)]
     results = summarise(oof, reference, n_bootstrap=n_bootstrap, bootstrap_seed=config.split.seed) | {"settings": {
         method: {"profile": config.profile, "deviations_from_paper": deviations_from_paper(method, config)}
-        for method in methods}}  # fmt: skip
+        for method in methods}}
     if n_seeds > 1:
         results["seeds"] = seed_summary(oofs)
     write_results(results, out)
@@ -102,7 +102,7 @@ def with_training_seed(config: Config, offset: int) -> Config:
         config, pretrain=dataclasses.replace(config.pretrain, seed=config.pretrain.seed + offset),
         finetune=dataclasses.replace(config.finetune, seed=config.finetune.seed + offset),
         segment=dataclasses.replace(config.segment, train=dataclasses.replace(
-            config.segment.train, seed=config.segment.train.seed + offset)))  # fmt: skip
+            config.segment.train, seed=config.segment.train.seed + offset)))
 
 
 def fold_predictions(
@@ -130,9 +130,9 @@ def fold_predictions(
         return read_predictions(done)
     write_text_atomic(fold_dir / "fingerprint.json", json.dumps(fingerprint, indent=2) + "\n")
     split = split_fold(patch_set.lesions, folds, fold, val_fraction=config.split.val_fraction, by=config.split.by,
-                       seed=config.split.seed)  # fmt: skip
+                       seed=config.split.seed)
     log.info("%s fold %d: %d train, %d validation, %d test lesions", method, fold, len(split.train), len(split.val),
-             len(split.test))  # fmt: skip
+             len(split.test))
     job = TrainingJob(method=method, patch_set=patch_set, train_index=split.train, val_index=split.val,
                       config=run_config, run_dir=fold_dir / "runs", device=device, resume=True, progress=progress)
     model, _ = spec.train(job)
@@ -167,7 +167,7 @@ def run_fingerprint(folds: pd.DataFrame, patch_set: PatchSet, run_config: Config
     key (settings and input files of the patches) and a hash of the method's full config."""
     table = folds[["participant_id", "fold"]].astype(str).sort_values("participant_id")
     return {"fold_table": _digest(table.to_csv(sep="\t", index=False)), "patch_cache": patch_set.folder.name,
-            "method_config": _digest(json.dumps(config_to_dict(run_config), sort_keys=True))}  # fmt: skip
+            "method_config": _digest(json.dumps(config_to_dict(run_config), sort_keys=True))}
 
 
 def claim_fold_dir(fold_dir: Path, fingerprint: dict[str, str], recompute: bool = False) -> None:
@@ -185,7 +185,7 @@ def claim_fold_dir(fold_dir: Path, fingerprint: dict[str, str], recompute: bool 
 
 
 def claim_outputs(patch_set: PatchSet, folds: pd.DataFrame, methods: list[str], config: Config, out_dir: Path,
-                  recompute: bool = False) -> None:  # fmt: skip
+                  recompute: bool = False) -> None:
     """`claim_fold_dir` for every (method, fold) of a run, before anything is trained or written."""
     for method in methods:
         fingerprint = run_fingerprint(folds, patch_set, method_config(method, config))
@@ -197,7 +197,7 @@ def check_fingerprint(path: Path, expected: dict[str, str]) -> None:
     """Raise one error naming `path` and what differs when saved outputs were made under another fingerprint."""
     if not path.is_file():
         raise InputFileError(path, "missing: this fold's saved outputs do not record the fold table, patch cache "
-                             "and config that made them; rerun with --recompute or choose another --out")  # fmt: skip
+                             "and config that made them; rerun with --recompute or choose another --out")
     try:
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -205,7 +205,7 @@ def check_fingerprint(path: Path, expected: dict[str, str]) -> None:
     differ = [name.replace("_", " ") for name in expected if saved.get(name) != expected[name]]
     if differ:
         raise InputFileError(path, f"this fold's saved outputs were made under another {' and '.join(differ)}; "
-                             "rerun with --recompute to replace them, or choose another --out")  # fmt: skip
+                             "rerun with --recompute to replace them, or choose another --out")
 
 
 
@@ -223,7 +223,7 @@ def cross_validate(
     fold_plan.tsv with the reason); all out-of-fold predictions in one table."""
     claim_outputs(patch_set, folds, methods, config, out_dir, recompute)  # fail before any training
     plan = fold_plan(patch_set.lesions, folds, val_fraction=config.split.val_fraction, by=config.split.by,
-                     seed=config.split.seed)  # fmt: skip
+                     seed=config.split.seed)
     write_text_atomic(out_dir / "fold_plan.tsv", plan.to_csv(sep="\t", index=False))
     for _, row in plan.iterrows():
         log.info(describe_fold(row))

@@ -50,7 +50,7 @@ def _simulate_once(folder: Path, subjects: int, seed: int, synth: str, progress:
 
 
 def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: str = "default",
-             progress: bool = True) -> dict:  # fmt: skip
+             progress: bool = True) -> dict:
     """Simulate (once), five-fold cv of the main method and APRL, frodo fold-ensemble prediction of a new subject,
     both HTML reports and `demo_results.md`. A rerun reuses the data and the finished folds."""
     out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: s
     results = run_cross_validation(patch_set, DEMO_METHODS, "frodo", config, out / "cv", device, progress=progress)
     cv_report = write_report(out / "cv")
     subjects_table = predict_sessions(discover_cohort(new_subject).sessions, load_ensemble(out / "cv", "frodo"),
-                                      out / "predictions", device, progress)  # fmt: skip
+                                      out / "predictions", device, progress)
     predict_report = write_report(out / "predictions", dataset=new_subject)
     runs = earlier + [run | {"seconds": time.perf_counter() - started}]
     _write_runs(out / TIMING_FILE, runs)
@@ -82,7 +82,7 @@ def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: s
         (out / "cv" / "results.md").read_text(), "## New subject (fold ensemble)", "", "```",
         subjects_table.to_string(index=False), "```", "",
         f"Reports: {cv_report} and {predict_report}",
-    ]  # fmt: skip
+    ]
     write_text_atomic(out / "demo_results.md", "\n".join(lines) + "\n")
     return {"seconds": total_seconds(runs), "results": results, "cv_report": cv_report,
             "predict_report": predict_report}
@@ -92,7 +92,7 @@ def close_interrupted(runs: list[dict], last_write: float) -> list[dict]:
     """Runs that never recorded their duration (interrupted) last until the last file write in the demo
     folder (`last_write`, epoch seconds), the last sign of their work."""
     return [run if run["seconds"] is not None else run | {"seconds": max(0.0, last_write - run["started"])}
-            for run in runs]  # fmt: skip
+            for run in runs]
 
 
 def total_seconds(runs: list[dict]) -> float:
@@ -119,4 +119,4 @@ def _write_runs(path: Path, runs: list[dict]) -> None:
 def _last_write(folder: Path) -> float:
     """The latest modification time (epoch seconds) of any file under `folder` but the timing file."""
     return max((path.stat().st_mtime for path in folder.rglob("*") if path.is_file() and path.name != TIMING_FILE),
-               default=0.0)  # fmt: skip
+               default=0.0)

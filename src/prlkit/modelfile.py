@@ -117,7 +117,7 @@ def _check_calibration(calibration: Any, path: Path) -> None:
     given = set(calibration) - {"method"}
     if given != expected:
         raise InputFileError(path, f"calibration {method!r} takes exactly the parameters {', '.join(sorted(expected))}"
-                             f" (found {', '.join(sorted(given)) or 'none'})")  # fmt: skip
+                             f" (found {', '.join(sorted(given)) or 'none'})")
     for key in expected:
         value = calibration[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -35,7 +35,7 @@ CHRONIC_ACTIVE_MIN = 4  # Rim+ lesions that make a patient "chronic active"
 LESION_OUTPUT_COLUMNS = [
     "index", "voxels", "volume_mm3", "center_vox_i", "center_vox_j", "center_vox_k",
     "center_mm_x", "center_mm_y", "center_mm_z", "probability", "rim_pred", "touches_border", "excluded",
-]  # fmt: skip
+]
 SKIPPED_COLUMNS = ["participant_id", "session_id", "file", "problem"]
 
 
@@ -167,7 +167,7 @@ def write_session(root: Path, data: SessionData | PredictedSession, table: pd.Da
 
 
 def write_dataset_description(root: Path, source: Path | None = None,
-                              models: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+                              models: list[dict[str, Any]] | None = None) -> None:
     """BIDS-derivatives dataset_description.json: GeneratedBy names prlkit, its version, the software versions
     and the `models` used (`prlkit.provenance.model_provenance`); SourceDatasets the predicted dataset.
 
@@ -201,7 +201,7 @@ def write_subjects_table(root: Path, threshold_count: int = CHRONIC_ACTIVE_MIN) 
             "n_rim_pred": n_rim,
             "expected_rim_count": round(float(included["probability"].sum()), 4),
             "chronic_active": int(n_rim >= threshold_count),
-        })  # fmt: skip
+        })
     table = pd.DataFrame(rows)
     with atomic_path(base / "subjects.tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False)
@@ -210,7 +210,7 @@ def write_subjects_table(root: Path, threshold_count: int = CHRONIC_ACTIVE_MIN) 
 
 def predict_sessions(sessions: list[SessionFiles], ensemble: Ensemble, out: Path, device: torch.device,
                      progress: bool = True, skip_invalid: bool = False,
-                     source: Path | None = None) -> pd.DataFrame:  # fmt: skip
+                     source: Path | None = None) -> pd.DataFrame:
     """Read, check and predict every session first (so bad input leaves no output), then write them all.
     `ensemble`: an Ensemble, or prlseg models (`prlkit.segment.predict.SegmentationPredictor`).
 
@@ -252,7 +252,7 @@ def predict_sessions(sessions: list[SessionFiles], ensemble: Ensemble, out: Path
     if skipped:
         names = ", ".join(f"{row['participant_id']} {row['session_id']}".strip() for row in skipped)
         warnings.warn(f"{out / base / 'skipped_sessions.tsv'}: skipped {len(skipped)} of {len(sessions)} session(s) "
-                      f"as invalid ({names})", PrlkitWarning, stacklevel=2)  # fmt: skip
+                      f"as invalid ({names})", PrlkitWarning, stacklevel=2)
     return write_subjects_table(out)
 
 
@@ -260,4 +260,4 @@ def _skipped_row(files: SessionFiles, error: PrlkitError) -> dict[str, str]:
     """A skipped_sessions.tsv row: the session, the file at fault (when known) and the problem."""
     path, problem = (error.path, error.problem) if isinstance(error, InputFileError) else ("", str(error))
     return {"participant_id": files.participant_id, "session_id": files.session_id or "", "file": str(path),
-            "problem": problem}  # fmt: skip
+            "problem": problem}

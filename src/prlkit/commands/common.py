@@ -19,7 +19,7 @@ def add_config_options(parser: argparse.ArgumentParser, default_profile: str = "
                              "recipe (64^3 patches, 2.2 M parameters, 200+200 epochs: a GPU network); quick = a "
                              "smaller, faster CPU variant (BatchNorm, base width 8, stride-2 stem, 24^3 patches)")
     parser.add_argument("--config", metavar="FILE", help="YAML/JSON config file: overrides the fields it names, on "
-                        "top of its own `profile:` key or else --profile")  # fmt: skip
+                        "top of its own `profile:` key or else --profile")
     parser.set_defaults(default_profile=default_profile)
     add_qsm_unit_option(parser, default=None)
 
@@ -68,7 +68,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     """`--device`; `prlkit.cli.main` checks it before the command runs, so a bad one fails before any work."""
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N; "
-                        "a device this machine lacks is an error")  # fmt: skip
+                        "a device this machine lacks is an error")
 
 
 def add_progress_option(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +84,7 @@ def add_synth_profile_option(parser: argparse.ArgumentParser) -> None:
                              "lower TKD threshold: stronger streaking, 1.6x medullary veins, more vein and streak "
                              "confounders on Rim- lesions); randomised = every subject draws its own rim, lesion-size, "
                              "vein and noise settings far beyond default and noisy, truth labels (pretraining data); "
-                             "tiny = 64x72x64, few lesions (tests)")  # fmt: skip
+                             "tiny = 64x72x64, few lesions (tests)")
 
 
 class DeprecatedAlias(argparse.Action):
@@ -96,9 +96,9 @@ class DeprecatedAlias(argparse.Action):
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values,
-                 option_string: str | None = None) -> None:  # fmt: skip
+                 option_string: str | None = None) -> None:
         print(f"prlkit: warning: {option_string} is deprecated and will be removed in the next release; "
-              f"use {self.replacement}", file=sys.stderr)  # fmt: skip
+              f"use {self.replacement}", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
 
@@ -119,7 +119,7 @@ def require_empty_output(out: Path, resume: bool) -> None:
 
     if resume and not out.is_dir():
         raise PrlkitError(f"{out}: --resume: no such folder, so no run to continue; check --out, or drop --resume "
-                          "to start a new run")  # fmt: skip
+                          "to start a new run")
     if out.exists() and any(out.iterdir()) and not resume:
         raise PrlkitError(f"{out}: output folder is not empty; use --resume to continue a run or choose another --out")
 
@@ -129,7 +129,7 @@ def load_patch_set(args: argparse.Namespace, config: Config):
     from prlkit.data.cache import build_patch_set
 
     return build_patch_set(checked_cohort(args.dataset, config.qsm_unit), config, cache_dir=args.cache_dir,
-                           progress=not args.no_progress)  # fmt: skip
+                           progress=not args.no_progress)
 
 
 def cohort_error(problems: list[str]) -> Exception:

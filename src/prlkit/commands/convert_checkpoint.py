@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="new output folder")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="the fold's decision threshold t (Rim+ if p > t), e.g. from the `threshold` column of "
-                             "their evaluate.py's lesion_level_metrics.csv (default 0.5)")  # fmt: skip
+                             "their evaluate.py's lesion_level_metrics.csv (default 0.5)")
     add_config_options(parser, default_profile="paper")
     parser.set_defaults(func=run)
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     frodo = authors.network_config(state, args.checkpoint, dropout=config.frodo.dropout)
     converted = authors.convert_state_dict(state, args.checkpoint)
     provenance = {"source": str(args.checkpoint), "sha256": hashlib.sha256(args.checkpoint.read_bytes()).hexdigest(),
-                  "converted_from": "veronicapignedoli/FRODO state dict"}  # fmt: skip
+                  "converted_from": "veronicapignedoli/FRODO state dict"}
     require_empty_output(args.out, resume=False)
     if authors.is_encoder_only(state):
         _check_encoders(converted, frodo, args.checkpoint)
@@ -56,13 +56,13 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.out / "encoders.safetensors") as tmp:
             save_file(converted, str(tmp))
         write_text_atomic(args.out / "encoders.json", json.dumps(provenance | {"frodo": dataclasses.asdict(frodo)},
-                                                                 indent=2) + "\n")  # fmt: skip
+                                                                 indent=2) + "\n")
         log.info("wrote the pretrained encoders to %s: fine-tune with `prlkit train DATASET --profile paper "
-                 "--pretrained-encoders %s`", args.out, args.out / "encoders.safetensors")  # fmt: skip
+                 "--pretrained-encoders %s`", args.out, args.out / "encoders.safetensors")
         return 0
     _trained_model(converted, frodo, config, args.threshold, provenance, args.checkpoint).save(args.out)
     log.info("wrote %s (base width %d, threshold p > %.2f, uncalibrated probabilities)", args.out, frodo.base_width,
-             args.threshold)  # fmt: skip
+             args.threshold)
     return 0
 
 
@@ -96,4 +96,4 @@ def _trained_model(converted: dict, frodo, config, threshold: float, provenance:
         network="frodo", method="frodo", module=net.eval(), model_config=json_ready(dataclasses.asdict(frodo)),
         config=dataclasses.replace(config, frodo=frodo), threshold=strictly_above(threshold),
         calibrator=PriorShift(0.5, 0.5), training=provenance | {"threshold_raw": threshold},
-    )  # fmt: skip
+    )

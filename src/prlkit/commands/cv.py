@@ -44,23 +44,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dataset", help="BIDS folder or manifest .csv")
     parser.add_argument("--out", required=True, type=Path, help="output folder (reused on rerun)")
     parser.add_argument("--methods", default="frodo", help="comma-separated methods, or 'all' (every registered "
-                        "method: slow); --list-methods shows them")  # fmt: skip
+                        "method: slow); --list-methods shows them")
     parser.add_argument("--list-methods", action=ListMethods, help="print the registered methods and exit")
     parser.add_argument("--reference", help="method the others are tested against (default: the first)")
     parser.add_argument("--folds", type=Path, help="folds.tsv of an earlier run, to reuse its split")
     parser.add_argument("--n-folds", type=int, help="number of outer folds (default from the profile: 5)")
     parser.add_argument("--val-split", choices=("lesion", "participant"), help="validation split inside the "
                         "development folds: by participant (the authors' code, default) or by lesion "
-                        "(the paper text)")  # fmt: skip
+                        "(the paper text)")
     parser.add_argument("--seed", type=int, help="seed of folds, splits and training")
     parser.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="participant-level bootstrap "
                         "resamples for the 95 %% CIs of pooled AUCs and AUC differences (default 2000; 0: none)")
     parser.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="train every method N times on "
                         "the same folds with training seeds seed, seed+100, ... (extra runs in --out/seed-<s>/) and "
-                        "report mean ± SD over seeds beside mean ± SD over folds (default 1)")  # fmt: skip
+                        "report mean ± SD over seeds beside mean ± SD over folds (default 1)")
     parser.add_argument("--recompute", action="store_true", help="retrain the (method, fold) pairs whose saved "
                         "outputs in --out were made under another fold table, patch cache or method config "
-                        "(default: stop with an error naming them)")  # fmt: skip
+                        "(default: stop with an error naming them)")
     add_config_options(parser, default_profile="quick")
     add_data_options(parser)
     parser.set_defaults(func=run)
@@ -95,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
     with resume_hint("rerun the same command to continue", out), removed_on_failure(out, has_resumable_work):
         run_cross_validation(patch_set, methods, reference, config, out, resolve_device(args.device), folds,
                              not args.no_progress, n_bootstrap=args.bootstrap, recompute=args.recompute,
-                             n_seeds=args.seeds)  # fmt: skip
+                             n_seeds=args.seeds)
     print((out / "results.md").read_text())
     return 0

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from prlkit.train.loop import resolve_device
 
     report = run_demo(args.out, args.subjects, args.seed, resolve_device(args.device), args.synth_profile,
-                      not args.no_progress)  # fmt: skip
+                      not args.no_progress)
     print((args.out / "demo_results.md").read_text())
     print(f"open {report['cv_report']} and {report['predict_report']} in a browser")
     return 0

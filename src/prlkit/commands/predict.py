@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: its reference)")
     parser.add_argument("--out", required=True, type=Path, help="output root (derivatives/prlkit is created in it)")
     parser.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL", help="only these "
-                        "participants (with or without 'sub-'), e.g. one per cluster job")  # fmt: skip
+                        "participants (with or without 'sub-'), e.g. one per cluster job")
     parser.add_argument("--qsm", type=Path, help="single-session mode: QSM NIfTI (ppm)")
     parser.add_argument("--flair", type=Path, help="single-session mode: FLAIR NIfTI")
     parser.add_argument("--lesions", type=Path, help="single-session mode: lesion map NIfTI")
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_progress_option(parser)
     parser.add_argument("--skip-invalid", action="store_true", help="predict the valid sessions and list the invalid "
                         "ones in derivatives/prlkit/skipped_sessions.tsv (participant, session, file, problem) "
-                        "instead of stopping at the first")  # fmt: skip
+                        "instead of stopping at the first")
     parser.set_defaults(func=run)
 
 

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "predicted (default: the one predict recorded in derivatives/prlkit/dataset_description.json)")
     parser.add_argument("--out", type=Path, help="HTML file to write (default: FOLDER/report.html)")
     parser.add_argument("--top", type=int, default=5, help="predict reports: besides every Rim+ call, review the N "
-                        "most probable lesions of each session (default 5)")  # fmt: skip
+                        "most probable lesions of each session (default 5)")
     parser.set_defaults(func=run)
 
 

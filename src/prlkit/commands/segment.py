@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = actions.add_parser("train", help="train on a labelled cohort", description="Train on every session; "
                                "a participant-level validation split drives early stopping and the lesion-score "
                                "threshold. Writes model.safetensors, model.json, config.yaml, split.tsv, "
-                               "training_curves.png and the run log (runs/) to --out.")  # fmt: skip
+                               "training_curves.png and the run log (runs/) to --out.")
     train.add_argument("dataset", help="BIDS folder or manifest .csv")
     train.add_argument("--out", required=True, type=Path, help="output folder for the model")
     train.add_argument("--val-fraction", type=float, help="fraction of participants for validation (default 0.2)")
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "`prlkit cv` run (a participant of that run by its held-out fold's model, others by the mean of all folds). "
         "Writes per session <out>/derivatives/prlkit/.../*_desc-prlseg_dseg, *_label-{nonPRL,PRL}_desc-prlseg_probseg "
         "and *_desc-prlseg_lesions.tsv; with rim labels also prlseg_metrics.tsv/.json (Dice per class, global F1).",
-    )  # fmt: skip
+    )
     predict.add_argument("dataset", help="BIDS folder or manifest .csv")
     predict.add_argument("--model", required=True, type=Path, help="prlkit segment train folder or prlkit cv folder")
     predict.add_argument("--out", required=True, type=Path, help="output root (derivatives/prlkit is created in it)")
@@ -80,28 +80,28 @@ def _train(args: argparse.Namespace, cohort) -> int:
     require_empty_output(out, args.resume)
     volumes = [load_segment_volume(files, config) for files in cohort.sessions]
     lesions = pd.concat([v.lesions.assign(participant_id=v.session.files.participant_id) for v in volumes],
-                        ignore_index=True)  # fmt: skip
+                        ignore_index=True)
     labelled = labelled_lesions(lesions)
     if labelled.empty:
         raise PrlkitError(f"{args.dataset}: no labelled lesions to train on (rim labels are needed)")
     _, val_rows = split_development(labelled, val_fraction=config.split.val_fraction, by="participant",
-                                    seed=config.split.seed)  # fmt: skip
+                                    seed=config.split.seed)
     val_ids = set(labelled.loc[val_rows, "participant_id"])
     is_val = [v.session.files.participant_id in val_ids for v in volumes]
     log.info("training on %d sessions, validating on %d", is_val.count(False), is_val.count(True))
     model, result = train_segmentation([v for v, val in zip(volumes, is_val) if not val],
                                        [v for v, val in zip(volumes, is_val) if val], config, out / "runs",
                                        resolve_device(args.device), resume=args.resume,
-                                       progress=not args.no_progress)  # fmt: skip
+                                       progress=not args.no_progress)
     save_config(config, out / "config.yaml")
     split = pd.DataFrame({"participant_id": [v.session.files.participant_id for v in volumes],
                           "session_id": [v.session.files.session_id or "" for v in volumes],
-                          "split": ["val" if val else "train" for val in is_val]})  # fmt: skip
+                          "split": ["val" if val else "train" for val in is_val]})
     write_text_atomic(out / "split.tsv", split.to_csv(sep="\t", index=False))
     plot_training_curves({"prlseg": (result.history, result.best_epoch)}, out / "training_curves.png")
     model.save(out)
     print(json.dumps({k: v for k, v in model.training.items() if k != "stages"} | {"threshold": model.threshold,
-                                                                                 "out": str(out)}))  # fmt: skip
+                                                                                 "out": str(out)}))
     return 0
 
 

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_synth_profile_option(parser)
     parser.add_argument("--profile", dest="synth_profile", choices=sorted(PROFILES), action=DeprecatedAlias,
                         replacement="--synth-profile", help="deprecated alias of --synth-profile, removed in the "
-                        "next release")  # fmt: skip
+                        "next release")
     parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="override the voxel grid")
     parser.add_argument("--preview", action="store_true",
                         help="also write OUT/sourcedata/preview.png, a montage of Rim+ and Rim- lesions")

@@ -36,11 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dataset", help="BIDS folder or manifest .csv")
     parser.add_argument("--method", default="frodo", help="registered method (prlkit cv --list-methods; default frodo, "
-                        "the main method); prlseg trains with `prlkit segment train`")  # fmt: skip
+                        "the main method); prlseg trains with `prlkit segment train`")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the model")
     parser.add_argument("--val-fraction", type=float, help="validation fraction (default from the profile: 0.2)")
     parser.add_argument("--val-split", choices=("lesion", "participant"), help="validation split: by "
-                        "participant (the authors' code, default) or by lesion (the paper text)")  # fmt: skip
+                        "participant (the authors' code, default) or by lesion (the paper text)")
     parser.add_argument("--seed", type=int, help="seed of the split and of training")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     parser.add_argument("--pretrained-encoders", type=Path, metavar="FILE", help="frodo: start fine-tuning from "
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise PrlkitError("prlseg segments whole volumes: train it with `prlkit segment train`")
     spec = get_method(args.method)
     config = method_config(args.method, with_split_overrides(config_from_args(args), val_fraction=args.val_fraction,
-                                                  by=args.val_split, seed=args.seed))  # fmt: skip
+                                                  by=args.val_split, seed=args.seed))
     if args.pretrained_encoders:
         if spec.network != "frodo":
             raise PrlkitError(f"--pretrained-encoders: {args.method} has no frodo encoders to start from")
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     log.info("training %s on %d lesions (%d Rim+), validating on %d (%d Rim+), device %s", args.method,
              len(train_index), int((labelled.loc[train_index, "rim"] == 1).sum()), len(val_index),
-             int((labelled.loc[val_index, "rim"] == 1).sum()), device)  # fmt: skip
+             int((labelled.loc[val_index, "rim"] == 1).sum()), device)
     # Checkpoints go to out/runs as they are made (--resume needs them); the model and its files are
     # staged and moved into out at the end, model.json last. A failed run that checkpointed nothing leaves nothing.
     with (
@@ -111,10 +111,10 @@ def run(args: argparse.Namespace) -> int:
         lesions.to_csv(staging / "lesions.tsv", sep="\t", index=False)
         if any(fit.history for fit in fits.values()):  # APRL fits a forest: no epochs to plot
             plot_training_curves({name: (fit.history, fit.best_epoch) for name, fit in fits.items()},
-                                 staging / "training_curves.png")  # fmt: skip
+                                 staging / "training_curves.png")
         model.save(staging)
     summary = model.training
     print(json.dumps({"method": args.method}
                      | {k: summary[k] for k in ("n_train", "n_val", "val_pr_auc", "val_roc_auc", "val_brier")}
-                     | {"threshold": model.threshold, "out": str(out)}))  # fmt: skip
+                     | {"threshold": model.threshold, "out": str(out)}))
     return 0

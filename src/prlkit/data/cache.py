@@ -113,7 +113,7 @@ def build_patch_set(cohort: Cohort, config: Config, cache_dir: Path | None = Non
         with atomic_directory(folder) as tmp:
             np.save(tmp / "patches.npy", patches)
             np.save(tmp / "features.npy", np.concatenate(features) if features else
-                    np.zeros((0, len(FEATURE_NAMES)), FEATURE_DTYPE))  # fmt: skip
+                    np.zeros((0, len(FEATURE_NAMES)), FEATURE_DTYPE))
             write_text_atomic(tmp / "features.json", json.dumps({"names": list(FEATURE_NAMES), "units": "ppm"}))
             lesions.to_csv(tmp / "lesions.tsv", sep="\t", index=False)
             write_text_atomic(tmp / "config.json", json.dumps(dataclasses.asdict(config), indent=2))
@@ -123,7 +123,7 @@ def build_patch_set(cohort: Cohort, config: Config, cache_dir: Path | None = Non
 
 
 def with_feature_set(patch_set: PatchSet, feature_set: str, lesion_config: LesionConfig,
-                     progress: bool = True) -> PatchSet:  # fmt: skip
+                     progress: bool = True) -> PatchSet:
     """The patch set with lesion features of `feature_set` (rows of lesions without a patch: NaN).
 
     Sets other than the cached default are computed once from the sessions' files and stored next
@@ -138,7 +138,7 @@ def with_feature_set(patch_set: PatchSet, feature_set: str, lesion_config: Lesio
         with_patch = patch_set.lesions[patch_set.lesions["patch"] >= 0]
         groups = with_patch.groupby(["participant_id", "session_id"], sort=False)
         for (participant, session), rows in tqdm(groups, desc=f"{feature_set} features", unit="session",
-                                                 disable=not progress):  # fmt: skip
+                                                 disable=not progress):
             data = load_session(patch_set.session_files(participant, session), lesion_config)
             features[rows.index.to_numpy()] = session_features(data, rows, feature_set)
         with atomic_path(path) as tmp:
@@ -154,4 +154,4 @@ def _load(folder: Path) -> PatchSet:
     )
     names = tuple(json.loads((folder / "features.json").read_text())["names"])
     return PatchSet(patches=patches, lesions=lesions, folder=folder, features=np.load(folder / "features.npy"),
-                    feature_names=names)  # fmt: skip
+                    feature_names=names)

@@ -21,7 +21,7 @@ LESION_COLUMNS = [
     "center_vox_i", "center_vox_j", "center_vox_k",
     "center_mm_x", "center_mm_y", "center_mm_z",
     "rim", "touches_border", "excluded",
-]  # fmt: skip
+]
 
 
 def instance_map(labels: np.ndarray, config: LesionConfig, has_rim_table: bool) -> np.ndarray:

@@ -107,7 +107,7 @@ def session_patches(session: SessionData, lesions: pd.DataFrame, config: PatchCo
         margin = int(radii.max())  # lesion voxels up to the radius outside the cube still gate inside it
         wide = extract_cubes(session.instances, corners - margin, size + 2 * margin)
         mask = gating_masks(wide, labels, radii, config.gate_rule)[:, margin:margin + size, margin:margin + size,
-                                                                     margin:margin + size]  # fmt: skip
+                                                                     margin:margin + size]
         qsm, flair = qsm * mask, flair * mask
     else:
         mask = extract_cubes(session.instances, corners, size) == labels[:, None, None, None]

@@ -47,10 +47,10 @@ def qsm_findings(data: np.ndarray, integer_storage: bool = False) -> list[Findin
     if negative < QSM_MIN_NEGATIVE and p99 > 1:
         return [Finding("warning", f"only {negative:.1%} of the non-zero voxels are negative and the 99th percentile "
                                    f"is {p99:.4g}: QSM is signed around 0 ppm; is this a magnitude image such as a "
-                                   "T1w?")]  # fmt: skip
+                                   "T1w?")]
     if p99 > QSM_PPB_P99:
         return [Finding("warning", f"99th percentile of |QSM| in the brain is {p99:.4g}{stored}: is it in ppb? "
-                                   "prlkit expects ppm (--qsm-unit ppb converts)")]  # fmt: skip
+                                   "prlkit expects ppm (--qsm-unit ppb converts)")]
     levels = np.unique(brain).size if integer_storage else FEW_LEVELS
     if levels < FEW_LEVELS:
         return [Finding("warning", f"only {levels} distinct values in the brain{stored}: was QSM rounded to whole "
@@ -70,5 +70,5 @@ def flair_findings(data: np.ndarray) -> list[Finding]:
     if negative > FLAIR_MAX_NEGATIVE:
         return [Finding("warning", f"{negative:.0%} of the non-zero voxels are negative (minimum {brain.min():.4g}): "
                                    "FLAIR is a non-negative magnitude image; is it inverted, z-scored or not a "
-                                   "FLAIR?")]  # fmt: skip
+                                   "FLAIR?")]
     return []

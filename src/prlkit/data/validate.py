@@ -15,7 +15,7 @@ from prlkit.errors import PrlkitError
 SESSION_COLUMNS = [
     "participant_id", "session_id", "lesions", "included", "rim_pos", "rim_neg",
     "unlabelled", "too_small", "at_border", "status",
-]  # fmt: skip
+]
 
 
 @dataclass

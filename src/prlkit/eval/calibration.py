@@ -90,7 +90,7 @@ class PlattScaling:
             return cls(float(result.x[0]), float(result.x[1]))
         warnings.warn(f"Platt scaling: the fitted slope {result.x[0]:.3g} is not positive (validation scores do not "
                       "rise with the labels); kept slope 1 and fitted the intercept only, so the ranking is the "
-                      "model's", PrlkitWarning, stacklevel=2)  # fmt: skip
+                      "model's", PrlkitWarning, stacklevel=2)
 
         def nll_intercept(b: np.ndarray) -> tuple[float, np.ndarray]:
             value, gradient = nll(np.array([1.0, b[0]]))

@@ -232,7 +232,7 @@ def _validation_participants(dev: pd.DataFrame, val_fraction: float, seed: int) 
     if len(with_rim) < 2:
         raise PrlkitError(f"development split: {len(with_rim)} development participant(s) with a Rim+ lesion; a "
                           "participant-level validation split needs at least 2 (one for training, one for validation)"
-                          "; use --val-split lesion for the paper text's lesion-level split")  # fmt: skip
+                          "; use --val-split lesion for the paper text's lesion-level split")
     for attempt in range(SPLIT_ATTEMPTS):
         splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed + attempt)
         train_rows, val_rows = next(splitter.split(ids, groups=ids))
@@ -257,7 +257,7 @@ def pretraining_split(dev: pd.DataFrame, val_fraction: float, seed: int) -> tupl
 FOLD_PLAN_COLUMNS = (
     "fold", "test_participants", "test_rim_participants", "test_lesions", "test_rim_lesions",
     "dev_participants", "dev_rim_participants", "dev_lesions", "dev_rim_lesions", "problem",
-)  # fmt: skip
+)
 
 
 def fold_plan(lesions: pd.DataFrame, folds: pd.DataFrame, *, val_fraction: float = 0.2, by: str = "participant",
@@ -271,11 +271,11 @@ def fold_plan(lesions: pd.DataFrame, folds: pd.DataFrame, *, val_fraction: float
     rows = []
     for fold in sorted(folds["fold"].unique()):
         counts = {"test_participants": int((folds["fold"] == fold).sum()),
-                  "dev_participants": int((folds["fold"] != fold).sum())}  # fmt: skip
+                  "dev_participants": int((folds["fold"] != fold).sum())}
         for side, part in (("test", usable[in_fold == fold]), ("dev", usable[in_fold != fold])):
             rim = part[part["rim"] == 1]
             counts |= {f"{side}_rim_participants": rim["participant_id"].nunique(),
-                       f"{side}_lesions": len(part), f"{side}_rim_lesions": len(rim)}  # fmt: skip
+                       f"{side}_lesions": len(part), f"{side}_rim_lesions": len(rim)}
         try:
             split_fold(lesions, folds, int(fold), val_fraction=val_fraction, by=by, seed=seed)
             problem = ""

@@ -108,7 +108,7 @@ def partial_roc_auc(y_true: np.ndarray, y_score: np.ndarray, max_fpr: float = 0.
 
 
 def _counts_over_thresholds(y: np.ndarray, s: np.ndarray, thresholds: np.ndarray,
-                            strict: bool = False) -> tuple[np.ndarray, ...]:  # fmt: skip
+                            strict: bool = False) -> tuple[np.ndarray, ...]:
     """TP, FP, FN, TN for the rule ``s >= t`` (``s > t`` if `strict`) at every threshold, vectorised
     with sorted scores."""
     pos, neg = np.sort(s[y == 1]), np.sort(s[y == 0])

@@ -13,7 +13,7 @@ import pandas as pd
 PREDICTION_COLUMNS = [
     "participant_id", "session_id", "index", "lesion_row", "fold", "method",
     "probability", "label", "threshold", "decision",
-]  # fmt: skip
+]
 
 
 

@@ -77,7 +77,7 @@ def summarise(oof: pd.DataFrame, reference: str, chronic_active_min: int = 4, n_
         delong = delong_test(y, p_other, p_ref)
         mcnemar = mcnemar_test(y, d_other, d_ref)
         comparisons.append({"method": method, "reference": reference, "delong": dataclasses.asdict(delong),
-                            "mcnemar": dataclasses.asdict(mcnemar)})  # fmt: skip
+                            "mcnemar": dataclasses.asdict(mcnemar)})
     for test in ("delong", "mcnemar"):  # one family per test: every method against the same reference
         adjusted = holm_adjust([row[test]["p_value"] for row in comparisons]) if comparisons else []
         for row, p in zip(comparisons, adjusted):
@@ -95,7 +95,7 @@ def summarise(oof: pd.DataFrame, reference: str, chronic_active_min: int = 4, n_
     return {"reference": reference, "methods": methods, "n_folds": int(oof["fold"].nunique()),
             "per_fold": per_fold.to_dict(orient="records"), "summary": summary, "pooled": pooled,
             "comparisons": comparisons, "bootstrap": bootstrap, "subject_level": subject,
-            "high_sensitivity_operating_point": operating, "high_specificity_operating_point": specific}  # fmt: skip
+            "high_sensitivity_operating_point": operating, "high_specificity_operating_point": specific}
 
 
 def seed_summary(oofs: dict[int, pd.DataFrame]) -> dict[str, Any]:
@@ -104,14 +104,14 @@ def seed_summary(oofs: dict[int, pd.DataFrame]) -> dict[str, Any]:
     with warnings.catch_warnings():  # single-class folds warned once already, for the first seed
         warnings.simplefilter("ignore", PrlkitWarning)
         fold_means = pd.concat([per_fold_metrics(oof).drop(columns="fold").groupby("method", sort=False).mean()
-                                .assign(seed=seed) for seed, oof in oofs.items()])  # fmt: skip
+                                .assign(seed=seed) for seed, oof in oofs.items()])
     summary = {method: summarize_folds(rows.drop(columns="seed")).to_dict(orient="index")
                for method, rows in fold_means.groupby(level="method", sort=False)}
     return {"seeds": list(oofs), "summary": summary}
 
 
 def participant_bootstrap(oof: pd.DataFrame, methods: list[str], reference: str, n_resamples: int = 2000,
-                          seed: int = 0, confidence: float = 0.95) -> dict[str, Any]:  # fmt: skip
+                          seed: int = 0, confidence: float = 0.95) -> dict[str, Any]:
     """95 % percentile intervals of each method's pooled ROC-AUC and PR-AUC and of its ROC-AUC difference
     against `reference`, resampling participants (`prlkit.eval.stats.cluster_bootstrap`)."""
     table = oof.pivot(index="lesion_row", columns="method", values="probability")[methods]
@@ -119,17 +119,17 @@ def participant_bootstrap(oof: pd.DataFrame, methods: list[str], reference: str,
         raise PrlkitError("participant bootstrap: the methods were not evaluated on the same lesions")
     lesions = oof.drop_duplicates("lesion_row").set_index("lesion_row").loc[table.index]
     boot = cluster_bootstrap(lesions["label"].to_numpy(), table.to_numpy(), lesions["participant_id"].to_numpy(),
-                             n_resamples, seed)  # fmt: skip
+                             n_resamples, seed)
     ref = methods.index(reference)
     out: dict[str, Any] = {"resampled": "participants", "n_resamples": boot.n_resamples, "n_skipped": boot.n_skipped,
-                           "seed": boot.seed, "confidence": confidence, "methods": {}}  # fmt: skip
+                           "seed": boot.seed, "confidence": confidence, "methods": {}}
     for j, method in enumerate(methods):
         out["methods"][method] = {
             "roc_auc_ci": percentile_interval(boot.roc_auc[:, j], confidence),
             "pr_auc_ci": percentile_interval(boot.pr_auc[:, j], confidence),
             **({} if j == ref else {"roc_auc_difference_ci": percentile_interval(
                 boot.roc_auc[:, j] - boot.roc_auc[:, ref], confidence)}),
-        }  # fmt: skip
+        }
     return out
 
 
@@ -139,7 +139,7 @@ def variant_switches(deviations: list[str] | None) -> list[str]:
     the paper's (`lr=...`, e.g. the main method's own `quick` steps)."""
     switches = [d.split(".", 1)[1] for d in deviations or () if d.startswith(("network.", "frodo."))]
     rates = [d.split("=", 1)[1] for d in deviations or ()
-             if d.startswith(("finetune.learning_rate=", "segment.train.learning_rate="))]  # fmt: skip
+             if d.startswith(("finetune.learning_rate=", "segment.train.learning_rate="))]
     return switches + [f"lr={rate}" for rate in rates]
 
 
@@ -173,7 +173,7 @@ def lesion_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     settings, n_folds = results.get("settings", {}), results.get("n_folds")
     rows = [[row_label(m, settings), settings.get(m, {}).get("profile", "?"),
              *(mean_sd(results["summary"][m].get(k), n_folds) for k in TABLE_METRICS)]
-            for m in results["methods"]]  # fmt: skip
+            for m in results["methods"]]
     return ["method", "profile", *TABLE_METRICS], rows
 
 
@@ -203,7 +203,7 @@ def comparison_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]
     boot = results.get("bootstrap") or {}
     header = ["method", "AUC", "reference AUC", "difference (DeLong 95 % CI)", "participant bootstrap 95 % CI",
               "DeLong z", "DeLong p", *(["DeLong p (Holm)"] if holm else []), "McNemar b / c", "McNemar χ²",
-              "McNemar p", *(["McNemar p (Holm)"] if holm else [])]  # fmt: skip
+              "McNemar p", *(["McNemar p (Holm)"] if holm else [])]
     rows = []
     for row in results["comparisons"]:
         d, m = row["delong"], row["mcnemar"]
@@ -212,7 +212,7 @@ def comparison_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]
                      f"{d['difference']:+.3f} {_interval(d['ci_low'], d['ci_high'], '+')}",
                      _interval(*ci, "+") if ci else "n/a", f"{d['z']:.2f}", f"{d['p_value']:.3g}",
                      *([f"{d['p_holm']:.3g}"] if holm else []), f"{m['b']} / {m['c']}", f"{m['statistic']:.2f}",
-                     f"{m['p_value']:.3g}", *([f"{m['p_holm']:.3g}"] if holm else [])])  # fmt: skip
+                     f"{m['p_value']:.3g}", *([f"{m['p_holm']:.3g}"] if holm else [])])
     return header, rows
 
 
@@ -244,7 +244,7 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines = ["# Cross-validation results", "", "## Lesion level (mean ± SD over folds)", ""]
     lines += _markdown_table(*lesion_table(results))
     lines += ["", "Method [switches]: the network settings that differ from the paper; (n=k): only k folds had "
-              "both classes."]  # fmt: skip
+              "both classes."]
     if results.get("seeds"):
         lines += ["", f"## Over training seeds {seeds_heading(results)}", ""] + _markdown_table(*seeds_table(results))
     if results.get("bootstrap"):
@@ -256,19 +256,19 @@ def results_markdown(results: dict[str, Any]) -> str:
     lines += ["", "## Subject level", "",
               "| method | Pearson r (95 % CI), predicted count | MSE | r, expected count | chronic active (≥ 4) sens. "
               f"/ spec. | review at sens. ≥ 0.95 ({TEST_CHOSEN}) |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+              "|---|---|---|---|---|---|"]
     for method in results["methods"]:
         s, o = results["subject_level"][method], results["high_sensitivity_operating_point"][method]
         lines.append(f"| {method} | {s['count_pearson_r']:.3f} ({s['count_pearson_ci_low']:.3f}, "
                      f"{s['count_pearson_ci_high']:.3f}) | {s['count_mse']:.2f} | {s['expected_pearson_r']:.3f} | "
                      f"{s['patient_sensitivity']:.2f} / {s['patient_specificity']:.2f} | {o['n_review']:.0f} lesions "
-                     f"({100 * o['review_fraction']:.0f} %) |")  # fmt: skip
+                     f"({100 * o['review_fraction']:.0f} %) |")
     lines += ["", f"## Pooled operating point at specificity ≥ 0.95 (RimNet; {TEST_CHOSEN}) and calibration", "",
               "| method | sensitivity | specificity | threshold | Brier score |", "|---|---|---|---|---|"]
     for method in results["methods"]:
         o = results["high_specificity_operating_point"][method]
         lines.append(f"| {method} | {o['sensitivity']:.3f} | {o['specificity']:.3f} | {o['threshold']:.3f} "
-                     f"| {o['brier']:.3f} |")  # fmt: skip
+                     f"| {o['brier']:.3f} |")
     if settings:
         lines += ["", "## Settings that differ from the `paper` profile (the authors' code for the main method)", ""]
         for method in results["methods"]:

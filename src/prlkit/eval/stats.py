@@ -127,7 +127,7 @@ def draw_participants(n_participants: int, n_resamples: int, seed: int) -> np.nd
 
 
 def cluster_bootstrap(y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray, n_resamples: int = 2000,
-                      seed: int = 0) -> ClusterBootstrap:  # fmt: skip
+                      seed: int = 0) -> ClusterBootstrap:
     """Participant-level (cluster) bootstrap of pooled ROC-AUC and PR-AUC (average precision).
 
     Lesions are nested in participants, so a resample draws participants with replacement
@@ -155,11 +155,11 @@ def cluster_bootstrap(y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray
     times, n_pos, n_neg = times[kept], n_pos[kept], n_neg[kept]
     aucs = [_aucs(times, member, y, column, n_pos, n_neg) for column in scores.T]
     return ClusterBootstrap(np.column_stack([roc for roc, _ in aucs]), np.column_stack([ap for _, ap in aucs]),
-                            n_resamples, int(np.sum(~kept)), seed)  # fmt: skip
+                            n_resamples, int(np.sum(~kept)), seed)
 
 
 def _aucs(times: np.ndarray, member: np.ndarray, y: np.ndarray, score: np.ndarray, n_pos: np.ndarray,
-          n_neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+          n_neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ROC-AUC and average precision of every resample (rows of `times`: how often each participant is drawn).
 
     Both are sums over the Rim+ lesions i, each weighted by its draws: ROC-AUC of the Rim- lesions scored

@@ -30,7 +30,7 @@ def neighbour_offsets(connectivity: int) -> list[tuple[int, int, int]]:
     """One offset of each neighbour pair (13 for 26-connectivity, 9 for 18, 3 for 6)."""
     order = {6: 1, 18: 2, 26: 3}[connectivity]
     return [d for d in itertools.product((-1, 0, 1), repeat=3)
-            if d > (0, 0, 0) and sum(map(abs, d)) <= order]  # fmt: skip
+            if d > (0, 0, 0) and sum(map(abs, d)) <= order]
 
 
 def confluent_lesions(instances: np.ndarray, connectivity: int = 26) -> np.ndarray:
@@ -56,7 +56,7 @@ def confluence_table(sessions: Sequence[SessionFiles], config: LesionConfig) -> 
         ids = np.unique(instances[instances > 0])
         confluent = np.isin(ids, confluent_lesions(instances, config.connectivity))
         tables.append(pd.DataFrame({"participant_id": files.participant_id, "session_id": files.session_id or "",
-                                    "index": ids, "confluent": confluent}))  # fmt: skip
+                                    "index": ids, "confluent": confluent}))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -65,7 +65,7 @@ def metrics_by_confluence(oof: pd.DataFrame, confluence: pd.DataFrame) -> pd.Dat
     fold-threshold decisions; an AUC is NaN where a subset holds one class only."""
     keys = ["participant_id", "session_id", "index"]
     keyed = confluence.assign(participant_id=confluence["participant_id"].astype(str),
-                              session_id=confluence["session_id"].astype(str))  # fmt: skip
+                              session_id=confluence["session_id"].astype(str))
     merged = oof.assign(participant_id=oof["participant_id"].astype(str), session_id=oof["session_id"].astype(str))
     merged = merged.merge(keyed[keys + ["confluent"]], on=keys, how="left")
     if merged["confluent"].isna().any():
@@ -78,12 +78,12 @@ def metrics_by_confluence(oof: pd.DataFrame, confluence: pd.DataFrame) -> pd.Dat
                      "n_rim": int(y.sum()), "roc_auc": roc_auc(y, p) if both else np.nan,
                      "pr_auc": pr_auc(y, p) if both else np.nan,
                      **{k: v for k, v in decision_metrics(y, group["decision"].to_numpy(int)).items()
-                        if k in SUBSET_METRICS}})  # fmt: skip
+                        if k in SUBSET_METRICS}})
     return pd.DataFrame(rows).sort_values(["method", "subset"], ignore_index=True)
 
 
 def write_confluence_results(oof: pd.DataFrame, sessions: Sequence[SessionFiles], config: LesionConfig,
-                             out_dir: Path) -> pd.DataFrame | None:  # fmt: skip
+                             out_dir: Path) -> pd.DataFrame | None:
     """`confluent_metrics.tsv` in a cv folder; nothing when the sessions' files are unknown."""
     if not sessions:
         return None

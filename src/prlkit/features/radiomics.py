@@ -64,7 +64,7 @@ PYRADIOMICS_FIRST_ORDER_NAMES = MappingProxyType({
     "robust_mean_absolute_deviation": "RobustMeanAbsoluteDeviation",
     "root_mean_squared": "RootMeanSquared", "standard_deviation": "StandardDeviation",
     "variance": "Variance", "skewness": "Skewness", "kurtosis": "Kurtosis",
-})  # fmt: skip
+})
 
 
 def histogram_probabilities(values: np.ndarray, bin_width: float = BIN_WIDTH_PPM) -> np.ndarray:
@@ -176,14 +176,14 @@ PYRADIOMICS_CLASSES = MappingProxyType({
         "Maximum2DDiameterRow", "MajorAxisLength", "MinorAxisLength", "LeastAxisLength",
         "Elongation", "Flatness",
     ),
-})  # fmt: skip
+})
 WAVELET_BANDS = ("LLH", "LHL", "LHH", "HLL", "HLH", "HHL", "HHH", "LLL")
 PYRADIOMICS_SETTINGS = MappingProxyType({
     "binWidth": 25,  # in ppb: the maps are converted from ppm before extraction
     "interpolator": "sitkBSpline",
     "resampledPixelSpacing": None,  # no resampling, as the released QSMRim-Net config
     "label": 1,
-})  # fmt: skip
+})
 CROP_MARGIN_VOXELS = 8  # context kept around each lesion for the wavelet filters (pyradiomics pads 5)
 
 

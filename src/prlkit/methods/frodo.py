@@ -64,17 +64,17 @@ def _train_one(job: TrainingJob, train: Split, val: Split) -> tuple[FrodoNet, di
         pretraining = CrossModalPretraining(
             FrodoNet(config.frodo, seed=seed), len(pre_train.y), config.pretrain.batch_size, config.pretrain.kind,
             config.pretrain.stop_gradient, config.pretrain.temperature, seed=seed,
-        )  # fmt: skip
+        )
         fits["pretrain"] = fit(
             pretraining, pre_train, pre_val, config.pretrain, run_dir / "pretrain", device,
             augment=random_symmetries, resume=resume, progress=progress, description="pretrain",
-        )  # fmt: skip
+        )
         net.load_pretrained_state_dict(pretraining.net.pretrained_state_dict())
     finetuning = SupervisedFinetuning(net, train.y.numpy(), config.finetune.batch_size, config.finetune.supcon_temperature)
     fits["finetune"] = fit(
         finetuning, train, val, config.finetune, run_dir / "finetune", device,
         augment=random_symmetries, resume=resume, progress=progress, description="finetune",
-    )  # fmt: skip
+    )
     return net, fits
 
 

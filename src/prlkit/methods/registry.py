@@ -59,7 +59,7 @@ ENSEMBLE_RECIPE = {"frodo": {"seeds": 3}, "pretrain": {"kind": "none"},
 # The main paper trains its ResNet-18 baseline with the main method's recipe (its authors' train.py), fixed
 # here so that the main method's own `quick` optimiser (lr 1e-3) does not reach the baseline: one fair budget.
 MAIN_PAPER_OPTIMIZER = {name: getattr(FinetuneConfig(), name) for name in
-                        ("optimizer", "learning_rate", "weight_decay", "weight_decay_all", "schedule")}  # fmt: skip
+                        ("optimizer", "learning_rate", "weight_decay", "weight_decay_all", "schedule")}
 
 # frodo_simpretrained: weights from benchmarks/pretrain_simulated.py; recipe measured with benchmarks/transfer.py.
 # The network is the shipped one (quick's widths with GroupNorm) whatever the profile
@@ -78,35 +78,35 @@ METHODS: dict[str, MethodSpec] = {
     "frodo_contrastive": MethodSpec(
         "frodo", train_frodo, "ablation: NT-Xent pretraining instead of cross-modal regression",
         {"pretrain": {"kind": "contrastive"}},
-    ),  # fmt: skip
+    ),
     "frodo_ensemble": MethodSpec(
         "frodo", train_frodo, "prlkit's data-efficient variant, not the authors': the same network trained from "
         "scratch for a fixed epoch budget (the last epoch kept, no early stopping on a few validation Rim+), three "
         "seeds averaged", ENSEMBLE_RECIPE,
-    ),  # fmt: skip
+    ),
     "frodo_simpretrained": MethodSpec(
         "frodo", train_frodo, "prlkit's variant, not the authors': the quick network with GroupNorm starts from "
         "weights shipped with prlkit (trained on 300 domain-randomised simulated participants, prlkit.weights) and is "
         "fine-tuned on the cohort (AdamW 1e-4, a fixed 10 epochs, the last kept)", SIMPRETRAINED_RECIPE,
-    ),  # fmt: skip
+    ),
     "resnet18": MethodSpec(
         "resnet18", _supervised("resnet18", loss="bce", balanced=True),
         "MONAI 3D ResNet-18 on QSM+FLAIR, BCE, class-balanced sampler (main paper's baseline), the main method's "
         "paper optimiser (AdamW 1e-4, weight decay 0.05 on every parameter)", {"finetune": MAIN_PAPER_OPTIMIZER},
-    ),  # fmt: skip
+    ),
     "rimnet": MethodSpec(
         "rimnet", _supervised("rimnet", loss="weighted_bce", balanced=False, shift=2),
         "RimNet: two VGG-like branches (QSM main, FLAIR merged), class-weighted BCE, 28^3 crops shifted ±2, "
         "Adam 1e-4 stepped down on plateau",
         {"finetune": {"optimizer": "adam", "learning_rate": 1e-4, "weight_decay": 0.0, "schedule": "plateau"}},
-    ),  # fmt: skip
+    ),
     "deepprl": MethodSpec(
         "deepprl", _supervised("deepprl", loss="focal", balanced=True),
         "Deep-PRL: lesion-mask attention branch into FLAIR and QSM branches, focal loss (gamma 2, alpha 0.2), "
         "Adam 1e-4, weight decay 3e-5 on every parameter (the released optimiser), polynomial decay",
         {"finetune": {"optimizer": "adam", "learning_rate": 1e-4, "weight_decay": 3e-5, "weight_decay_all": True,
                       "schedule": "poly"}},
-    ),  # fmt: skip
+    ),
     "qsmrimnet": MethodSpec(
         "qsmrimnet", train_qsmrimnet,
         "QSMRim-Net: ResNet-18 on QSM+FLAIR + MLP on 527 pyradiomics lesion features, DeepSMOTE, Adam 1e-4, "
@@ -114,15 +114,15 @@ METHODS: dict[str, MethodSpec] = {
         {"finetune": {"optimizer": "adam", "learning_rate": 1e-4, "batch_size": 64, "weight_decay": 0.0,
                       "schedule": "multistep", "lr_milestones": [0.5, 0.7, 0.9],
                       "max_epochs": 40, "patience": 40, "keep": "last"}},
-    ),  # fmt: skip
+    ),
     "aprl": MethodSpec(
         "aprl", train_aprl,
         "APRL: first-order QSM lesion features, SMOTE + random forest (500 trees, mtry by inner CV)",
-    ),  # fmt: skip
+    ),
     "prlseg": MethodSpec(
         "prlseg", train_prlseg, "PRLseg: whole-brain 3-class 3D UNet on lesion-centred 32^3 patches, Dice+CE; "
         "lesion score = mean voxel PRL probability (the `segment` config section)",
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -155,7 +155,7 @@ COMPARED_SECTIONS = ("lesions", "patches", "frodo", "network", "pretrain", "fine
 
 # the config sections a method's training reads, where they are not COMPARED_SECTIONS less frodo's own
 SECTIONS_READ = {"frodo": COMPARED_SECTIONS, "aprl": ("lesions", "patches", "network", "split"),
-                 "prlseg": ("lesions", "patches", "split", "segment")}  # fmt: skip
+                 "prlseg": ("lesions", "patches", "split", "segment")}
 
 
 def deviations_from_paper(name: str, config: Config) -> list[str]:
@@ -166,7 +166,7 @@ def deviations_from_paper(name: str, config: Config) -> list[str]:
     network = get_method(name).network
     own = SECTIONS_READ.get(network, tuple(s for s in COMPARED_SECTIONS if s not in ("frodo", "pretrain")))
     return [f"{key}={value}" for key, value in ours.items()
-            if key.split(".")[0] in own and not key.endswith(".seed") and paper.get(key) != value]  # fmt: skip
+            if key.split(".")[0] in own and not key.endswith(".seed") and paper.get(key) != value]
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

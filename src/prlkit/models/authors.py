@@ -66,7 +66,7 @@ def network_config(state: dict[str, torch.Tensor], source: Path | str = "state d
     stem = state.get("qsm_stem.stem.weight")
     if stem is None or stem.ndim != 5 or stem.shape[1:] != (1, 3, 3, 3):
         raise InputFileError(source, "no QSM stem convolution (qsm_stem.stem.weight, (C, 1, 3, 3, 3)): not a FRODO "
-                             "checkpoint")  # fmt: skip
+                             "checkpoint")
     return FrodoConfig(base_width=int(stem.shape[0]), dropout=dropout)
 
 

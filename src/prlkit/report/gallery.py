@@ -48,7 +48,7 @@ def display_session(data: SessionData) -> DisplaySession:
     orientation = nib.orientations.io_orientation(data.affine)
     affine = data.affine @ nib.orientations.inv_ornt_aff(orientation, data.instances.shape)
     qsm, flair, instances = (nib.orientations.apply_orientation(volume, orientation)
-                             for volume in (data.qsm, data.flair, data.instances))  # fmt: skip
+                             for volume in (data.qsm, data.flair, data.instances))
     return DisplaySession(
         qsm=qsm,
         flair=flair,
@@ -108,7 +108,7 @@ def neighbourhood_windows(view: DisplaySession, center: np.ndarray, half: np.nda
 
 
 def _plane(volume: np.ndarray, instances: np.ndarray, label: int, center: np.ndarray, half: np.ndarray,
-           zooms: np.ndarray, fixed: int) -> tuple[np.ndarray, np.ndarray, list[float]]:  # fmt: skip
+           zooms: np.ndarray, fixed: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """The crop of `volume` and of lesion `label`'s mask in the plane through `center` normal to axis `fixed`.
 
     Returns the 2-D arrays (in-plane axes in RAS order) and their imshow extent in mm from the
@@ -119,5 +119,5 @@ def _plane(volume: np.ndarray, instances: np.ndarray, label: int, center: np.nda
     index = tuple(int(center[a]) if a == fixed else slice(low[a], high[a]) for a in range(3))
     h, v = (a for a in range(3) if a != fixed)
     extent = [(low[h] - center[h] - 0.5) * zooms[h], (high[h] - center[h] - 0.5) * zooms[h],
-              (low[v] - center[v] - 0.5) * zooms[v], (high[v] - center[v] - 0.5) * zooms[v]]  # fmt: skip
+              (low[v] - center[v] - 0.5) * zooms[v], (high[v] - center[v] - 0.5) * zooms[v]]
     return volume[index], instances[index] == label, [float(e) for e in extent]

@@ -38,7 +38,7 @@ def number(value: object, digits: int = 3) -> str:
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[object]], row_ids: Sequence[str] | None = None,
-          row_classes: Sequence[str] | None = None, raw_columns: frozenset[int] = frozenset()) -> str:  # fmt: skip
+          row_classes: Sequence[str] | None = None, raw_columns: frozenset[int] = frozenset()) -> str:
     """An HTML table; every cell is escaped except the columns in `raw_columns` (already HTML). A wide table
     scrolls inside its own box rather than widening the page."""
     head = "".join(f"<th>{escape(str(h))}</th>" for h in header)

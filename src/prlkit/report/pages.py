@@ -40,7 +40,7 @@ def cv_page(folder: Path) -> str:
     lesions = oof.drop_duplicates("lesion_row")
     overview = (f"{oof['participant_id'].nunique()} participants, {len(lesions)} lesions "
                 f"({int(lesions['label'].sum())} expert Rim+), {oof['fold'].nunique()} participant-level folds; "
-                f"methods: {', '.join(methods)}; reference for the tests: {reference}.")  # fmt: skip
+                f"methods: {', '.join(methods)}; reference for the tests: {reference}.")
     parts = [html.paragraph(overview)]
     lesion_note = ("Threshold metrics use each fold's validation threshold. Method [switches]: the network settings "
                    "that differ from the paper; (n=k): only k folds had both classes.")
@@ -53,7 +53,7 @@ def cv_page(folder: Path) -> str:
         parts.append(html.section("Pooled out-of-fold AUCs, participant-level bootstrap", boot))
     parts.append(html.section("Curves, counts and calibration", "\n".join(
         html.png_image(_cv_figure(folder, oof, name), alt) for name, (_, alt) in CV_FIGURES.items()
-    )))  # fmt: skip
+    )))
     if results["comparisons"]:
         parts.append(html.section(f"Against {reference} (pooled out-of-fold predictions)", _comparisons(results)))
     parts.append(html.section("Subject level", _subject_level(results)))
@@ -65,7 +65,7 @@ def cv_page(folder: Path) -> str:
     per_fold = pd.DataFrame(results["per_fold"])
     columns = [c for c in ["method", "fold", "threshold", "n_lesions", "n_rim", *TABLE_METRICS] if c in per_fold]
     rows = [[row[c] if c in ("method", "fold", "n_lesions", "n_rim") else html.number(row[c]) for c in columns]
-            for row in per_fold.to_dict(orient="records")]  # fmt: skip
+            for row in per_fold.to_dict(orient="records")]
     parts.append(html.section("Per fold", html.collapsible("metrics of every (method, fold)", html.table(columns, rows))))
     config = folder / "config.yaml"
     parts.append(html.section("Configuration", html.preformatted(config.read_text() if config.is_file() else "(no config.yaml)")))
@@ -92,7 +92,7 @@ def _comparisons(results: dict) -> str:
 
 def _subject_level(results: dict) -> str:
     header = ["method", "participants", "Pearson r (95 % CI), predicted count", "MSE", "Pearson r, expected count",
-              "MSE, expected", "chronic active: sensitivity", "specificity"]  # fmt: skip
+              "MSE, expected", "chronic active: sensitivity", "specificity"]
     rows = []
     for method in results["methods"]:
         s = results["subject_level"][method]
@@ -100,7 +100,7 @@ def _subject_level(results: dict) -> str:
                      f"{html.number(s['count_pearson_r'])} ({html.number(s['count_pearson_ci_low'])}, "
                      f"{html.number(s['count_pearson_ci_high'])})", html.number(s["count_mse"], 2),
                      html.number(s["expected_pearson_r"]), html.number(s["expected_mse"], 2),
-                     html.number(s["patient_sensitivity"], 2), html.number(s["patient_specificity"], 2)])  # fmt: skip
+                     html.number(s["patient_sensitivity"], 2), html.number(s["patient_specificity"], 2)])
     note = ("Predicted count: lesions called Rim+ per participant; expected count: sum of probabilities. "
             "Chronic active: at least 4 Rim+ lesions.")
     return html.table(header, rows) + html.paragraph(note, "note")
@@ -121,13 +121,13 @@ def _operating_point_table(results: dict, key: str) -> str:
     """One pooled operating point per method (`key` of results.json), with its review workload."""
     brier = "brier" in results[key][results["methods"][0]]
     header = ["method", "threshold", "sensitivity", "specificity", "PPV", "lesions called Rim+",
-              "share of all lesions", *(["Brier score"] if brier else [])]  # fmt: skip
+              "share of all lesions", *(["Brier score"] if brier else [])]
     rows = []
     for method in results["methods"]:
         o = results[key][method]
         rows.append([method, html.number(o["threshold"]), html.number(o["sensitivity"]), html.number(o["specificity"]),
                      html.number(o.get("ppv")), f"{o['n_review']:.0f}", f"{100 * o['review_fraction']:.0f} %",
-                     *([html.number(o["brier"])] if brier else [])])  # fmt: skip
+                     *([html.number(o["brier"])] if brier else [])])
     return html.table(header, rows) + html.paragraph(OPERATING_POINT_NOTES[key], "note")
 
 
@@ -169,9 +169,9 @@ def predict_page(folder: Path, dataset: Path, top: int) -> tuple[str, dict[str, 
         "probable lesions of each session, most probable first; the links lead to the images.", "note"
     ) + html.collapsible(f"the list of {len(review_rows)} lesions to review", html.table(
         header, [row if has_expert else row[:-1] for row in review_rows], row_ids=review_ids,
-        raw_columns=frozenset({0})))  # fmt: skip
+        raw_columns=frozenset({0})))
     parts = [html.section("Subjects", _subjects_table(subjects)),
-             html.section("Review list", review, anchor="review-list"), *session_sections]  # fmt: skip
+             html.section("Review list", review, anchor="review-list"), *session_sections]
     subtitle = (f"{base} · images from {dataset} · prlkit {__version__} · QSM and FLAIR windowed per lesion "
                 "neighbourhood (QSM window on each figure) · radiological convention (patient right on image left)")
     return html.document("prlkit lesion review", subtitle, parts), pngs
@@ -181,11 +181,11 @@ def _subjects_table(subjects: pd.DataFrame) -> str:
     """subjects.tsv with links to the sessions; the session column only when the cohort has sessions."""
     with_sessions = bool(subjects["session_id"].astype(bool).any())
     header = ["participant", *(["session"] if with_sessions else []), "lesions", "classified", "Rim+ calls",
-              "expected Rim+ count", "chronic active (≥ 4)"]  # fmt: skip
+              "expected Rim+ count", "chronic active (≥ 4)"]
     rows = [[html.link(f"{r.participant_id}_{r.session_id}" if r.session_id else r.participant_id, r.participant_id),
              *([r.session_id] if with_sessions else []), r.n_lesions, r.n_classified, r.n_rim_pred,
              html.number(r.expected_rim_count, 2), "yes" if r.chronic_active else "no"]
-            for r in subjects.itertuples()]  # fmt: skip
+            for r in subjects.itertuples()]
     note = "Expected count: the sum of the lesion probabilities. Chronic active: at least 4 lesions called Rim+."
     return html.table(header, rows, raw_columns=frozenset({0})) + html.paragraph(note, "note")
 
@@ -224,11 +224,11 @@ def _session_body(name: str, lesions: pd.DataFrame, cards: list[str]) -> str:
     header = ["rank", "lesion", "probability", "call", "volume (mm³)", "centre x, y, z (mm)", "excluded"]
     rows = [[lesion.rank, html.link(f"{name}-lesion-{lesion.index}", str(lesion.index)) if lesion.review else lesion.index,
              *_lesion_cells(lesion), lesion.excluded, *([lesion.expert] if has_expert else [])]
-            for lesion in lesions.itertuples()]  # fmt: skip
+            for lesion in lesions.itertuples()]
     ids = [f"{name}-row-{index}" for index in lesions["index"]]
     classes = ["rim" if call == 1 else "" for call in lesions["rim_pred"]]
     table = html.table(header + (["expert"] if has_expert else []), rows, row_ids=ids, row_classes=classes,
-                       raw_columns=frozenset({1}))  # fmt: skip
+                       raw_columns=frozenset({1}))
     gallery = f'<div class="gallery">{"".join(cards)}</div>' if cards else html.paragraph("No lesion to review.", "note")
     return html.collapsible(f"all {len(lesions)} lesions", table) + gallery
 
@@ -269,7 +269,7 @@ def folder_kind(folder: Path) -> str:
     if (folder / "derivatives" / "prlkit" / "subjects.tsv").is_file():
         return "predict"
     raise PrlkitError(f"{folder}: not a prlkit cv folder (results.json, oof_predictions.tsv) "
-                      "nor a prlkit predict folder (derivatives/prlkit/subjects.tsv)")  # fmt: skip
+                      "nor a prlkit predict folder (derivatives/prlkit/subjects.tsv)")
 
 
 def recorded_dataset(folder: Path) -> Path | None:

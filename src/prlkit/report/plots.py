@@ -57,7 +57,7 @@ def plot_cv_curves(oof, path: Path) -> None:
     figure, (roc_axis, pr_axis) = plt.subplots(1, 2, figsize=(10, 4.5))
     for method, rows in oof.groupby("method", sort=False):
         folds = [(g["label"].to_numpy(), g["probability"].to_numpy()) for _, g in rows.groupby("fold")
-                 if g["label"].nunique() == 2]  # fmt: skip
+                 if g["label"].nunique() == 2]
         if not folds:
             continue
         for axis, curve in ((roc_axis, mean_roc_curve(folds)), (pr_axis, mean_pr_curve(folds))):
@@ -99,9 +99,9 @@ def plot_reliability(oof, path: Path) -> None:
         y, p = rows["label"].to_numpy(), rows["probability"].to_numpy()
         curve = reliability_curve(y, p, n_bins=int(np.clip(len(y) // 20, 2, 10)), strategy="quantile")
         axis.plot(curve["mean_predicted"], curve["fraction_positive"], marker="o",
-                  label=f"{method} (Brier {brier_score(y, p):.3f})")  # fmt: skip
+                  label=f"{method} (Brier {brier_score(y, p):.3f})")
     axis.set(xlabel="mean predicted P(Rim+)", ylabel="observed Rim+ fraction", xlim=(0, 1), ylim=(0, 1.02),
-             title="Calibration (pooled out-of-fold, equal-count bins)")  # fmt: skip
+             title="Calibration (pooled out-of-fold, equal-count bins)")
     axis.legend(loc="lower right", fontsize=8)
     save_figure(figure, path)
 

@@ -21,7 +21,7 @@ def lesion_region(instances: np.ndarray, margin: int) -> tuple[slice, slice, sli
 
 
 def class_probabilities(net: nn.Module, image: np.ndarray, config: SegmentConfig, device: torch.device,
-                        region: tuple[slice, slice, slice] | None = None) -> np.ndarray:  # fmt: skip
+                        region: tuple[slice, slice, slice] | None = None) -> np.ndarray:
     """Softmax probabilities (3, X, Y, Z), float32, on the grid of `image` (C, X, Y, Z).
 
     With `region`, only that box is segmented (windows still of `patch_size`) and every voxel
@@ -32,7 +32,7 @@ def class_probabilities(net: nn.Module, image: np.ndarray, config: SegmentConfig
     net.eval()
     with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         logits = sliding_window_inference(x, (config.patch_size,) * 3, config.sw_batch_size, net,
-                                          overlap=config.overlap, mode=config.blend)  # fmt: skip
+                                          overlap=config.overlap, mode=config.blend)
     probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
     if region is None:
         return probabilities

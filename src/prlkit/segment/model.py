@@ -71,14 +71,14 @@ class SegmentationModel:
 
 
 def segment_lesions(volume: SegmentVolume, models: list[SegmentationModel],
-                    device: torch.device) -> tuple[np.ndarray, pd.DataFrame]:  # fmt: skip
+                    device: torch.device) -> tuple[np.ndarray, pd.DataFrame]:
     """Mean class probabilities of `models` over the volume, and its lesion table: prl_mean, prl_max and `score`
     of that mean map, `probability` = mean of each model's calibrated score, `rim_pred` at their mean threshold."""
     maps = [model.probabilities(volume, device) for model in models]
     probabilities = np.mean(maps, axis=0)
     table = scored_lesions(volume, probabilities, models[0].config.segment)
     table["probability"] = np.mean([model.calibrated(scored_lesions(volume, own, model.config.segment)["score"])
-                                    for model, own in zip(models, maps)], axis=0)  # fmt: skip
+                                    for model, own in zip(models, maps)], axis=0)
     threshold = float(np.mean([model.threshold for model in models]))
     table["rim_pred"] = (table["probability"].fillna(0.0) >= threshold).astype(int)
     return probabilities, table

@@ -22,15 +22,15 @@ def build_segmentation_network(config: SegmentConfig) -> nn.Module:
     if config.network == "basicunet":
         return BasicUNet(spatial_dims=3, in_channels=input_channels(config), out_channels=len(CLASS_NAMES),
                          features=config.channels, dropout=config.dropout,
-                         norm=(config.norm, {"affine": True}) if config.norm == "instance" else config.norm)  # fmt: skip
+                         norm=(config.norm, {"affine": True}) if config.norm == "instance" else config.norm)
     if config.network == "unetr":  # a ViT encoder on 16^3 tokens of one patch_size^3 window
         if importlib.util.find_spec("einops") is None:
             raise PrlkitError("segment.network unetr needs the einops package: pip install einops "
-                              "(or the prlkit[unetr] extra)")  # fmt: skip
+                              "(or the prlkit[unetr] extra)")
         return UNETR(in_channels=input_channels(config), out_channels=len(CLASS_NAMES), img_size=config.patch_size,
                      feature_size=config.feature_size, hidden_size=config.hidden_size, mlp_dim=config.mlp_dim,
                      num_heads=config.num_heads, norm_name=config.norm, dropout_rate=config.dropout,
-                     spatial_dims=3)  # fmt: skip
+                     spatial_dims=3)
     return UNet(spatial_dims=3, in_channels=input_channels(config), out_channels=len(CLASS_NAMES),
                 channels=config.channels, strides=config.strides, num_res_units=config.res_units,
-                norm=config.norm, dropout=config.dropout)  # fmt: skip
+                norm=config.norm, dropout=config.dropout)

@@ -36,7 +36,7 @@ from prlkit.segment.volumes import CLASS_NAMES, NON_PRL, PRL, SegmentVolume, loa
 LESION_COLUMNS = [
     "index", "voxels", "volume_mm3", "center_vox_i", "center_vox_j", "center_vox_k",
     "center_mm_x", "center_mm_y", "center_mm_z", "prl_mean", "prl_max", "score", "probability", "rim_pred", "excluded",
-]  # fmt: skip
+]
 
 
 @dataclass
@@ -105,11 +105,11 @@ def session_metrics(volume: SegmentVolume, probabilities: np.ndarray, table: pd.
     confusion = confusion_matrix(volume.target, probabilities.argmax(0))
     return {"participant_id": volume.session.files.participant_id, "session_id": volume.session.files.session_id or "",
             **dice_per_class(confusion), "n_lesions": len(y), "n_prl": int(y.sum()), "n_prl_pred": int(decision.sum()),
-            "f1": detection_f1(y, decision)}  # fmt: skip
+            "f1": detection_f1(y, decision)}
 
 
 def predict_segmentation(sessions: list[SessionFiles], models: SegmentationModels, out: Path, device: torch.device,
-                         progress: bool = True, source: Path | None = None) -> pd.DataFrame | None:  # fmt: skip
+                         progress: bool = True, source: Path | None = None) -> pd.DataFrame | None:
     """Check every session, then segment each one (mean class probabilities and mean calibrated lesion
     probability of its models, mean threshold) and write its outputs; with rim labels, also the paper's
     metrics (returned, and written). `source`: the dataset, recorded in dataset_description.json."""
@@ -135,7 +135,7 @@ def predict_segmentation(sessions: list[SessionFiles], models: SegmentationModel
     y, decision = (np.concatenate(parts) for parts in zip(*decisions))
     pooled = {"global_f1": detection_f1(y, decision), "n_sessions": len(metrics),
               **{c: float(metrics[c].mean()) for c in ("dice_nonPRL", "dice_PRL")},
-              **{f"{c}_sd": float(metrics[c].std()) for c in ("dice_nonPRL", "dice_PRL")}}  # fmt: skip
+              **{f"{c}_sd": float(metrics[c].std()) for c in ("dice_nonPRL", "dice_PRL")}}
     base = out / "derivatives" / "prlkit"
     with atomic_path(base / f"{METHOD}_metrics.tsv") as tmp:
         metrics.to_csv(tmp, sep="\t", index=False, float_format="%.6g")

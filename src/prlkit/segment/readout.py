@@ -41,7 +41,7 @@ def soft_dice_terms(target: np.ndarray, probabilities: np.ndarray) -> np.ndarray
     """Per lesion class (non-PRL, PRL): [sum of its probability over its voxels, sum of its probability,
     its voxel count]; terms of several volumes pool by addition."""
     return np.array([[probabilities[c][target == c].sum(), probabilities[c].sum(), np.count_nonzero(target == c)]
-                     for c in (NON_PRL, PRL)], dtype=float)  # fmt: skip
+                     for c in (NON_PRL, PRL)], dtype=float)
 
 
 def soft_dice(terms: np.ndarray) -> float:

@@ -35,13 +35,13 @@ class ValidationOutputs:
 
 
 def validation_outputs(net: nn.Module, volumes: list[SegmentVolume], config: SegmentConfig,
-                       device: torch.device) -> ValidationOutputs:  # fmt: skip
+                       device: torch.device) -> ValidationOutputs:
     """Everything validation needs, from one inference per volume restricted to its lesion box plus
     one patch of margin."""
     tables, confusion, soft = [], 0, 0
     for volume in volumes:
         probabilities = class_probabilities(net, volume.image, config, device,
-                                            lesion_region(volume.instances, config.patch_size))  # fmt: skip
+                                            lesion_region(volume.instances, config.patch_size))
         confusion = confusion + confusion_matrix(volume.target, probabilities.argmax(0))
         soft = soft + soft_dice_terms(volume.target, probabilities)
         table = scored_lesions(volume, probabilities, config)
@@ -62,7 +62,7 @@ class SegmentationTraining:
         self.net = self.module = net
         self.sampler, self.val_volumes, self.config = sampler, val_volumes, config
         self.criterion = DiceCELoss(to_onehot_y=True, softmax=True, batch=True,
-                                    weight=torch.tensor(config.class_weights))  # fmt: skip
+                                    weight=torch.tensor(config.class_weights))
         self.score_name = f"val_{config.val_score}"
 
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:

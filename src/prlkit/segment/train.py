@@ -25,7 +25,7 @@ from prlkit.train.loop import FitResult, Split, fit
 
 def train_segmentation(train_volumes: list[SegmentVolume], val_volumes: list[SegmentVolume], config: Config,
                        run_dir: Path, device: torch.device, resume: bool = False,
-                       progress: bool = True) -> tuple[SegmentationModel, FitResult]:  # fmt: skip
+                       progress: bool = True) -> tuple[SegmentationModel, FitResult]:
     """Fit the network on patches of `train_volumes`; on `val_volumes` (whole): early stopping, then the
     calibration of the lesion score (`segment.calibration`) and the threshold that maximises the
     lesion-level F1 of the calibrated probability."""
@@ -42,7 +42,7 @@ def train_segmentation(train_volumes: list[SegmentVolume], val_volumes: list[Seg
     stage = SegmentationTraining(net, sampler, val_volumes, seg)
     volume_ids = torch.arange(len(val_volumes))  # the stage holds the validation volumes themselves
     result = fit(stage, Split(sampler.x, sampler.y), Split(volume_ids, volume_ids), seg.train, run_dir, device,
-                 resume=resume, progress=progress, description="prlseg")  # fmt: skip
+                 resume=resume, progress=progress, description="prlseg")
     outputs = validation_outputs(net, val_volumes, seg, device)
     y, score = outputs.lesions["rim"].astype(int).to_numpy(), outputs.lesions["score"].to_numpy()
     calibrator = UNCALIBRATED if seg.calibration == "none" else fit_calibrator(seg.calibration, y, score)
@@ -60,14 +60,14 @@ def train_segmentation(train_volumes: list[SegmentVolume], val_volumes: list[Seg
         "val_soft_dice": soft_dice(outputs.soft_terms),
         "stages": {"train": {"best_epoch": result.best_epoch, "best_score": result.best_score,
                              "epochs_run": result.epochs_run}},
-    }  # fmt: skip
+    }
     model = SegmentationModel(module=net.eval(), config=config, threshold=select_threshold_f1(y, probability),
-                              training=training, calibrator=calibrator)  # fmt: skip
+                              training=training, calibrator=calibrator)
     return model, result
 
 
 def participant_split(lesions: pd.DataFrame, train_index: np.ndarray, val_index: np.ndarray,
-                      config: Config) -> tuple[list[str], list[str]]:  # fmt: skip
+                      config: Config) -> tuple[list[str], list[str]]:
     """Training and validation participants of a development split; disjoint, because the network
     sees whole volumes (a lesion-level split is redone by participant with the same fraction and seed)."""
     if config.split.by == "participant":
@@ -75,7 +75,7 @@ def participant_split(lesions: pd.DataFrame, train_index: np.ndarray, val_index:
     else:
         dev = lesions.loc[np.r_[train_index, val_index]]
         train_rows, val_rows = split_development(dev, val_fraction=config.split.val_fraction, by="participant",
-                                                 seed=config.split.seed)  # fmt: skip
+                                                 seed=config.split.seed)
         train, val = dev.loc[train_rows], dev.loc[val_rows]
     return sorted(train["participant_id"].unique()), sorted(val["participant_id"].unique())
 

@@ -59,7 +59,7 @@ def class_targets(instances: np.ndarray, lesions: pd.DataFrame) -> np.ndarray:
 def segment_volume(session: SessionData, config: Config) -> SegmentVolume:
     """One loaded session as the network sees it."""
     return SegmentVolume(session=session, image=image_channels(session, config),
-                         target=class_targets(session.instances, session.lesions))  # fmt: skip
+                         target=class_targets(session.instances, session.lesions))
 
 
 def load_segment_volume(files: SessionFiles, config: Config) -> SegmentVolume:

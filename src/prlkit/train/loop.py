@@ -144,7 +144,7 @@ def fit(
         generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
         torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout and other global-RNG users
         learning_rate = learning_rate_at(config, epoch, [row[stage.score_name] for row in state["history"]],
-                                         stage.monitor)  # fmt: skip
+                                         stage.monitor)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
         module.train()
@@ -173,7 +173,7 @@ def fit(
         else:
             state["bad_epochs"] += 1
         state["history"].append({"epoch": epoch, "learning_rate": learning_rate, "train_loss": train_loss,
-                                 stage.score_name: score})  # fmt: skip
+                                 stage.score_name: score})
         state["epoch"] = epoch + 1
         write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in state["history"]))
         save_checkpoint(run_dir, module, optimizer, state)

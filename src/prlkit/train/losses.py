@@ -72,7 +72,7 @@ FOCAL_WEIGHTINGS = ("uniform", "class")
 def focal_loss(
     logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, alpha: float | None = 0.2,
     weighting: str = "uniform",
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """Mean binary focal loss (Lin et al. 2017) -w (1 - p_t)^gamma log p_t; Deep-PRL uses gamma=2, alpha=0.2.
 
     weighting ``uniform`` (Deep-PRL's released code): w = alpha for every sample, a constant factor

@@ -66,7 +66,7 @@ class CrossModalPretraining:
     score_name = "val_loss"
 
     def __init__(self, net: FrodoNet, n_train: int, batch_size: int, kind: str, stop_gradient: bool,
-                 temperature: float, seed: int):  # fmt: skip
+                 temperature: float, seed: int):
         self.net = net
         self.predictor = CrossModalPredictor(net.encoder_dim, seed=seed)
         self.module = nn.ModuleDict({"net": net, "predictor": self.predictor})

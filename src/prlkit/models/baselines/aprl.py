@@ -77,7 +77,7 @@ class APRLClassifier:
             ("smote", SMOTE(k_neighbors=self._smote_neighbours(y), random_state=seed)),
             ("forest", RandomForestClassifier(n_estimators=self.config.n_estimators, random_state=seed,
                                               n_jobs=self.config.n_jobs)),
-        ])  # fmt: skip
+        ])
 
     def fit(self, features: np.ndarray, y: np.ndarray, seed: int) -> APRLClassifier:
         """Tune mtry by inner stratified CV and refit on all training rows; features (n, p), y (n,) in {0, 1}."""
@@ -146,7 +146,7 @@ class APRLModel(nn.Module):
         """Tune and fit on training rows `features` (n, p), `y` (n,); the module keeps them for refitting."""
         classifier = APRLClassifier(config).fit(features, y, seed)
         fitted = FittedAPRLConfig(**dataclasses.asdict(config), n_train=len(y), n_features=features.shape[1],
-                                  seed=seed, mtry=classifier.best_mtry)  # fmt: skip
+                                  seed=seed, mtry=classifier.best_mtry)
         model = cls(fitted)
         model.train_features.copy_(torch.as_tensor(np.asarray(features, dtype=np.float64)))
         model.train_labels.copy_(torch.as_tensor(np.asarray(y).astype(np.int64)))

@@ -71,7 +71,7 @@ def resnet18_encoder(in_channels: int, last_stage_stride: int) -> ResNet:
     net = ResNet(
         "basic", [2, 2, 2, 2], [64, 128, 256, 512], spatial_dims=3, n_input_channels=in_channels,
         conv1_t_size=7, conv1_t_stride=2, shortcut_type="B", bias_downsample=False, feed_forward=False,
-    )  # fmt: skip
+    )
     first = net.layer4[0]
     first.conv1.stride = first.downsample[0].stride = (last_stage_stride,) * 3
     return net
@@ -133,7 +133,7 @@ class QSMRimNet(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(512, config.head_hidden), nn.SiLU(), nn.Dropout(config.head_dropout),
             nn.Linear(config.head_hidden, 1),
-        )  # fmt: skip
+        )
 
     def forward(
         self,
