@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from prlkit.config import get_profile
-from prlkit.data.bids import discover_cohort
+from prlkit.data.bids import SessionFiles, discover_cohort
 from prlkit.data.patches import session_patches
 from prlkit.data.session import load_session
 from prlkit.models.frodo import FrodoNet, count_flops, inference_model
@@ -105,7 +105,9 @@ def network_rows(profile: str, repeats: int) -> list[dict]:
         x = torch.randn(batch, 2, size, size, size)
         bare = bare_convs(conv_calls(after, x.contiguous(memory_format=torch.channels_last_3d)))
         with torch.no_grad():
-            seconds = interleaved_best({"before": lambda: before(x), "after": lambda: after(x), "bare": bare}, repeats)
+            # x=x: bind this batch's input (the lambdas are only called within this iteration)
+            seconds = interleaved_best({"before": lambda x=x: before(x), "after": lambda x=x: after(x), "bare": bare},
+                                       repeats)
         bound = seconds["bare"]
         rows.append({"profile": profile, "patch": size, "batch": batch, "gflop_per_lesion": flops / 1e9,
                      "lesions_per_s_before": batch / seconds["before"], "lesions_per_s": batch / seconds["after"],
@@ -123,6 +125,30 @@ class WithoutNetwork(Ensemble):
         return np.zeros(len(patches))
 
 
+def session_times(files: SessionFiles, ensembles: tuple[Ensemble, Ensemble, Ensemble], out: Path,
+                  device: torch.device, repeats: int) -> dict:
+    """One session's best times of predict_sessions (before / after / without the network), the network alone (before /
+    after) and reading the session; `ensembles` is (before, after, without network)."""
+    plain, ensemble, no_network = ensembles
+
+    def run(which: Ensemble) -> None:
+        predict_sessions([files], which, out, device, progress=False)
+
+    def before() -> None:
+        load_session(files, ensemble.config.lesions)
+        run(plain)
+
+    session = load_session(files, ensemble.config.lesions)
+    included = session.lesions[session.lesions["excluded"] == ""]
+    patches = session_patches(session, included, ensemble.config.patches)
+    t = interleaved_best({"before": before, "total": lambda: run(ensemble), "other": lambda: run(no_network),
+                          "network": lambda: ensemble.probabilities(patches, device),
+                          "network_before": lambda: plain.probabilities(patches, device),
+                          "read": lambda: load_session(files, ensemble.config.lesions)}, repeats)
+    return {"lesions": len(included), "before_s": t["before"], "total_s": t["total"], "network_s": t["network"],
+            "network_before_s": t["network_before"], "other_s": t["other"], "read_s": t["read"]}
+
+
 def end_to_end(model: Path, subjects: int, repeats: int) -> dict:
     """Per-patient wall time of predict_sessions with the model's ensemble (before / after), and its network share."""
     device = torch.device("cpu")
@@ -132,25 +158,8 @@ def end_to_end(model: Path, subjects: int, repeats: int) -> dict:
         data = Path(tmp) / "data"
         write_cohort(data, subjects, 4242, synth_profile("default"), jobs=1, preview=False, progress=False)
         sessions = discover_cohort(data).sessions
-        rows = []
-        for files in sessions:
-            def run(which: Ensemble) -> None:
-                predict_sessions([files], which, Path(tmp) / "out", device, progress=False)
-
-            def before() -> None:
-                load_session(files, ensemble.config.lesions)
-                run(plain)
-
-            session = load_session(files, ensemble.config.lesions)
-            included = session.lesions[session.lesions["excluded"] == ""]
-            patches = session_patches(session, included, ensemble.config.patches)
-            t = interleaved_best({"before": before, "total": lambda: run(ensemble), "other": lambda: run(no_network),
-                                  "network": lambda: ensemble.probabilities(patches, device),
-                                  "network_before": lambda: plain.probabilities(patches, device),
-                                  "read": lambda: load_session(files, ensemble.config.lesions)}, repeats)
-            rows.append({"lesions": len(included), "before_s": t["before"], "total_s": t["total"],
-                         "network_s": t["network"], "network_before_s": t["network_before"], "other_s": t["other"],
-                         "read_s": t["read"]})
+        rows = [session_times(files, (plain, ensemble, no_network), Path(tmp) / "out", device, repeats)
+                for files in sessions]
     return {"models": len(ensemble.models), "sessions": rows,
             **{f"mean_{key}": float(np.mean([r[key] for r in rows]))
                for key in ("before_s", "total_s", "network_s", "network_before_s", "other_s", "read_s", "lesions")}}

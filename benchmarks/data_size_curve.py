@@ -51,7 +51,8 @@ def subset_manifest(cohort: Path, size: int, seed: int, out: Path) -> Path:
         raise ValueError(f"{cohort}: {len(participants)} participants, {size} asked for")
     chosen = set(np.random.default_rng(seed).permutation(participants)[:size])
     rows = [{"participant_id": s.participant_id, "session_id": s.session_id or "", "qsm": s.qsm, "flair": s.flair,
-             "lesions": s.lesions, "rim_table": s.rim_table or "", "site": s.site or ""} for s in sessions if s.participant_id in chosen]
+             "lesions": s.lesions, "rim_table": s.rim_table or "", "site": s.site or ""}
+            for s in sessions if s.participant_id in chosen]
     out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out, index=False)
     return out
@@ -123,7 +124,8 @@ def main() -> None:
                 train = simulate(args.out / "cohorts" / f"{setting}-{seed}-train", args.train_subjects, seed, setting)
                 targets = [tests[setting]] + ([tests["noisy"]] if setting == "default" and "noisy" in tests else [])
                 for size in args.sizes:
-                    manifest = subset_manifest(train, size, seed, args.out / "manifests" / f"{setting}-{seed}-n{size}.csv")
+                    manifest = subset_manifest(train, size, seed,
+                                               args.out / "manifests" / f"{setting}-{seed}-n{size}.csv")
                     run_size(manifest, targets, args.methods, args.out / "runs" / f"{setting}-{seed}-n{size}",
                              args.out / "cache", args.threads)
                     print(f"{setting} seed {seed} n {size}: done", file=sys.stderr, flush=True)

@@ -55,7 +55,8 @@ def main() -> None:
     labelled = labelled_lesions(patch_set.lesions)
     folds = make_folds(labelled, n_folds=args.held_out_folds, seed=args.seed)
     held_out = labelled["participant_id"].isin(folds.loc[folds["fold"] == 0, "participant_id"]).to_numpy()
-    train, test = lesion_split(patch_set, labelled.index[~held_out], 2), lesion_split(patch_set, labelled.index[held_out], 2)
+    train = lesion_split(patch_set, labelled.index[~held_out], 2)
+    test = lesion_split(patch_set, labelled.index[held_out], 2)
     print(f"{args.cohort}: train {len(train.y)} lesions ({int(train.y.sum())} Rim+), "
           f"held out {len(test.y)} ({int(test.y.sum())} Rim+), profile {args.profile}, norm {config.frodo.norm}")
     finetune = dataclasses.replace(config.finetune, max_epochs=args.epochs, patience=args.epochs, seed=args.seed)
@@ -70,9 +71,11 @@ def main() -> None:
     curve = [{"epoch": row["epoch"], "train_loss": round(row["train_loss"], 4),
               "held_out_pr_auc": round(row["val_pr_auc"], 4)} for row in result.history]
     for row in curve:
-        print(f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.3f}  held-out PR-AUC {row['held_out_pr_auc']:.3f}")
+        print(f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.3f}  "
+              f"held-out PR-AUC {row['held_out_pr_auc']:.3f}")
     labels = test.y.numpy()
-    summary = {"cohort": str(args.cohort), "norm": config.frodo.norm, "train_lesions": len(train.y), "train_rim": int(train.y.sum()),
+    summary = {"cohort": str(args.cohort), "norm": config.frodo.norm, "train_lesions": len(train.y),
+               "train_rim": int(train.y.sum()),
                "held_out_lesions": len(labels), "held_out_prevalence": float(labels.mean()),
                "best_epoch": result.best_epoch, "best_epoch_roc_auc": roc_auc(labels, probabilities),
                "best_epoch_pr_auc": pr_auc(labels, probabilities), "seconds": round(seconds, 1), "curve": curve}

@@ -48,7 +48,7 @@ def prlkit_command(arguments: list[str], threads: int) -> None:
 def git_commit() -> str | None:
     """The commit of the prlkit checkout this script imported (None outside git)."""
     result = subprocess.run(["git", "-C", str(Path(prlkit.__file__).parent), "rev-parse", "HEAD"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     return result.stdout.strip() or None
 
 

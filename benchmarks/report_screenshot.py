@@ -21,7 +21,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("report.png"))
     parser.add_argument("--width", type=int, default=1200)
     parser.add_argument("--height", type=int, default=2400)
-    parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "chromium")
+    parser.add_argument("--chromium",
+                        default=shutil.which("chromium") or shutil.which("chromium-browser") or "chromium")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([

@@ -34,7 +34,8 @@ def main() -> None:
               for field in ("ru_utime", "ru_stime"))
     print(f"{args.subjects} subjects, grid {profile.shape}, {len(truth)} lesions, jobs={args.jobs}")
     print(f"wall {wall:.1f} s ({wall / args.subjects:.2f} s/subject); CPU {cpu:.1f} s "
-          f"({cpu / args.subjects:.2f} CPU-s/subject); load average at start {load_before:.1f} on {os.cpu_count()} cores")
+          f"({cpu / args.subjects:.2f} CPU-s/subject); "
+          f"load average at start {load_before:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ def test_staged_output_moves_everything_or_leaves_the_folder_as_it_was(tmp_path)
 def test_a_failed_first_run_keeps_only_what_a_rerun_continues_from(tmp_path):
     for keep in (False, True):
         out = tmp_path / f"run-{keep}"
-        with pytest.raises(KeyboardInterrupt), removed_on_failure(out, keep_partial=lambda folder: keep):
+        with pytest.raises(KeyboardInterrupt), removed_on_failure(out, keep_partial=lambda folder, keep=keep: keep):
             (out / "runs").mkdir(parents=True)
             (out / "runs" / "checkpoint.json").write_text("{}")
             raise KeyboardInterrupt

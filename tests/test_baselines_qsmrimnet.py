@@ -263,7 +263,8 @@ def test_model_files_from_before_the_paper_defaults_still_load(tmp_path):
     from prlkit.models.baselines.qsmrimnet import build_qsmrimnet
 
     settings = QSMRimNetConfig(features="first_order", seeds=1, radiomics_features=len(feature_names("first_order")))
-    model = TrainedModel(network="qsmrimnet", method="qsmrimnet", module=build_qsmrimnet(settings), model_config=dataclasses.asdict(settings),
+    model = TrainedModel(network="qsmrimnet", method="qsmrimnet", module=build_qsmrimnet(settings),
+                         model_config=dataclasses.asdict(settings),
                          config=get_profile("quick"), threshold=0.5, calibrator=PriorShift(0.5, 0.5),
                          training={"features": list(feature_names("first_order"))})
     model.save(tmp_path)

@@ -31,15 +31,16 @@ def released_into(net: nn.Module, reference: dict) -> nn.Module:
     state = {}
     for (name, tensor), theirs in zip(ours.items(), released):
         if tensor.shape != theirs.shape:  # the output layer: (2, ...) -> (1, ...)
-            theirs = (theirs[1] - theirs[0]).reshape(tensor.shape)
-        state[name] = theirs
+            state[name] = (theirs[1] - theirs[0]).reshape(tensor.shape)
+        else:
+            state[name] = theirs
     net.load_state_dict(state, strict=True)
     return net.eval()
 
 
 @pytest.mark.parametrize(("network", "file", "order"), [
-    (lambda: RimNet(), "rimnet_torch_port_reference.json", [1, 0]),  # theirs: [FLAIR, QSM]
-    (lambda: DeepPRL(), "deepprl_binary_reference.json", [2, 1, 0]),  # theirs: [mask, FLAIR, QSM]
+    (RimNet, "rimnet_torch_port_reference.json", [1, 0]),  # theirs: [FLAIR, QSM]
+    (DeepPRL, "deepprl_binary_reference.json", [2, 1, 0]),  # theirs: [mask, FLAIR, QSM]
 ])
 def test_default_network_equals_the_released_one(network, file, order):
     reference = json.loads((DATA / file).read_text())

@@ -17,7 +17,8 @@ def test_profiles_differ_in_patch_size():
 
 @pytest.mark.parametrize("name", ["run.yaml", "run.json"])
 def test_round_trip(tmp_path, name):
-    config = config_from_dict({"profile": "quick", "lesions": {"min_voxels": 50}, "patches": {"qsm_window_ppm": [-0.1, 0.2]}})
+    config = config_from_dict({"profile": "quick", "lesions": {"min_voxels": 50},
+                               "patches": {"qsm_window_ppm": [-0.1, 0.2]}})
     save_config(config, tmp_path / name)
     assert load_config(tmp_path / name) == config
 
@@ -83,7 +84,8 @@ def test_the_cli_reports_a_bad_config_in_one_line_before_any_work(tmp_path, caps
     from prlkit.cli import main
 
     (tmp_path / "bad.yaml").write_text("finetune:\n  max_epochs: ten\n")
-    code = main(["train", str(tmp_path / "no_cohort"), "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "m")])
+    code = main(["train", str(tmp_path / "no_cohort"), "--config", str(tmp_path / "bad.yaml"),
+                 "--out", str(tmp_path / "m")])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert f"{tmp_path}/bad.yaml: config finetune.max_epochs:" in err and not (tmp_path / "m").exists()

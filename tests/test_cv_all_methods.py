@@ -16,7 +16,8 @@ from conftest import tiny_config, write_toy_rim_cohort
 TINY_ALL = tiny_config(
     finetune={"max_epochs": 1}, split={"n_folds": 2},
     segment={"patch_size": 16, "channels": [4, 8], "strides": [2], "rounds_per_epoch": 1, "train": {"max_epochs": 1}},
-    methods={name: {"finetune": {"max_epochs": 1, "patience": 1}} for name in ("frodo_ensemble", "frodo_simpretrained")},
+    methods={name: {"finetune": {"max_epochs": 1, "patience": 1}}
+             for name in ("frodo_ensemble", "frodo_simpretrained")},
 )
 
 

@@ -45,7 +45,7 @@ def test_outputs_and_out_of_fold_coverage(cv_run):
     oof = pd.read_csv(out / "oof_predictions.tsv", sep="\t")
     folds = pd.read_csv(out / "folds.tsv", sep="\t")
     assert len(oof) == 2 * 36  # every lesion predicted once per method
-    for method, rows in oof.groupby("method"):
+    for _method, rows in oof.groupby("method"):
         assert rows["lesion_row"].is_unique and len(rows) == 36
     fold_of = folds.set_index("participant_id")["fold"]
     assert (oof["participant_id"].map(fold_of) == oof["fold"]).all()  # predicted by the model that never saw it
@@ -97,7 +97,7 @@ def test_rerun_skips_finished_folds(cv_run, monkeypatch):
 
 
 def test_other_settings_need_another_folder(cv_run, capsys):
-    root, args = cv_run
+    _root, args = cv_run
     assert main(args + ["--seed", "5"]) == 1
     assert "other settings" in capsys.readouterr().err
 
@@ -131,7 +131,7 @@ def test_recompute_replaces_only_outputs_of_another_fingerprint(tmp_path):
     assert not fold_dir.exists()
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "predictions.tsv").write_text("made before fingerprints")
-    with pytest.raises(experiment.InputFileError, match="fingerprint.json: missing"):
+    with pytest.raises(experiment.InputFileError, match=r"fingerprint\.json: missing"):
         experiment.claim_fold_dir(tmp_path / "old", fingerprint)
 
 
@@ -224,7 +224,7 @@ def test_list_methods_prints_every_registered_method_without_a_dataset(capsys):
 ])
 def test_a_first_run_failing_on_its_first_fold_leaves_nothing(cv_run, tmp_path, monkeypatch, capsys, error, code,
                                                               message):
-    root, args = cv_run
+    _root, args = cv_run
 
     def failing(*args, **kwargs):
         raise error

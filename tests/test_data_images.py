@@ -37,7 +37,8 @@ def test_four_d_rejected_singleton_accepted(tmp_path):
 def test_grid_shape_difference_is_named(tmp_path):
     a = read_grid(save(tmp_path / "a.nii.gz", np.zeros((4, 4, 4), np.float32)))
     b = read_grid(save(tmp_path / "b.nii.gz", np.zeros((4, 4, 5), np.float32)))
-    with pytest.raises(InputFileError, match=r"b\.nii\.gz: grid differs from a\.nii\.gz: shape \(4, 4, 5\) vs \(4, 4, 4\)"):
+    with pytest.raises(InputFileError,
+                       match=r"b\.nii\.gz: grid differs from a\.nii\.gz: shape \(4, 4, 5\) vs \(4, 4, 4\)"):
         check_same_grid(a, b)
 
 

@@ -61,7 +61,8 @@ def test_empty_map_gives_empty_table_and_warning(tmp_path):
         attach_rim_labels(table, np.zeros((4, 4, 4), np.int32), None, None, tmp_path / "l.nii.gz")
 
 
-@pytest.mark.parametrize("value, expected", [("1", 1), ("rim+", 1), ("PRL", 1), ("0", 0), ("Rim-", 0), ("non-PRL", 0), ("n/a", None)])
+@pytest.mark.parametrize("value, expected", [("1", 1), ("rim+", 1), ("PRL", 1), ("0", 0), ("Rim-", 0), ("non-PRL", 0),
+                                             ("n/a", None)])
 def test_rim_value_spellings(tmp_path, value, expected):
     path = tmp_path / "t.tsv"
     path.write_text(f"index\trim\n1\t{value}\n")

@@ -67,7 +67,7 @@ def test_authors_gating_radius_formula():
     """r = round(clip(0.75 rho, 5, 16)), rho = (3V / 4 pi)^(1/3): the authors' patches_extraction.py."""
     voxels = np.array([110, 500, 1150, 4000, 30000, 200000])
     rho = (3 * voxels / (4 * np.pi)) ** (1 / 3)
-    expected = [int(round(float(np.clip(0.75 * r, 5, 16)))) for r in rho]
+    expected = [round(float(np.clip(0.75 * r, 5, 16))) for r in rho]
     assert gating_radius(voxels, PatchConfig()).tolist() == expected
     assert expected[0] == 5 and expected[-1] == 16
 
@@ -138,7 +138,8 @@ def test_flair_normalisation_matches_numpy_percentiles():
     out = normalise_flair(flair, (0.5, 99.5))
     low, high = np.percentile(flair[flair > 0], [0.5, 99.5])
     inside = flair[(flair >= low) & (flair <= high) & (flair > 0)]
-    np.testing.assert_allclose(out[(flair >= low) & (flair <= high) & (flair > 0)], (inside - low) / (high - low), rtol=1e-5)
+    np.testing.assert_allclose(out[(flair >= low) & (flair <= high) & (flair > 0)], (inside - low) / (high - low),
+                               rtol=1e-5)
     assert out.min() == 0 and out.max() == 1
     # an arbitrary global scale (as between scanners) gives the same result
     np.testing.assert_allclose(normalise_flair(flair * 7.3, (0.5, 99.5)), out, atol=1e-5)

@@ -92,7 +92,7 @@ def test_save_load_round_trip_and_validation(tmp_path):
 
     def broken(table, **kwargs):
         table.to_csv(path, sep="\t", index=False)
-        with pytest.raises(InputFileError, match="folds.tsv") as info:
+        with pytest.raises(InputFileError, match=r"folds\.tsv") as info:
             load_folds(path, **kwargs)
         return str(info.value)
 
@@ -182,5 +182,5 @@ def test_split_errors():
         split_fold(lesions.assign(rim=0.0), folds, 0)
     one_rim = lesions.assign(rim=0.0)
     one_rim.loc[one_rim.index[one_rim["excluded"] == ""][:3], "rim"] = 1.0  # a single Rim+ participant
-    with pytest.raises(PrlkitError, match="1 development participant.*needs at least 2.*--val-split lesion"):
+    with pytest.raises(PrlkitError, match=r"1 development participant.*needs at least 2.*--val-split lesion"):
         split_fold(one_rim, make_folds(one_rim, seed=0), 4, by="participant", seed=0)

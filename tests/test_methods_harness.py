@@ -40,7 +40,8 @@ def data(tmp_path_factory):
 
 def train_method(data, method, tmp_path):
     patch_set, train, val, config = data
-    return get_method(method).train(training_job(method, patch_set, train, val, method_config(method, config), tmp_path))
+    job = training_job(method, patch_set, train, val, method_config(method, config), tmp_path)
+    return get_method(method).train(job)
 
 
 def training_job(method, patch_set, train, val, config, tmp_path):
@@ -78,7 +79,7 @@ def test_model_json_names_method_and_network_and_old_files_still_load(trained, t
 
 @pytest.mark.parametrize("method", ["resnet18", "rimnet", "deepprl", "frodo_contrastive", "qsmrimnet", "aprl"])
 def test_method_trains_saves_and_loads(data, trained, method, tmp_path):
-    patch_set, train, val, config = data
+    patch_set, _train, val, _config = data
     model, fits, folder = trained(method)
     assert all(fit.epochs_run == 1 for fit in fits.values())
     shutil.copytree(folder, tmp_path / "model")
@@ -188,7 +189,7 @@ def test_network_settings_reach_the_trained_model(data, tmp_path):
     job = training_job("qsmrimnet", patch_set, train, val, method_config("qsmrimnet", config), tmp_path)
     model, _ = get_method("qsmrimnet").train(job)
     assert model.model_config["fusion"] == "concat" and model.config.finetune.schedule == "multistep"
-    with pytest.raises(PrlkitError, match="network.fusoin: not a resnet18 setting"):
+    with pytest.raises(PrlkitError, match=r"network\.fusoin: not a resnet18 setting"):
         network_config("resnet18", {"fusoin": "sum"})
 
 

@@ -128,7 +128,8 @@ def test_encoder_parameter_count_matches_architecture():
 
 
 def test_profile_parameter_counts_reported():
-    counts = {name: sum(p.numel() for p in FrodoNet(get_profile(name).frodo).parameters()) for name in ("paper", "quick")}
+    counts = {name: sum(p.numel() for p in FrodoNet(get_profile(name).frodo).parameters())
+              for name in ("paper", "quick")}
     print(f"frodo parameter counts: {counts}")
     assert counts["paper"] == 2_213_645  # the authors' network (tests/test_models_authors.py)
     assert counts["quick"] < counts["paper"] / 3

@@ -39,7 +39,8 @@ def trained(tmp_path_factory):
     patch_set = build_patch_set(discover_cohort(dataset), config, cache_dir=root / "cache", progress=False)
     train, val = split_development(labelled_lesions(patch_set.lesions), val_fraction=0.3, seed=0)
     model, _ = train_frodo(TrainingJob(method="frodo", patch_set=patch_set, train_index=train, val_index=val,
-                                       config=config, run_dir=root / "runs", device=torch.device("cpu"), progress=False))
+                                       config=config, run_dir=root / "runs", device=torch.device("cpu"),
+                                       progress=False))
     model.save(root / "model")
     return dataset, root / "model", root
 
@@ -63,7 +64,8 @@ def test_outputs_agree_with_each_other(trained, tmp_path):
         dseg = np.asarray(nib.load(str(folder / f"{participant}_desc-rim_dseg.nii.gz")).dataobj)
         instances = np.asarray(nib.load(str(dataset / "derivatives/lesions" / participant / "anat" /
                                             f"{participant}_desc-lesions_dseg.nii.gz")).dataobj)
-        np.testing.assert_allclose(probseg.affine, nib.load(str(dataset / participant / "anat" / f"{participant}_FLAIR.nii.gz")).affine)
+        flair = nib.load(str(dataset / participant / "anat" / f"{participant}_FLAIR.nii.gz"))
+        np.testing.assert_allclose(probseg.affine, flair.affine)
         probability = np.asarray(probseg.dataobj)
         for row in lesions.itertuples():
             voxels = instances == row.index
@@ -101,8 +103,8 @@ def test_single_session_mode_matches_dataset_mode(trained, tmp_path):
     dataset, model, _ = trained
     anat, lesions = dataset / "sub-02" / "anat", dataset / "derivatives/lesions/sub-02/anat"
     assert run_predict("--model", model, "--out", tmp_path / "one", "--qsm", anat / "sub-02_Chimap.nii.gz",
-                       "--flair", anat / "sub-02_FLAIR.nii.gz", "--lesions", lesions / "sub-02_desc-lesions_dseg.nii.gz",
-                       "--subject", "02") == 0
+                       "--flair", anat / "sub-02_FLAIR.nii.gz",
+                       "--lesions", lesions / "sub-02_desc-lesions_dseg.nii.gz", "--subject", "02") == 0
     assert run_predict(dataset, "--model", model, "--out", tmp_path / "all", "--participant-label", "02") == 0
     one = pd.read_csv(tmp_path / "one/derivatives/prlkit/sub-02/anat/sub-02_lesions.tsv", sep="\t")
     everything = pd.read_csv(tmp_path / "all/derivatives/prlkit/sub-02/anat/sub-02_lesions.tsv", sep="\t")
@@ -126,7 +128,8 @@ def test_ensemble_averages_models_and_thresholds(trained):
     single = load_ensemble(model)
     twice = Ensemble(single.models * 2)
     patches = np.random.default_rng(0).normal(size=(3, 3, 16, 16, 16)).astype(np.float32)
-    np.testing.assert_allclose(twice.probabilities(patches, torch.device("cpu")), single.probabilities(patches, torch.device("cpu")))
+    cpu = torch.device("cpu")
+    np.testing.assert_allclose(twice.probabilities(patches, cpu), single.probabilities(patches, cpu))
     assert twice.threshold == single.threshold
 
 
@@ -148,7 +151,8 @@ def test_empty_lesion_map_gives_an_empty_table(trained, tmp_path):
     (lesion_dir / "sub-03_desc-lesions_dseg.tsv").write_text("index\trim\n")
     assert run_predict(copy, "--model", model, "--out", tmp_path / "all") == 0
     assert run_predict("--model", model, "--out", tmp_path / "one", "--qsm", copy / "sub-03/anat/sub-03_Chimap.nii.gz",
-                       "--flair", copy / "sub-03/anat/sub-03_FLAIR.nii.gz", "--lesions", lesion_map, "--subject", "03") == 0
+                       "--flair", copy / "sub-03/anat/sub-03_FLAIR.nii.gz", "--lesions", lesion_map,
+                       "--subject", "03") == 0
     for out in (tmp_path / "all", tmp_path / "one"):
         base = out / "derivatives/prlkit"
         table = pd.read_csv(base / "sub-03/anat/sub-03_lesions.tsv", sep="\t")

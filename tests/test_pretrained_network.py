@@ -47,7 +47,8 @@ def test_fine_tuning_starts_from_every_layer_of_the_given_network(source, tmp_pa
 
 def test_weights_of_another_network_are_one_line_naming_the_file(source, tmp_path, capsys):
     dataset, path, _ = source
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_config(frodo={"base_width": 8}, pretrain={"weights": str(path)})))
+    config = tiny_config(frodo={"base_width": 8}, pretrain={"weights": str(path)})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     status = main(["train", str(dataset), "--out", str(tmp_path / "m"), "--config", str(tmp_path / "c.yaml"),
                    "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     error = capsys.readouterr().err.strip()

@@ -195,7 +195,7 @@ def test_predict_report_rerun_replaces_the_image_folder(predicted, tmp_path):
 
 
 def test_predict_report_needs_the_predicted_dataset(predicted, tmp_path):
-    dataset, folder = predicted
+    _dataset, folder = predicted
     with pytest.raises(PrlkitError, match="--dataset"):
         run_report(folder)
     one = write_toy_rim_cohort(tmp_path / "one", n_participants=1, shape=(36, 36, 36))
@@ -227,7 +227,8 @@ def test_display_ignores_storage_order(predicted):
     files = discover_cohort(dataset).sessions[0]
     data = load_session(files, LesionConfig())
     swap = np.array([[0, -1, 0, 35], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)  # new voxel -> old voxel
-    reordered = type(data)(files=files, qsm=np.flip(data.qsm, 0).swapaxes(0, 1), flair=np.flip(data.flair, 0).swapaxes(0, 1),
+    reordered = type(data)(files=files, qsm=np.flip(data.qsm, 0).swapaxes(0, 1),
+                           flair=np.flip(data.flair, 0).swapaxes(0, 1),
                            instances=np.flip(data.instances, 0).swapaxes(0, 1), affine=data.affine @ swap,
                            lesions=data.lesions)
     assert np.allclose(reordered.affine @ [3, 35 - 5, 7, 1], data.affine @ [5, 3, 7, 1])  # same point, both grids

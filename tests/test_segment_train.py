@@ -66,7 +66,8 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
     assert dseg.shape == source.shape and np.allclose(dseg.affine, source.affine)
     assert set(np.unique(dseg.get_fdata())) <= {0, 1, 2} and ((prl + non_prl) <= 1 + 1e-5).all()
     lesions = pd.read_csv(anat / "sub-01_desc-prlseg_lesions.tsv", sep="\t")
-    truth = pd.read_csv(dataset / "derivatives" / "lesions" / "sub-01" / "anat" / "sub-01_desc-lesions_dseg.tsv", sep="\t")
+    truth = pd.read_csv(dataset / "derivatives" / "lesions" / "sub-01" / "anat" / "sub-01_desc-lesions_dseg.tsv",
+                        sep="\t")
     assert lesions["index"].tolist() == truth["index"].tolist()
     assert lesions.loc[truth["rim"] == 1, "probability"].min() > lesions.loc[truth["rim"] == 0, "probability"].max()
     metrics = pd.read_csv(out / "derivatives" / "prlkit" / "prlseg_metrics.tsv", sep="\t")
@@ -90,7 +91,8 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
     probseg = nib.load(base / "sub-01" / "anat" / "sub-01_desc-rim_probseg.nii.gz").get_fdata()
     instances = np.asarray(nib.load(dataset / "derivatives" / "lesions" / "sub-01" / "anat" /
                                     "sub-01_desc-lesions_dseg.nii.gz").dataobj)
-    assert probseg[instances == 1].mean() == pytest.approx(table.loc[table["index"] == 1, "probability"].item(), rel=1e-5)
+    first = table.loc[table["index"] == 1, "probability"].item()
+    assert probseg[instances == 1].mean() == pytest.approx(first, rel=1e-5)
     subjects = pd.read_csv(base / "subjects.tsv", sep="\t")
     assert len(subjects) == 5 and (subjects["n_rim_pred"] == [2, 1, 1, 2, 1]).all()  # (n + k) % 3 == 0 of 4 lesions
 
@@ -101,7 +103,8 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
     assert main(["predict", str(dataset), "--model", str(model_dir), "--out", str(tmp_path / "q"), "--device", "cpu",
                  "--no-progress", "--participant-label", "01"]) == 0
     table = pd.read_csv(tmp_path / "q" / "derivatives" / "prlkit" / "sub-01" / "anat" / "sub-01_lesions.tsv", sep="\t")
-    assert table["probability"].isna().all() and (table["rim_pred"] == 0).all() and (table["excluded"] == "too_small").all()
+    assert table["probability"].isna().all() and (table["rim_pred"] == 0).all()
+    assert (table["excluded"] == "too_small").all()
 
 
 def test_saved_model_reproduces_probabilities_and_a_seed_reproduces_training(tmp_path):

@@ -78,7 +78,8 @@ def test_prl_patches_add_centres_on_prl_voxels_of_volumes_with_rim_lesions_only(
     rows = PatchSampler([with_rim, without], config).draw(torch.Generator().manual_seed(0))
     assert len(rows) == 2 * (2 * (3 + 2) + 4)  # rounds x (volumes x (lesion + background) + PRL on the Rim+ volume)
     centres = with_rim.target[tuple(rows[rows[:, 0] == 0, 1:4].T.numpy())]
-    assert (centres == 2).sum() >= 2 * 4 and not (without.target[tuple(rows[rows[:, 0] == 1, 1:4].T.numpy())] == 2).any()
+    assert (centres == 2).sum() >= 2 * 4
+    assert not (without.target[tuple(rows[rows[:, 0] == 1, 1:4].T.numpy())] == 2).any()
 
 
 def test_flips_cut_image_and_target_alike():
@@ -169,13 +170,14 @@ def test_detection_f1_equals_sklearn():
 def test_segment_config_profiles_round_trip_and_checks():
     paper, quick = get_profile("paper").segment, get_profile("quick").segment
     assert paper.patch_size == 32 and paper.lesion_patches == 3 and paper.prl_patches == 0
-    assert (paper.norm, paper.class_weights, quick.norm) == ("instance", (1, 1, 1), "batch")  # the paper; quick: measured
+    # the paper; quick: measured
+    assert (paper.norm, paper.class_weights, quick.norm) == ("instance", (1, 1, 1), "batch")
     quick = get_profile("quick")
     assert config_from_dict({"profile": "quick", "segment": {"train": {"max_epochs": 3}}}).segment.train.max_epochs == 3
     assert config_from_dict({"profile": "quick"}) == quick
     for bad in ({"network": "vnet"}, {"network": "unetr", "patch_size": 24}, {"network": "unetr", "num_heads": 5},
-                {"class_weights": [1, 1]}, {"class_weights": [1, 0, 2]}, {"prl_patches": -1}, {"channels": [8, 16], "strides": [2, 2]}, {"blend": "max"}, {"patch_size": 12},
-                {"norm": "group"}):
+                {"class_weights": [1, 1]}, {"class_weights": [1, 0, 2]}, {"prl_patches": -1},
+                {"channels": [8, 16], "strides": [2, 2]}, {"blend": "max"}, {"patch_size": 12}, {"norm": "group"}):
         with pytest.raises(PrlkitError, match="segment"):
             config_from_dict({"segment": bad})
 
@@ -193,7 +195,8 @@ def test_soft_dice_equals_hard_dice_for_one_hot_probabilities_and_pools_volumes(
 
 
 @pytest.mark.parametrize("norm", ["instance", "batch"])
-@pytest.mark.parametrize(("network", "channels"), [("unet", (4, 8)), ("basicunet", (4, 4, 8, 8, 8, 4)), ("unetr", (4, 8))])
+@pytest.mark.parametrize(("network", "channels"),
+                         [("unet", (4, 8)), ("basicunet", (4, 4, 8, 8, 8, 4)), ("unetr", (4, 8))])
 def test_segment_norm_switch_reaches_every_normalisation_layer(norm, network, channels):
     config = config_from_dict({"profile": "quick", "segment": {
         "norm": norm, "network": network, "channels": channels, "strides": [2], "patch_size": 16, "hidden_size": 16,

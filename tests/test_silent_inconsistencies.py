@@ -64,7 +64,8 @@ def test_resume_on_a_missing_folder_is_refused(tmp_path, capsys):
 
 def _saved_model(folder, config_data: dict):
     config = config_from_dict(config_data)
-    model = TrainedModel(network="frodo", method="frodo", module=FrodoNet(config.frodo), model_config=dataclasses.asdict(config.frodo),
+    model = TrainedModel(network="frodo", method="frodo", module=FrodoNet(config.frodo),
+                         model_config=dataclasses.asdict(config.frodo),
                          config=config, threshold=0.5, calibrator=PriorShift(0.5, 0.5), training={})
     model.save(folder)
     return folder / "model.json"

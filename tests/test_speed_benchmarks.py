@@ -76,7 +76,8 @@ def test_cpu_table_formats_every_measurement(monkeypatch, tmp_path):
     monkeypatch.setattr(cpu_inference, "trained_like", lambda profile: FrodoNet(FrodoConfig(**run.TINY_FRODO)).eval())
     tiny_profile = SimpleNamespace(patches=SimpleNamespace(size=32))  # the smallest size with 2^3 deep maps
     monkeypatch.setattr(cpu_inference, "get_profile", lambda profile: tiny_profile)
-    session = {"lesions": 3, **dict.fromkeys(("before_s", "total_s", "network_s", "network_before_s", "other_s", "read_s"), 1.0)}
+    session = {"lesions": 3,
+               **dict.fromkeys(("before_s", "total_s", "network_s", "network_before_s", "other_s", "read_s"), 1.0)}
     monkeypatch.setattr(cpu_inference, "end_to_end", lambda *a: {"models": 5, "sessions": [session],
                                                                  **{f"mean_{k}": v for k, v in session.items()}})
     args = run.argparse.Namespace(cohort=tmp_path, subjects=2, repeats=1, model=tmp_path, patients=1)

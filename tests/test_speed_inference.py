@@ -62,7 +62,8 @@ def test_inference_model_gives_the_same_probabilities(norm):
     with torch.no_grad():
         expected, got = torch.sigmoid(net(x)), torch.sigmoid(fast(x))
     assert expected.std() > 0.1  # the probabilities differ between patches: the check has teeth
-    assert (got - expected).abs().max() <= 2e-5  # float32 rounding (channels_last kernels) through 12 residual blocks and SE
+    # float32 rounding (channels_last kernels) through 12 residual blocks and SE
+    assert (got - expected).abs().max() <= 2e-5
     blocks = [m for m in fast.modules() if isinstance(m, ResidualBlock3D)]
     folded = [isinstance(b.norm2, torch.nn.Identity) for b in blocks]
     assert all(folded) if norm == "batch" else not any(folded)
@@ -134,7 +135,7 @@ def test_bad_last_session_still_leaves_no_output(saved, tmp_path):
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"not nifti")
     bad = dataclasses.replace(sessions[-1], flair=broken)
-    with pytest.raises(predict_module.InputFileError, match="broken.nii.gz"):
+    with pytest.raises(predict_module.InputFileError, match=r"broken\.nii\.gz"):
         predict_sessions([*sessions[:-1], bad], load_ensemble(model), tmp_path / "out", torch.device("cpu"),
                          progress=False)
     assert not (tmp_path / "out").exists()

@@ -77,4 +77,4 @@ def test_every_trainer_takes_one_training_job():
                       if p.default is inspect.Parameter.empty and p.kind is not p.KEYWORD_ONLY]
         assert [p.name for p in parameters] == ["job"], name
         assert spec.network in NETWORKS or spec.network == SEGMENTATION_METHOD, name
-    assert {field for field in TrainingJob.__dataclass_fields__} >= {"method", "patch_set", "train_index", "val_index"}
+    assert set(TrainingJob.__dataclass_fields__) >= {"method", "patch_set", "train_index", "val_index"}

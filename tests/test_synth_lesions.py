@@ -18,22 +18,22 @@ def test_lesion_counts_in_range(subjects):
     assert counts.min() >= 8 and counts.max() <= 30
     assert counts.max() - counts.min() > 15  # the whole range is used
     for lesions in subjects:
-        assert [l.index for l in lesions] == list(range(1, len(lesions) + 1))
-        assert all(l.confluent_with < l.index for l in lesions)
+        assert [lesion.index for lesion in lesions] == list(range(1, len(lesions) + 1))
+        assert all(lesion.confluent_with < lesion.index for lesion in lesions)
 
 
 def test_rim_prevalence_and_concentration(subjects):
-    rims = np.array([sum(l.true_rim for l in s) for s in subjects])
+    rims = np.array([sum(lesion.true_rim for lesion in s) for s in subjects])
     total = sum(len(s) for s in subjects)
     assert 0.05 <= rims.sum() / total <= 0.10
     assert (rims == 0).mean() >= 0.4  # many participants without any Rim+ lesion
     assert 0.03 <= (rims >= 4).mean() <= 0.3  # a few with four or more
-    expert = sum(l.expert_rim for s in subjects for l in s)
+    expert = sum(lesion.expert_rim for s in subjects for lesion in s)
     assert 0.05 <= expert / total <= 0.10
 
 
 def test_volumes_lognormal_with_small_lesions(subjects):
-    volumes = np.array([l.volume for s in subjects for l in s])
+    volumes = np.array([lesion.volume for s in subjects for lesion in s])
     assert volumes.min() >= 45 and volumes.max() <= 4000
     assert 0.1 < (volumes < 110).mean() < 0.5  # some fall under the 110-voxel exclusion
     assert (volumes > 1000).mean() > 0.02
@@ -41,15 +41,16 @@ def test_volumes_lognormal_with_small_lesions(subjects):
 
 
 def test_label_noise_only_on_ambiguous_lesions(subjects):
-    lesions = [l for s in subjects for l in s]
-    wrong = [l for l in lesions if l.expert_rim != l.true_rim]
-    flagged = [l for l in lesions if l.consensus_needed]
-    assert wrong and all(l.consensus_needed for l in wrong)
+    lesions = [lesion for s in subjects for lesion in s]
+    wrong = [lesion for lesion in lesions if lesion.expert_rim != lesion.true_rim]
+    flagged = [lesion for lesion in lesions if lesion.consensus_needed]
+    assert wrong and all(lesion.consensus_needed for lesion in wrong)
     assert 0.01 < len(flagged) / len(lesions) < 0.15
-    for l in flagged:
-        assert (l.true_rim and l.rim_strength_ppm * l.rim_coverage < 0.03) or l.confounder in ("vein_hug", "streak")
+    for lesion in flagged:
+        faint_rim = lesion.true_rim and lesion.rim_strength_ppm * lesion.rim_coverage < 0.03
+        assert faint_rim or lesion.confounder in ("vein_hug", "streak")
 
 
 def test_confounders_present_on_rim_negative_lesions(subjects):
-    kinds = {l.confounder for s in subjects for l in s if not l.true_rim}
+    kinds = {lesion.confounder for s in subjects for lesion in s if not lesion.true_rim}
     assert {"vein_cross", "vein_hug", "hyperintense", "streak", "none"} <= kinds

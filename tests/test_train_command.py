@@ -79,7 +79,7 @@ def test_train_command_writes_a_loadable_model(toy, capsys):
 
 
 def test_train_without_labels_is_an_error(toy, tmp_path, capsys):
-    dataset, config_path, root = toy
+    dataset, config_path, _root = toy
     unlabelled = tmp_path / "bids"
     shutil.copytree(dataset, unlabelled)
     for table in unlabelled.rglob("*_dseg.tsv"):

@@ -64,7 +64,8 @@ def test_learns_and_writes_its_files(tmp_path):
 
 def test_early_stopping_keeps_the_best_epoch(tmp_path):
     train, val = toy_data(200, 1), toy_data(100, 2)
-    result = fit(ToyStage(train.y), train, val, config(max_epochs=40, patience=3), tmp_path, torch.device("cpu"), progress=False)
+    result = fit(ToyStage(train.y), train, val, config(max_epochs=40, patience=3), tmp_path, torch.device("cpu"),
+                 progress=False)
     scores = [row["val_pr_auc"] for row in result.history]
     assert result.epochs_run < 40 and result.epochs_run == result.best_epoch + 4
     assert result.best_score == max(scores) == scores[result.best_epoch]

@@ -125,8 +125,10 @@ def _focal_reference(logits: torch.Tensor, targets: torch.Tensor, gamma: float, 
     p_t = torch.where(targets == 1, p, 1 - p)
     if alpha is None:
         w = 1.0
+    elif weighting == "class":
+        w = torch.where(targets == 1, alpha, 1 - alpha)
     else:
-        w = torch.where(targets == 1, alpha, 1 - alpha) if weighting == "class" else alpha
+        w = alpha
     return float((-w * (1 - p_t) ** gamma * torch.log(p_t)).mean())
 
 

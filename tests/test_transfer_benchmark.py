@@ -67,7 +67,7 @@ def test_join_keeps_labelled_included_lesions_only(predictions):
 
 
 def test_join_refuses_lesions_missing_from_either_side(predictions):
-    with pytest.raises(ValueError, match="only in predictions.*sub-02 ses-1 lesion 2"):
+    with pytest.raises(ValueError, match=r"only in predictions.*sub-02 ses-1 lesion 2"):
         transfer.join_labels(predictions, LABELS.iloc[:4])
     extra = pd.concat([LABELS, _labels([("sub-03", "", 1, 0, 200.0)])], ignore_index=True)
     with pytest.raises(ValueError, match="only in the test cohort's labels"):

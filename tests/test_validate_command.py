@@ -21,7 +21,7 @@ def run_json(capsys, *args):
 
 
 def test_summary_of_a_good_cohort(bids, capsys):
-    code, report, err = run_json(capsys, bids)
+    code, report, _err = run_json(capsys, bids)
     assert code == 0 and report["problems"] == []
     totals = report["totals"]
     assert (totals["subjects"], totals["sessions"], totals["lesions"]) == (2, 2, 4)

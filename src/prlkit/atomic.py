@@ -69,8 +69,9 @@ def public_path(path: Path | str) -> str:
         if match and part.startswith("."):
             if part.startswith(STAGING):
                 continue
-            part = part[1 : match.start()]
-        parts.append(part)
+            parts.append(part[1 : match.start()])
+        else:
+            parts.append(part)
     return str(Path(*parts)) if parts else str(path)
 
 

@@ -326,7 +326,8 @@ class SegmentConfig:
             raise PrlkitError(f"segment: unetr needs patch_size a multiple of 16 (its 16^3 tokens) and hidden_size "
                               f"divisible by num_heads, not {self.patch_size}, {self.hidden_size}, {self.num_heads}")
         if self.network == "unet" and (len(self.strides) != len(self.channels) - 1 or min(self.channels) < 1):
-            raise PrlkitError(f"segment: unet needs len(strides) = len(channels) - 1, not {self.channels}, {self.strides}")
+            raise PrlkitError("segment: unet needs len(strides) = len(channels) - 1, "
+                              f"not {self.channels}, {self.strides}")
         if self.network == "basicunet" and len(self.channels) != 6:
             raise PrlkitError(f"segment: basicunet needs 6 channels (features), got {self.channels}")
         if not 0 <= self.overlap < 1 or not 0 <= self.dropout < 1:

@@ -89,7 +89,8 @@ def load_ensemble(folder: Path, method: str | None = None, fast: bool = True) ->
     if not (folder / "folds.tsv").is_file():
         raise InputFileError(folder, "neither a prlkit train folder (model.json) nor a prlkit cv folder (folds.tsv)")
     if method is None:
-        method = json.loads((folder / "results.json").read_text())["reference"] if (folder / "results.json").is_file() else "frodo"
+        results = folder / "results.json"
+        method = json.loads(results.read_text())["reference"] if results.is_file() else "frodo"
     fold_dirs = sorted((folder / method).glob("fold-*/model.json"))
     if not fold_dirs:
         raise InputFileError(folder / method, f"no trained fold models of method {method}")
@@ -139,7 +140,8 @@ class PredictedSession:
 
 def session_outputs(root: Path, files: SessionFiles) -> dict[str, Path]:
     """Where a session's outputs go under `<root>/derivatives/prlkit`."""
-    rel = Path(files.participant_id, files.session_id, "anat") if files.session_id else Path(files.participant_id, "anat")
+    rel = (Path(files.participant_id, files.session_id, "anat") if files.session_id
+           else Path(files.participant_id, "anat"))
     folder = root / "derivatives" / "prlkit" / rel
     return {
         "probseg": folder / f"{files.name}_desc-rim_probseg.nii.gz",
@@ -181,7 +183,8 @@ def write_dataset_description(root: Path, source: Path | None = None,
         "DatasetType": "derivative",
         "GeneratedBy": [generated_by],
     } | ({"SourceDatasets": [source_dataset(source)]} if source else {})
-    write_text_atomic(root / "derivatives" / "prlkit" / "dataset_description.json", json.dumps(description, indent=2) + "\n")
+    write_text_atomic(root / "derivatives" / "prlkit" / "dataset_description.json",
+                      json.dumps(description, indent=2) + "\n")
 
 
 def write_subjects_table(root: Path, threshold_count: int = CHRONIC_ACTIVE_MIN) -> pd.DataFrame:

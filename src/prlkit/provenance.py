@@ -31,8 +31,8 @@ def software_versions() -> dict[str, str]:
 
 
 def model_provenance(folder: Path) -> dict[str, Any]:
-    """A model folder as a prediction records it: where, which method and network, which prlkit version trained it, and a
-    digest of its settings (model_config and config: equal digests mean equally configured training)."""
+    """A model folder as a prediction records it: where, which method and network, which prlkit version trained it,
+    and a digest of its settings (model_config and config: equal digests mean equally configured training)."""
     meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
     settings = json.dumps({"model_config": meta["model_config"], "config": meta["config"]}, sort_keys=True)
     return {"Path": str(folder.resolve()), "Method": meta["method"], "Network": meta.get("network", meta["method"]),

@@ -13,9 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare",
         help="merge prlkit cv runs made on the same folds into one comparison table",
         description="Reads folds.tsv and oof_predictions.tsv of each run (the folds must be identical), "
-        "and writes results.md/json, per_fold_metrics.tsv, cv_curves.png, counts.png and calibration.png for all methods "
-        "together, with DeLong and McNemar tests (Holm-adjusted) and participant-level bootstrap CIs against "
-        "--reference.",
+        "and writes results.md/json, per_fold_metrics.tsv, cv_curves.png, counts.png and calibration.png "
+        "for all methods together, with DeLong and McNemar tests (Holm-adjusted) and participant-level bootstrap "
+        "CIs against --reference.",
     )
     parser.add_argument("runs", nargs="+", type=Path, help="prlkit cv output folders")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         if first_folds is None:
             first_folds = folds
         elif not folds[["participant_id", "fold"]].equals(first_folds[["participant_id", "fold"]]):
-            raise InputFileError(run_dir / "folds.tsv", f"folds differ from those of {args.runs[0]}; rerun with --folds")
+            raise InputFileError(run_dir / "folds.tsv",
+                                 f"folds differ from those of {args.runs[0]}; rerun with --folds")
         tables.append(read_predictions(run_dir / "oof_predictions.tsv"))
     oof = pd.concat(tables, ignore_index=True)
     duplicated = oof.groupby("method")["lesion_row"].apply(lambda rows: not rows.is_unique)

@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="end-to-end demo on a synthetic cohort (about 7 minutes: 434 s measured on a shared 2-core CPU)",
         description="Simulates a synthetic cohort (physics-based QSM), runs the five-fold evaluation of the main "
-        "method, of prlkit's pretrained variant and of APRL with the quick profile, predicts a new simulated subject with the five fold models, and writes "
+        "method, of prlkit's pretrained variant and of APRL with the quick profile, predicts a new simulated "
+        "subject with the five fold models, and writes "
         "the cv and prediction HTML reports. Everything goes to --out; a rerun reuses data and finished folds.",
     )
     parser.add_argument("--out", type=Path, default=Path("prlkit-demo"), help="output folder (default ./prlkit-demo)")

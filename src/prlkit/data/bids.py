@@ -135,7 +135,8 @@ def _from_bids(root: Path) -> Cohort:
             for pid in sorted(set(folders) - set(sites))
         ]
     else:
-        warnings.warn(f"{participants_tsv}: missing; participants taken from the sub-* folders", PrlkitWarning, stacklevel=2)
+        warnings.warn(f"{participants_tsv}: missing; participants taken from the sub-* folders", PrlkitWarning,
+                      stacklevel=2)
     sessions = []
     for participant in folders:
         session_dirs = sorted(p.name for p in (root / participant).glob("ses-*") if p.is_dir())

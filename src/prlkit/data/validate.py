@@ -63,7 +63,8 @@ def validate_cohort(cohort: Cohort, config: LesionConfig) -> ValidationReport:
                 problems.append(str(error))
         seen_warnings += [str(w.message) for w in caught]
         rows.append(_session_row(session.participant_id, session.session_id, lesions, status))
-    return ValidationReport(sessions=pd.DataFrame(rows, columns=SESSION_COLUMNS), problems=problems, warnings=seen_warnings)
+    return ValidationReport(sessions=pd.DataFrame(rows, columns=SESSION_COLUMNS), problems=problems,
+                            warnings=seen_warnings)
 
 
 def _session_row(participant: str, session: str | None, lesions: pd.DataFrame | None, status: str) -> dict:

@@ -80,8 +80,8 @@ def make_folds(lesions: pd.DataFrame, n_folds: int = 5, seed: int = 0,
     groups = [np.flatnonzero(burden["rim_group"].to_numpy() == g) for g in RIM_GROUPS]
     fold = np.full(len(burden), -1)
     size = np.zeros(n_folds, int)
-    for members in groups:
-        members = rng.permutation(members)
+    for group in groups:
+        members = rng.permutation(group)
         for start in range(0, members.size, n_folds):
             block = members[start:start + n_folds]
             fold[block] = np.lexsort((rng.random(n_folds), size))[:block.size]

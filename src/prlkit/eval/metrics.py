@@ -259,7 +259,7 @@ def operating_point_at_specificity(y_true: np.ndarray, y_score: np.ndarray, targ
     """The most sensitive threshold whose specificity is >= target (RimNet §2.7: 95 % specificity)."""
     _check_target(target, "specificity")
     y, s = check_scores(y_true, y_score, what="operating point at specificity")
-    fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
+    fpr, _tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
     i = np.searchsorted(fpr, 1.0 - target + 1e-12, side="right") - 1  # last point with FPR <= 1 - target
     return _operating_point(y, s, float(thresholds[i]))
 

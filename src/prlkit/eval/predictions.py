@@ -23,7 +23,8 @@ def read_predictions(path: Path) -> pd.DataFrame:
 
 
 
-def paired_by_lesion(oof: pd.DataFrame, method_a: str, method_b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def paired_by_lesion(oof: pd.DataFrame, method_a: str, method_b: str
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Labels, probabilities and decisions of two methods on the same lesions, aligned by lesion row."""
     a = oof[oof["method"] == method_a].set_index("lesion_row").sort_index()
     b = oof[oof["method"] == method_b].set_index("lesion_row").sort_index()

@@ -57,8 +57,10 @@ def delong_test(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray,
     se = float(np.sqrt(max(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1], 0.0)))
     if se > 0:
         z = diff / se
+    elif diff == 0:
+        z = 0.0
     else:
-        z = 0.0 if diff == 0 else float(np.copysign(np.inf, diff))
+        z = float(np.copysign(np.inf, diff))
     half = stats.norm.ppf(0.5 + confidence / 2) * se
     return DeLongResult(float(aucs[0]), float(aucs[1]), diff, se, z, float(2 * stats.norm.sf(abs(z))),
                         diff - half, diff + half)

@@ -34,7 +34,8 @@ def neighbour_offsets(connectivity: int) -> list[tuple[int, int, int]]:
 
 
 def confluent_lesions(instances: np.ndarray, connectivity: int = 26) -> np.ndarray:
-    """Sorted ids of lesions with a voxel next to a voxel of another lesion (shifted comparisons, no loops over voxels)."""
+    """Sorted ids of lesions with a voxel next to a voxel of another lesion (shifted comparisons, no loops over
+    voxels)."""
     if connectivity not in (6, 18, 26):
         raise PrlkitError(f"connectivity must be 6, 18 or 26, not {connectivity}")
     touching = [np.zeros(0, dtype=instances.dtype)]

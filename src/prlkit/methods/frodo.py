@@ -70,7 +70,8 @@ def _train_one(job: TrainingJob, train: Split, val: Split) -> tuple[FrodoNet, di
             augment=random_symmetries, resume=resume, progress=progress, description="pretrain",
         )
         net.load_pretrained_state_dict(pretraining.net.pretrained_state_dict())
-    finetuning = SupervisedFinetuning(net, train.y.numpy(), config.finetune.batch_size, config.finetune.supcon_temperature)
+    finetuning = SupervisedFinetuning(net, train.y.numpy(), config.finetune.batch_size,
+                                      config.finetune.supcon_temperature)
     fits["finetune"] = fit(
         finetuning, train, val, config.finetune, run_dir / "finetune", device,
         augment=random_symmetries, resume=resume, progress=progress, description="finetune",

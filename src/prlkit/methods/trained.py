@@ -111,7 +111,8 @@ def load_trained_model(folder: Path) -> TrainedModel:
     load_weights(module, tensors, folder / "model.safetensors")
     feature_set = model_config.get("features", "first_order")
     if takes_features(module) and meta["training"].get("features") != list(feature_names(feature_set)):
-        raise InputFileError(folder / "model.json", "trained on other lesion features than this prlkit version computes")
+        raise InputFileError(folder / "model.json",
+                             "trained on other lesion features than this prlkit version computes")
     config = config_from_dict(meta["config"], source=folder / "model.json")
     check_patch_size(folder / "model.json", config.patches.size, meta.get("trained_patch_size"))
     return TrainedModel(

@@ -61,7 +61,8 @@ def is_encoder_only(state: dict[str, torch.Tensor]) -> bool:
     return all(name.startswith(ENCODER_PREFIXES) for name in state)
 
 
-def network_config(state: dict[str, torch.Tensor], source: Path | str = "state dict", dropout: float = 0.5) -> FrodoConfig:
+def network_config(state: dict[str, torch.Tensor], source: Path | str = "state dict",
+                   dropout: float = 0.5) -> FrodoConfig:
     """The `paper` network settings that fit the authors' weights (their base width from the stem's shape)."""
     stem = state.get("qsm_stem.stem.weight")
     if stem is None or stem.ndim != 5 or stem.shape[1:] != (1, 3, 3, 3):

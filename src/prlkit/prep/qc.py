@@ -24,7 +24,7 @@ def canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndar
 def slice_centre(lesions: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int, int, int]:
     """Through the lesions' centre of mass when there are lesions, else through the grid centre."""
     if lesions is not None and lesions.any():
-        return tuple(int(round(c)) for c in ndimage.center_of_mass(lesions > 0))
+        return tuple(int(round(c)) for c in ndimage.center_of_mass(lesions > 0))  # noqa: RUF046  numpy<2: round(float64) is float64
     return tuple(n // 2 for n in shape)
 
 

@@ -81,8 +81,8 @@ def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], 
             axis.set_facecolor("black")
             axis.imshow(image.T, origin="lower", extent=extent, interpolation="nearest", **style)
             if outlined and outline.any() and not outline.all():
-                axis.contour(outline.T.astype(float), levels=[0.5], origin="lower", extent=extent, colors=OUTLINE_COLOUR,
-                             linewidths=0.8)
+                axis.contour(outline.T.astype(float), levels=[0.5], origin="lower", extent=extent,
+                             colors=OUTLINE_COLOUR, linewidths=0.8)
             axis.set(xlim=(half_mm, -half_mm), ylim=(-half_mm, half_mm), xticks=[], yticks=[])
             if n == 0:
                 axis.set_title(plane, fontsize=9)

@@ -66,9 +66,11 @@ def cv_page(folder: Path) -> str:
     columns = [c for c in ["method", "fold", "threshold", "n_lesions", "n_rim", *TABLE_METRICS] if c in per_fold]
     rows = [[row[c] if c in ("method", "fold", "n_lesions", "n_rim") else html.number(row[c]) for c in columns]
             for row in per_fold.to_dict(orient="records")]
-    parts.append(html.section("Per fold", html.collapsible("metrics of every (method, fold)", html.table(columns, rows))))
+    parts.append(html.section("Per fold",
+                              html.collapsible("metrics of every (method, fold)", html.table(columns, rows))))
     config = folder / "config.yaml"
-    parts.append(html.section("Configuration", html.preformatted(config.read_text() if config.is_file() else "(no config.yaml)")))
+    settings = config.read_text() if config.is_file() else "(no config.yaml)"
+    parts.append(html.section("Configuration", html.preformatted(settings)))
     return html.document("prlkit cross-validation report", f"{folder} · prlkit {__version__}", parts)
 
 
@@ -147,14 +149,16 @@ def predict_page(folder: Path, dataset: Path, top: int) -> tuple[str, dict[str, 
         files = sessions.get((row.participant_id, row.session_id))
         if files is None:
             name = f"{row.participant_id} {row.session_id}".strip()
-            raise PrlkitError(f"{dataset}: no session {name} of {base / 'subjects.tsv'}; give the dataset that was predicted")
+            raise PrlkitError(f"{dataset}: no session {name} of {base / 'subjects.tsv'}; "
+                              "give the dataset that was predicted")
         data = load_session(files, LesionConfig())
         lesions = _session_lesions(data, session_outputs(folder, files)["lesions"], top)
         view = display_session(data)
         cards = []
         for lesion in lesions[lesions["review"]].itertuples():
             anchor = f"{files.name}-lesion-{lesion.index}"
-            caption = f"{files.name} lesion {lesion.index}: p = {_probability(lesion.probability)}, {_call(lesion.rim_pred)}"
+            caption = (f"{files.name} lesion {lesion.index}: p = {_probability(lesion.probability)}, "
+                       f"{_call(lesion.rim_pred)}")
             png = figure_png(lesion_figure(view, lesion.index, _center(lesion), caption))
             pngs[f"{files.name}_lesion-{lesion.index:03d}.png"] = png
             cards.append(_card(anchor, lesion, png, caption))
@@ -222,14 +226,16 @@ def _session_body(name: str, lesions: pd.DataFrame, cards: list[str]) -> str:
     """Every lesion of the session in a (closed) table, row id `<name>-row-<index>`, then the gallery (cards)."""
     has_expert = bool((lesions["expert"] != "").any())
     header = ["rank", "lesion", "probability", "call", "volume (mm³)", "centre x, y, z (mm)", "excluded"]
-    rows = [[lesion.rank, html.link(f"{name}-lesion-{lesion.index}", str(lesion.index)) if lesion.review else lesion.index,
+    rows = [[lesion.rank,
+             html.link(f"{name}-lesion-{lesion.index}", str(lesion.index)) if lesion.review else lesion.index,
              *_lesion_cells(lesion), lesion.excluded, *([lesion.expert] if has_expert else [])]
             for lesion in lesions.itertuples()]
     ids = [f"{name}-row-{index}" for index in lesions["index"]]
     classes = ["rim" if call == 1 else "" for call in lesions["rim_pred"]]
     table = html.table(header + (["expert"] if has_expert else []), rows, row_ids=ids, row_classes=classes,
                        raw_columns=frozenset({1}))
-    gallery = f'<div class="gallery">{"".join(cards)}</div>' if cards else html.paragraph("No lesion to review.", "note")
+    gallery = (f'<div class="gallery">{"".join(cards)}</div>' if cards
+               else html.paragraph("No lesion to review.", "note"))
     return html.collapsible(f"all {len(lesions)} lesions", table) + gallery
 
 

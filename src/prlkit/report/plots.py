@@ -84,7 +84,8 @@ def plot_count_scatter(oof, path: Path) -> None:
         top = max(int(counts.to_numpy().max()), 1) + 1
         axis.scatter(counts["expert"], counts["predicted"], alpha=0.6)
         axis.plot([0, top], [0, top], color="grey", linestyle=":")
-        axis.set(xlabel="expert Rim+ count", ylabel="predicted Rim+ count", title=method, xlim=(-0.5, top), ylim=(-0.5, top))
+        axis.set(xlabel="expert Rim+ count", ylabel="predicted Rim+ count", title=method, xlim=(-0.5, top),
+                 ylim=(-0.5, top))
     save_figure(figure, path)
 
 

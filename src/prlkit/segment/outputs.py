@@ -60,7 +60,8 @@ def load_segmentation_models(folder: Path) -> SegmentationModels:
         return SegmentationModels([load_segmentation_model(folder)], provenance=[model_provenance(folder)])
     fold_dirs = sorted(path.parent for path in (folder / METHOD).glob("fold-*/model.json"))
     if not fold_dirs or not (folder / "folds.tsv").is_file():
-        raise InputFileError(folder, f"neither a segment train folder (model.json) nor a cv folder with {METHOD} models")
+        raise InputFileError(folder,
+                             f"neither a segment train folder (model.json) nor a cv folder with {METHOD} models")
     models = {int(path.name.removeprefix("fold-")): load_segmentation_model(path) for path in fold_dirs}
     first = next(iter(models.values())).config
     if any((m.config.segment, m.config.patches) != (first.segment, first.patches) for m in models.values()):
@@ -86,7 +87,8 @@ def write_segmentation(root: Path, volume: SegmentVolume, probabilities: np.ndar
     """3-class map (+ look-up table), the two lesion-class probability maps and the lesion table, atomically."""
     paths, affine = segmentation_paths(root, volume.session.files), volume.session.affine
     write_nifti(paths["dseg"], probabilities.argmax(0).astype(np.uint8), affine)
-    write_text_atomic(paths["dseg_table"], "index\tname\n" + "".join(f"{i}\t{CLASS_NAMES[i]}\n" for i in (NON_PRL, PRL)))
+    write_text_atomic(paths["dseg_table"],
+                      "index\tname\n" + "".join(f"{i}\t{CLASS_NAMES[i]}\n" for i in (NON_PRL, PRL)))
     for label in (NON_PRL, PRL):
         write_nifti(paths[f"probseg_{CLASS_NAMES[label]}"], probabilities[label].astype(np.float32), affine)
     with atomic_path(paths["lesions"]) as tmp:

@@ -23,10 +23,10 @@ def lesion_features(qsm: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     """Per lesion: volume, mean QSM, core and edge-shell statistics (shell = 1 voxel either side
     of the lesion border, other lesions excluded; core = lesion minus its border)."""
     rows = []
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
+    for index, found in enumerate(ndimage.find_objects(labels), start=1):
+        if found is None:
             continue
-        box = tuple(slice(max(0, s.start - 2), min(n, s.stop + 2)) for s, n in zip(box, labels.shape))
+        box = tuple(slice(max(0, s.start - 2), min(n, s.stop + 2)) for s, n in zip(found, labels.shape))
         lesion = labels[box] == index
         values = qsm[box]
         core = ndimage.binary_erosion(lesion, structure=FULL)

@@ -188,7 +188,7 @@ def _candidate_centres(anatomy: Anatomy) -> dict[str, np.ndarray]:
 
     def near(code_mask: np.ndarray, distance: float) -> np.ndarray:
         """Within `distance` voxels (chessboard) of `code_mask`: a separable maximum filter."""
-        return ndimage.maximum_filter(code_mask, size=2 * max(1, int(round(distance))) + 1)
+        return ndimage.maximum_filter(code_mask, size=2 * max(1, round(distance)) + 1)
 
     ventricle = anatomy.tissue == VENTRICLE
     gm = anatomy.tissue == GM
@@ -312,7 +312,8 @@ def render_lesions(rng: np.random.Generator, anatomy: Anatomy, specs: list[Lesio
             direction = rng.normal(size=3)
             direction /= np.linalg.norm(direction)
             partner = drawn[spec.confluent_with].voxels
-            centre = centres[spec.confluent_with] + direction * 0.8 * (radius_est + (3 * partner / (4 * np.pi)) ** (1 / 3))
+            partner_radius = (3 * partner / (4 * np.pi)) ** (1 / 3)
+            centre = centres[spec.confluent_with] + direction * 0.8 * (radius_est + partner_radius)
             centre = np.clip(np.rint(centre), 0, np.asarray(shape) - 1)
         else:
             pool = candidates[spec.location]

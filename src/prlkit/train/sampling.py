@@ -16,7 +16,8 @@ def balanced_weights(labels: np.ndarray) -> torch.Tensor:
 
 def balanced_batches(labels: np.ndarray, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """One epoch of index batches (as many samples as labels) from a WeightedRandomSampler."""
-    sampler = WeightedRandomSampler(balanced_weights(labels), num_samples=len(labels), replacement=True, generator=generator)
+    sampler = WeightedRandomSampler(balanced_weights(labels), num_samples=len(labels), replacement=True,
+                                    generator=generator)
     order = torch.tensor(list(sampler), dtype=torch.long)
     return list(order.split(batch_size))
 

@@ -24,6 +24,7 @@ PyTorch port (`ModularRimNet` / `BimodalRimNet` of the Streamline-RimNet/Deep-PR
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -110,7 +111,7 @@ def fc_head(in_features: int, widths: tuple[int, ...], tanh: bool) -> nn.Sequent
     """Linear layers in_features -> widths... -> 1, with tanh between them or nothing (released code)."""
     dims = (in_features, *widths, 1)
     layers: list[nn.Module] = []
-    for n, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+    for n, (a, b) in enumerate(itertools.pairwise(dims)):
         layers.append(nn.Linear(a, b))
         if tanh and n < len(dims) - 2:
             layers.append(nn.Tanh())
