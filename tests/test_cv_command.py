@@ -163,12 +163,13 @@ def test_threshold_ignores_test_labels(cv_run, tmp_path):
     config = config_from_dict(TINY | {"pretrain": {"kind": "none"}, "finetune": {"max_epochs": 1, "batch_size": 8}})
     patch_set = build_patch_set(discover_cohort(root / "bids"), config, cache_dir=root / "cache", progress=False)
     folds = make_folds(patch_set.lesions, n_folds=3, seed=0)
-    first = fold_predictions(patch_set, folds, "frodo", 0, config, tmp_path / "a", torch.device("cpu"), False)
+    first = fold_predictions(patch_set, folds, "frodo", 0, config, tmp_path / "a", torch.device("cpu"),
+                             progress=False)
     lesions = patch_set.lesions.copy()
     test_rows = first["lesion_row"].to_numpy()
     lesions.loc[test_rows, "rim"] = 1 - lesions.loc[test_rows, "rim"]  # flip every test label
     flipped = fold_predictions(dataclasses.replace(patch_set, lesions=lesions), folds, "frodo", 0, config,
-                               tmp_path / "b", torch.device("cpu"), False)
+                               tmp_path / "b", torch.device("cpu"), progress=False)
     assert flipped["threshold"].iloc[0] == first["threshold"].iloc[0]
     pd.testing.assert_series_equal(flipped["probability"], first["probability"])
     assert (flipped["label"] != first["label"]).all()

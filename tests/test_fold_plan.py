@@ -60,7 +60,7 @@ def test_a_fold_whose_development_set_has_one_rim_participant_says_what_to_do():
 def _cross_validate(lesions, folds, tmp_path, monkeypatch):
     trained = []
 
-    def fake_fold_predictions(patch_set, folds, method, fold, config, out_dir, device, progress, recompute):
+    def fake_fold_predictions(patch_set, folds, method, fold, config, out_dir, device, *, progress, recompute):
         trained.append(fold)
         return pd.DataFrame({column: [0] for column in experiment.PREDICTION_COLUMNS} | {"fold": [fold]})
 

@@ -42,6 +42,7 @@ def run_cross_validation(
     config: Config,
     out: Path,
     device: torch.device,
+    *,
     folds: pd.DataFrame | None = None,
     progress: bool = True,
     n_bootstrap: int = 2000,
@@ -70,7 +71,8 @@ def run_cross_validation(
     save_folds(folds, out / "folds.tsv")
     oofs = {}
     for seed, (seeded, folder) in runs.items():
-        oofs[seed] = cross_validate(patch_set, folds, methods, seeded, folder, device, progress, recompute)
+        oofs[seed] = cross_validate(patch_set, folds, methods, seeded, folder, device, progress=progress,
+                                    recompute=recompute)
         with atomic_path(folder / "oof_predictions.tsv") as tmp:
             oofs[seed].to_csv(tmp, sep="\t", index=False)
     oof = oofs[training_seed(config)]
@@ -113,6 +115,7 @@ def fold_predictions(
     config: Config,
     out_dir: Path,
     device: torch.device,
+    *,
     progress: bool = True,
     recompute: bool = False,
 ) -> pd.DataFrame:
@@ -216,6 +219,7 @@ def cross_validate(
     config: Config,
     out_dir: Path,
     device: torch.device,
+    *,
     progress: bool = True,
     recompute: bool = False,
 ) -> pd.DataFrame:
@@ -232,7 +236,8 @@ def cross_validate(
     if (plan["problem"] != "").all():
         raise PrlkitError(f"no fold can be trained (fold {plan['fold'].iloc[0]}: {plan['problem'].iloc[0]})")
     tables = [
-        fold_predictions(patch_set, folds, method, int(fold), config, out_dir, device, progress, recompute)
+        fold_predictions(patch_set, folds, method, int(fold), config, out_dir, device, progress=progress,
+                         recompute=recompute)
         for method in methods
         for fold in plan.loc[plan["problem"] == "", "fold"]
     ]

@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     # that fails before any of them exists leaves no folder behind.
     remove_stale(out)
     with resume_hint("rerun the same command to continue", out), removed_on_failure(out, has_resumable_work):
-        run_cross_validation(patch_set, methods, reference, config, out, resolve_device(args.device), folds,
-                             not args.no_progress, n_bootstrap=args.bootstrap, recompute=args.recompute,
+        run_cross_validation(patch_set, methods, reference, config, out, resolve_device(args.device), folds=folds,
+                             progress=not args.no_progress, n_bootstrap=args.bootstrap, recompute=args.recompute,
                              n_seeds=args.seeds)
     print((out / "results.md").read_text())
     return 0
