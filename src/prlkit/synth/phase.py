@@ -9,9 +9,9 @@ homodyne filter does. No wrapping is applied: prlkit's input contract is unwrapp
 Sign convention. Whether a paramagnetic source (positive local field, e.g. a vein) gives positive or
 negative phase depends on the scanner's handedness and on the reconstruction pipeline, and published
 statements about which vendor does which disagree; prlkit does not attribute a sign to a vendor. The
-default, "negative" (paramagnetic = negative phase, veins and rims dark), is prlkit's choice: it is
-how rims look on the filtered phase images of the rim literature this toolkit follows (hypointense
-phase rims, dark veins), and `prlkit simulate --phase-sign positive` writes the other convention.
+default, "negative" (paramagnetic = negative phase, veins and rims dark), is prlkit's choice, matching
+the "hypointense phase rim" wording of much of the rim literature; it implies no vendor, and
+`prlkit simulate --phase-sign positive` writes the other convention.
 """
 
 from __future__ import annotations
