@@ -16,7 +16,7 @@ from prlkit.synth.cohort import generate_subject, write_cohort
 from prlkit.synth.profiles import get_profile
 
 TINY = get_profile("tiny")
-IMAGES = ("Chimap", "FLAIR", "T1w")
+IMAGES = ("Chimap", "part-phase_T2starw", "FLAIR", "T1w")
 
 
 def _files(root, pid):

@@ -12,22 +12,27 @@ import pandas as pd
 from scipy import ndimage
 from tqdm import tqdm
 
-from prlkit.atomic import atomic_directory
+from prlkit.atomic import atomic_directory, write_text_atomic
 from prlkit.data.images import write_nifti
 from prlkit.errors import PrlkitError
 from prlkit.synth.lesions import sample_lesions
 from prlkit.synth.mri import FLAIR_TISSUE, T1_TISSUE, lesion_intensities, mr_image, tissue_texture
 from prlkit.synth.phantom import add_medullary_veins, make_anatomy, rasterize_veins, render_lesions, smooth_noise
+from prlkit.synth.phase import HIGHPASS_SIGMA_MM, simulate_phase
 from prlkit.synth.profiles import Profile
-from prlkit.synth.qsm import simulate_qsm
+from prlkit.synth.qsm import BRAIN_PAD, measured_field, tkd_inversion
 from prlkit.synth.randomise import randomised_profile
 
 # Per-site acquisition: QSM field noise (ppm), TKD threshold, residual background field (ppm),
-# FLAIR lesion contrast range, MR noise (fraction of WM) and bias field strength.
+# FLAIR lesion contrast range, MR noise (fraction of WM), bias field strength, and the T2*-weighted
+# scan's field strength (T) and echo time (s) that turn the field into phase.
 SITES = {
-    "siteA": dict(field_noise=0.0018, tkd=0.19, background=0.010, flair_lesion=(1.5, 2.1), noise=0.030, bias=0.10),
-    "siteB": dict(field_noise=0.0025, tkd=0.17, background=0.015, flair_lesion=(1.4, 1.9), noise=0.045, bias=0.15),
-    "siteC": dict(field_noise=0.0015, tkd=0.21, background=0.008, flair_lesion=(1.55, 2.3), noise=0.025, bias=0.08),
+    "siteA": dict(field_noise=0.0018, tkd=0.19, background=0.010, flair_lesion=(1.5, 2.1), noise=0.030, bias=0.10,
+                  b0=3.0, te=0.020),
+    "siteB": dict(field_noise=0.0025, tkd=0.17, background=0.015, flair_lesion=(1.4, 1.9), noise=0.045, bias=0.15,
+                  b0=3.0, te=0.017),
+    "siteC": dict(field_noise=0.0015, tkd=0.21, background=0.008, flair_lesion=(1.55, 2.3), noise=0.025, bias=0.08,
+                  b0=2.89, te=0.022),
 }
 TRUTH_COLUMNS = ["participant_id", "index", "true_rim", "rim", "consensus_needed", "rim_strength_ppm",
                  "rim_coverage", "rim_thickness", "confounder", "location", "volume_voxels", "confluent",
@@ -36,12 +41,16 @@ TRUTH_COLUMNS = ["participant_id", "index", "true_rim", "rim", "consensus_needed
 
 @dataclass
 class Subject:
-    """One generated subject: images, lesion map and the truth rows of its lesions."""
+    """One generated subject: images, lesion map and the truth rows of its lesions. `phase` (rad) was
+    acquired at `field_strength` (T) and `echo_time` (s)."""
 
     participant_id: str
     site: str
     affine: np.ndarray
     qsm: np.ndarray
+    phase: np.ndarray
+    field_strength: float
+    echo_time: float
     flair: np.ndarray
     t1w: np.ndarray
     labels: np.ndarray
@@ -66,7 +75,7 @@ def ras_affine(shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def generate_subject(seed: int, index: int, n_subjects: int, profile: Profile) -> Subject:
-    """Generate subject `index` of a cohort: anatomy, lesions, QSM by physics, FLAIR, T1w."""
+    """Generate subject `index` of a cohort: anatomy, lesions, QSM and phase by physics, FLAIR, T1w."""
     rng = subject_rng(seed, index)
     site = list(SITES)[int(rng.integers(len(SITES)))]
     if profile.randomise:
@@ -79,8 +88,10 @@ def generate_subject(seed: int, index: int, n_subjects: int, profile: Profile) -
     veins = rasterize_veins(anatomy.veins, profile.shape) * anatomy.brain
     chi = ndimage.gaussian_filter(anatomy.chi + veins, 0.5)
     qsm_mask = ndimage.binary_erosion(anatomy.brain, iterations=2)
-    qsm = simulate_qsm(chi * anatomy.brain, qsm_mask, rng, acq["field_noise"] * profile.field_noise_scale,
-                       acq["background"], acq["tkd"] * profile.tkd_scale, smooth_noise(rng, profile.shape, 20.0))
+    field = measured_field(chi * anatomy.brain, rng, acq["field_noise"] * profile.field_noise_scale,
+                           acq["background"], smooth_noise(rng, profile.shape, 20.0))
+    qsm = tkd_inversion(field, qsm_mask, threshold=acq["tkd"] * profile.tkd_scale, pad=BRAIN_PAD)
+    phase = simulate_phase(field, qsm_mask, acq["b0"], acq["te"], profile.phase_sign)
     n = int(labels.max())
     texture = tissue_texture(rng, profile.shape)
     flair = mr_image(rng, anatomy.tissue, labels, lesion_intensities(rng, n, *acq["flair_lesion"]),
@@ -95,7 +106,7 @@ def generate_subject(seed: int, index: int, n_subjects: int, profile: Profile) -
                  confluent=int(d.confluent), core_delta_ppm=round(d.spec.core_delta_ppm, 5),
                  center_i=d.centre[0], center_j=d.centre[1], center_k=d.centre[2], site=site) for d in drawn]
     labels, truth = _relabel(labels, pd.DataFrame(rows, columns=TRUTH_COLUMNS))
-    return Subject(pid, site, ras_affine(profile.shape), qsm, flair, t1w, labels, truth)
+    return Subject(pid, site, ras_affine(profile.shape), qsm, phase, acq["b0"], acq["te"], flair, t1w, labels, truth)
 
 
 def _relabel(labels: np.ndarray, truth: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
@@ -107,13 +118,16 @@ def _relabel(labels: np.ndarray, truth: pd.DataFrame) -> tuple[np.ndarray, pd.Da
 
 
 def write_subject(root: Path, subject: Subject) -> None:
-    """Write one subject's images, lesion map and lesion table into the BIDS folder `root`."""
+    """Write one subject's images (the phase with its BIDS sidecar), lesion map and lesion table into `root`."""
     pid = subject.participant_id
     anat = root / pid / "anat"
     lesions = root / "derivatives" / "lesions" / pid / "anat"
     anat.mkdir(parents=True)
     lesions.mkdir(parents=True)
     write_nifti(anat / f"{pid}_Chimap.nii.gz", subject.qsm, subject.affine)
+    write_nifti(anat / f"{pid}_part-phase_T2starw.nii.gz", subject.phase, subject.affine)
+    sidecar = {"EchoTime": subject.echo_time, "MagneticFieldStrength": subject.field_strength, "Units": "rad"}
+    write_text_atomic(anat / f"{pid}_part-phase_T2starw.json", json.dumps(sidecar, indent=2) + "\n")
     write_nifti(anat / f"{pid}_FLAIR.nii.gz", subject.flair, subject.affine)
     write_nifti(anat / f"{pid}_T1w.nii.gz", subject.t1w, subject.affine)
     write_nifti(lesions / f"{pid}_desc-lesions_dseg.nii.gz", subject.labels, subject.affine)
@@ -165,7 +179,10 @@ def _write_cohort_files(root: Path, participants: pd.DataFrame, truth: pd.DataFr
         "BIDSVersion": "1.9.0",
         "DatasetType": "raw",
         "GeneratedBy": [{"Name": "prlkit simulate",
-                         "Description": f"{len(participants)} subjects, grid {list(profile.shape)}"}],
+                         "Description": f"{len(participants)} subjects, grid {list(profile.shape)}; phase "
+                                        f"(part-phase_T2starw): unwrapped, high-pass filtered (Gaussian sigma "
+                                        f"{HIGHPASS_SIGMA_MM:g} mm), sign convention {profile.phase_sign} "
+                                        f"(paramagnetic = {profile.phase_sign} phase)"}],
     }
     (root / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
     participants.to_csv(root / "participants.tsv", sep="\t", index=False)

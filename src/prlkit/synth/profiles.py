@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from prlkit.errors import PrlkitError
+from prlkit.synth.phase import DEFAULT_PHASE_SIGN
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class Profile:
     """A generator profile: voxel grid, vein count, lesion model and how the acquisition of every
     site (`cohort.SITES`) is degraded: QSM field noise times `field_noise_scale`, TKD threshold
     times `tkd_scale` (a lower threshold amplifies noise along the dipole cone: stronger streaking).
-    `randomise`: every subject redraws these settings (`prlkit.synth.randomise`)."""
+    `randomise`: every subject redraws these settings (`prlkit.synth.randomise`). `phase_sign`: the
+    phase convention, "negative" (paramagnetic = negative phase) or "positive" (`prlkit.synth.phase`)."""
 
     name: str
     shape: tuple[int, int, int]
@@ -55,6 +57,7 @@ class Profile:
     field_noise_scale: float = 1.0
     tkd_scale: float = 1.0
     randomise: bool = False
+    phase_sign: str = DEFAULT_PHASE_SIGN
 
 
 PROFILES: dict[str, Profile] = {

@@ -13,6 +13,10 @@ from functools import lru_cache
 import numpy as np
 from scipy import fft
 
+# Zero-padding of the synthetic subjects' FFTs: the brain fills most of the grid, so a few voxels
+# suffice against wrap-around.
+BRAIN_PAD = 8
+
 
 def padded_shape(shape: tuple[int, ...], pad: int) -> tuple[int, ...]:
     """`shape` plus `pad` voxels on each side, rounded up to a size the FFT handles fast."""
@@ -74,23 +78,21 @@ def tkd_inversion(field: np.ndarray, mask: np.ndarray, threshold: float = 0.2, p
     return chi
 
 
-def simulate_qsm(
+def measured_field(
     chi: np.ndarray,
-    mask: np.ndarray,
     rng: np.random.Generator,
     field_noise_ppm: float,
     background_ppm: float,
-    tkd_threshold: float,
     smooth_field: np.ndarray,
-    pad: int = 8,
+    pad: int = BRAIN_PAD,
 ) -> np.ndarray:
-    """The full QSM chain: forward field, residual background + Gaussian noise inside `mask`, TKD.
+    """The local field (ppm) a scan measures: forward field, residual background and Gaussian noise.
 
     `smooth_field` is a unit-variance smooth random field that models imperfect background
-    field removal (scaled by `background_ppm`). The brain fills most of the grid, so a small
-    `pad` suffices against wrap-around.
+    field removal (scaled by `background_ppm`). The same field makes the QSM (`tkd_inversion`)
+    and the phase (`prlkit.synth.phase`), so the two are views of one acquisition.
     """
     field = forward_field(chi, pad=pad)
     field += background_ppm * smooth_field
     field += field_noise_ppm * rng.standard_normal(field.shape, dtype=np.float32)
-    return tkd_inversion(field, mask, threshold=tkd_threshold, pad=pad)
+    return field
