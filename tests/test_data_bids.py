@@ -13,7 +13,15 @@ def test_bids_without_sessions(bids):
     assert [s.name for s in cohort.sessions] == ["sub-01", "sub-02"]
     session = cohort.sessions[0]
     assert session.qsm.name == "sub-01_Chimap.nii.gz" and session.rim_table is not None
-    assert session.site == "A" and session.t1w is None and not cohort.problems
+    assert session.site == "A" and session.t1w is None and session.phase is None and not cohort.problems
+
+
+def test_bids_phase_image_is_found_beside_the_qsm(bids):
+    qsm = bids / "sub-01/anat/sub-01_Chimap.nii.gz"
+    phase = qsm.parent / "sub-01_part-phase_T2starw.nii.gz"
+    phase.write_bytes(qsm.read_bytes())
+    first, second = discover_cohort(bids).sessions
+    assert first.phase == phase and second.phase is None
 
 
 def test_bids_with_sessions_and_plain_nii(tmp_path):
@@ -65,6 +73,18 @@ def test_manifest_ids_get_their_bids_prefixes_once(bids):
     manifest.write_text(f"participant_id,session_id,qsm,flair,lesions\n01,1,{row}\nsub-02,ses-2,{row}\n")
     ids = [(s.participant_id, s.session_id) for s in discover_cohort(manifest).sessions]
     assert ids == [("sub-01", "ses-1"), ("sub-02", "ses-2")]
+
+
+def test_manifest_phase_column_is_optional_and_checked(bids):
+    manifest = bids / "manifest.csv"
+    row = ("sub-01/anat/sub-01_Chimap.nii.gz,sub-01/anat/sub-01_FLAIR.nii.gz,"
+           "derivatives/lesions/sub-01/anat/sub-01_desc-lesions_dseg.nii.gz")
+    manifest.write_text(f"participant_id,qsm,flair,lesions,phase\nsub-01,{row},sub-01/anat/sub-01_Chimap.nii.gz\n")
+    [session] = discover_cohort(manifest).sessions
+    assert session.phase == bids / "sub-01/anat/sub-01_Chimap.nii.gz"
+    manifest.write_text(f"participant_id,qsm,flair,lesions,phase\nsub-01,{row},missing_phase.nii.gz\n")
+    with pytest.raises(PrlkitError, match="missing_phase.nii.gz: phase file named in manifest.csv line 2"):
+        discover_cohort(manifest)
 
 
 def test_manifest_missing_column(tmp_path):

@@ -26,9 +26,17 @@ def test_summary_of_a_good_cohort(bids, capsys):
     totals = report["totals"]
     assert (totals["subjects"], totals["sessions"], totals["lesions"]) == (2, 2, 4)
     assert (totals["included"], totals["rim_pos"], totals["rim_neg"], totals["excluded_too_small"]) == (2, 2, 0, 2)
+    assert totals["sessions_with_phase"] == 0
     assert main(["validate", str(bids)]) == 0
     out = capsys.readouterr().out
     assert "sub-01" in out and "rim_pos=2" in out
+
+
+def test_phase_images_are_found_and_counted(bids, capsys):
+    qsm = bids / "sub-01/anat/sub-01_Chimap.nii.gz"
+    (qsm.parent / "sub-01_part-phase_T2starw.nii.gz").write_bytes(qsm.read_bytes())
+    _, report, _ = run_json(capsys, bids)
+    assert report["totals"]["sessions_with_phase"] == 1
 
 
 def test_min_voxels_override(bids, capsys):

@@ -28,6 +28,7 @@ class SessionFiles:
     t1w: Path | None = None
     rim_table: Path | None = None
     prl_mask: Path | None = None
+    phase: Path | None = None  # unwrapped, high-pass-filtered T2*-weighted phase (radians); not read yet (issue 19)
     site: str | None = None
     qsm_unit: str = "ppm"  # unit of the QSM file (`prlkit.data.plausibility.QSM_UNITS`); read as ppm
     expected: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
@@ -104,6 +105,7 @@ def _bids_session(root: Path, participant: str, session: str | None, site: str |
         t1w=_find_nifti(anat, f"{prefix}_T1w"),
         rim_table=rim_table if rim_table.is_file() else None,
         prl_mask=_find_nifti(lesion_dir, f"{prefix}_desc-prl_mask"),
+        phase=_find_nifti(anat, f"{prefix}_part-phase_T2starw"),
         site=site,
         expected={
             "qsm": anat / f"{prefix}_Chimap.nii.gz",
@@ -148,7 +150,7 @@ def _from_bids(root: Path) -> Cohort:
 
 
 MANIFEST_REQUIRED = ("participant_id", "qsm", "flair", "lesions")
-MANIFEST_FILES = ("qsm", "flair", "lesions", "t1w", "rim_table", "prl_mask")
+MANIFEST_FILES = ("qsm", "flair", "lesions", "t1w", "rim_table", "prl_mask", "phase")
 
 
 def bids_label(value: str | None, entity: str) -> str | None:
@@ -187,11 +189,12 @@ def _from_manifest(manifest: Path) -> Cohort:
                 t1w=_existing(paths.get("t1w")),
                 rim_table=_existing(paths.get("rim_table")),
                 prl_mask=_existing(paths.get("prl_mask")),
+                phase=_existing(paths.get("phase")),
                 site=row.get("site") or None,
                 expected={role: paths.get(role, manifest) for role in ("qsm", "flair", "lesions")},
             )
         )
-        for role in ("t1w", "rim_table", "prl_mask"):
+        for role in ("t1w", "rim_table", "prl_mask", "phase"):
             if role in paths and not paths[role].is_file():
                 raise InputFileError(paths[role], f"{role} file named in {manifest.name} line {line} does not exist")
     return Cohort(root=base, sessions=sessions)

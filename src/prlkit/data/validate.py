@@ -14,7 +14,7 @@ from prlkit.errors import PrlkitError
 
 SESSION_COLUMNS = [
     "participant_id", "session_id", "lesions", "included", "rim_pos", "rim_neg",
-    "unlabelled", "too_small", "at_border", "status",
+    "unlabelled", "too_small", "at_border", "phase", "status",
 ]
 
 
@@ -43,6 +43,7 @@ class ValidationReport:
             "unlabelled": int(s["unlabelled"].sum()),
             "excluded_too_small": int(s["too_small"].sum()),
             "at_border": int(s["at_border"].sum()),
+            "sessions_with_phase": int(s["phase"].sum()),
             "sessions_with_problems": int((s["status"] != "ok").sum()),
             "problems": len(self.problems),
             "warnings": len(self.warnings),
@@ -62,7 +63,8 @@ def validate_cohort(cohort: Cohort, config: LesionConfig) -> ValidationReport:
                 lesions, status = None, "error"
                 problems.append(str(error))
         seen_warnings += [str(w.message) for w in caught]
-        rows.append(_session_row(session.participant_id, session.session_id, lesions, status))
+        rows.append(_session_row(session.participant_id, session.session_id, lesions, status)
+                    | {"phase": int(session.phase is not None)})
     return ValidationReport(sessions=pd.DataFrame(rows, columns=SESSION_COLUMNS), problems=problems,
                             warnings=seen_warnings)
 
