@@ -83,7 +83,7 @@ def test_manifest_phase_column_is_optional_and_checked(bids):
     [session] = discover_cohort(manifest).sessions
     assert session.phase == bids / "sub-01/anat/sub-01_Chimap.nii.gz"
     manifest.write_text(f"participant_id,qsm,flair,lesions,phase\nsub-01,{row},missing_phase.nii.gz\n")
-    with pytest.raises(PrlkitError, match="missing_phase.nii.gz: phase file named in manifest.csv line 2"):
+    with pytest.raises(PrlkitError, match=r"missing_phase\.nii\.gz: phase file named in manifest\.csv line 2"):
         discover_cohort(manifest)
 
 
