@@ -333,3 +333,11 @@ def test_sharp_blobs_carry_no_orientation_signal(brain):
     assert vessel_axes(np.where(brain, data, 0), brain)[0].sum() >= phase.MIN_VESSEL_VOXELS
     with pytest.raises(PrlkitError, match="does not depend on their orientation"):
         detect_phase_sign(np.where(brain, data, 0), brain)
+
+
+def test_nan_voxels_in_the_brain_are_left_out(veins, brain):
+    holed = veins.copy()
+    holed[tuple(np.argwhere(brain)[::500].T)] = np.nan
+    result = detect_phase_sign(holed, brain)
+    assert result.sign == 1 and math.isfinite(result.slope)
+    assert check_quietly(holed, brain) == []

@@ -218,8 +218,9 @@ def detect_phase_sign(
     Inside a long cylinder at angle θ to B0 the field shift is Δχ/6 · (3cos²θ - 1), and veins are
     paramagnetic (Δχ > 0): positive for veins along B0, negative (half as strong) across it. Vessel
     voxels come from the Hessian (`vessel_axes`); phase is regressed on g = 3cos²θ - 1 and the slope's
-    sign is the convention. `b0_direction` is in voxel axes. A PrlkitError when there are too few
-    vessel voxels or the slope is not significant.
+    sign is the convention. `b0_direction` is in voxel axes, and angles are measured in voxel space, so
+    voxels should be near-isotropic. A PrlkitError when there are too few vessel voxels or the slope is
+    not significant.
     """
     b0 = np.asarray(b0_direction, dtype=np.float64)
     b0 = b0 / np.linalg.norm(b0)
@@ -248,10 +249,9 @@ def vessel_axes(phase: np.ndarray, brain_mask: np.ndarray) -> tuple[np.ndarray, 
     negating the phase finds the same voxels. The brain mask is eroded by the filter's reach first. As
     with Frangi's filter, the flank of a sharp blob passes too (its axis radial, so orientations average out).
     """
-    mask = np.asarray(brain_mask, dtype=bool)
-    reach = math.ceil(2 * max(HESSIAN_SCALES_VOXELS))
-    inside = ndimage.binary_erosion(mask, iterations=reach)
-    data = np.where(mask & np.isfinite(phase), np.asarray(phase, dtype=np.float64), 0.0)
+    mask = np.asarray(brain_mask, dtype=bool) & np.isfinite(phase)
+    inside = ndimage.binary_erosion(mask, iterations=math.ceil(2 * max(HESSIAN_SCALES_VOXELS)))
+    data = np.where(mask, np.asarray(phase, dtype=np.float32), np.float32(0))
     best = np.zeros(int(inside.sum()))
     axes = np.zeros((best.size, 3))
     for sigma in HESSIAN_SCALES_VOXELS:
@@ -270,7 +270,7 @@ def vessel_axes(phase: np.ndarray, brain_mask: np.ndarray) -> tuple[np.ndarray, 
 
 def _hessian_eigen(data: np.ndarray, inside: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Hessian eigenvalues (n, 3) sorted by |λ| and eigenvectors (n, 3, 3; column k for λk) at `inside`."""
-    hessian = np.empty((int(inside.sum()), 3, 3))
+    hessian = np.empty((int(inside.sum()), 3, 3), dtype=np.float32)  # float32: whole-brain volumes stay small
     for i in range(3):
         for j in range(i, 3):
             order = [0, 0, 0]
