@@ -59,6 +59,9 @@ class PatchConfig:
     flair_percentiles: tuple[float, float] = (0.5, 99.5)  # mapped to [0, 1] over brain voxels
     qsm_window_ppm: tuple[float, float] = (-0.3, 0.3)  # clipped, then scaled by qsm_scale
     qsm_scale: str = "unit"  # unit: window -> [0, 1] (authors) | signed: divided by max(|low|, |high|) (prlkit)
+    # the window of phase input (`susceptibility: phase`), as local field shift in ppm of B0 (prlkit's choice,
+    # docs/data.md "Phase input"): the field of a lesion is smaller than its susceptibility
+    phase_window_ppm: tuple[float, float] = (-0.05, 0.05)
     gate: bool = True  # zero everything outside the dilated lesion mask
     gate_rule: str = "authors"  # authors | cbrt (see the class docstring)
     gate_k: float = 0.75  # radius factor of either rule
@@ -71,9 +74,10 @@ class PatchConfig:
         low, high = self.flair_percentiles
         if not 0 <= low < high <= 100:
             raise PrlkitError(f"patches.flair_percentiles must satisfy 0 <= low < high <= 100, not {low}, {high}")
-        low, high = self.qsm_window_ppm
-        if not low < 0 < high:
-            raise PrlkitError(f"patches.qsm_window_ppm must satisfy low < 0 < high, not {low}, {high}")
+        for name in ("qsm_window_ppm", "phase_window_ppm"):
+            low, high = getattr(self, name)
+            if not low < 0 < high:
+                raise PrlkitError(f"patches.{name} must satisfy low < 0 < high, not {low}, {high}")
         if self.qsm_scale not in QSM_SCALES:
             raise PrlkitError(f"patches.qsm_scale must be one of {', '.join(QSM_SCALES)}, not {self.qsm_scale!r}")
         if self.gate_rule not in GATE_RULES:
@@ -85,6 +89,8 @@ class PatchConfig:
 
 
 QSM_SCALES = ("unit", "signed")
+SUSCEPTIBILITY_INPUTS = ("qsm", "phase")
+PHASE_SIGNS = ("auto", "positive", "negative")
 GATE_RULES = ("authors", "cbrt")
 FRODO_NORMS = ("group", "batch")
 OPTIMIZERS = ("adamw", "adam")
@@ -345,6 +351,8 @@ class Config:
 
     profile: str = "paper"
     qsm_unit: str = "ppm"  # unit of the input QSM files: ppm, or ppb (divided by 1000 when read)
+    susceptibility: str = "qsm"  # the susceptibility image a run reads: qsm (_Chimap) | phase (_part-phase_T2starw)
+    phase_sign: str = "auto"  # phase input: auto (decided from the veins) | positive | negative (paramagnetic sign)
     lesions: LesionConfig = field(default_factory=LesionConfig)
     patches: PatchConfig = field(default_factory=PatchConfig)
     frodo: FrodoConfig = field(default_factory=FrodoConfig)
@@ -362,6 +370,10 @@ class Config:
     def __post_init__(self) -> None:
         if self.qsm_unit not in QSM_UNITS:
             raise PrlkitError(f"qsm_unit must be one of {', '.join(QSM_UNITS)}, not {self.qsm_unit!r}")
+        if self.susceptibility not in SUSCEPTIBILITY_INPUTS:
+            raise PrlkitError(f"susceptibility must be qsm or phase, not {self.susceptibility!r}")
+        if self.phase_sign not in PHASE_SIGNS:
+            raise PrlkitError(f"phase_sign must be auto, positive or negative, not {self.phase_sign!r}")
         for name, overrides in self.methods.items():
             if not isinstance(overrides, dict):
                 raise PrlkitError(f"config methods.{name} must be a mapping of config sections")
@@ -373,7 +385,7 @@ class Config:
 
 
 # one patch set and one fold plan per run
-SHARED_SECTIONS = ("profile", "qsm_unit", "lesions", "patches", "split", "methods")
+SHARED_SECTIONS = ("profile", "qsm_unit", "susceptibility", "phase_sign", "lesions", "patches", "split", "methods")
 
 
 # `paper`: the authors' released code (network, both stages, patches, split, threshold); see

@@ -26,6 +26,7 @@ from prlkit.data.features import session_features
 from prlkit.data.images import write_nifti
 from prlkit.data.patches import session_patches
 from prlkit.data.session import SessionData, load_session
+from prlkit.data.susceptibility import READING_COLUMNS
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.methods.trained import TrainedModel, load_trained_model
 from prlkit.models.frodo import inference_model
@@ -165,7 +166,8 @@ def write_session(root: Path, data: SessionData | PredictedSession, table: pd.Da
     write_nifti(paths["dseg"], lookup_class[instances], data.affine)
     write_text_atomic(paths["dseg_table"], "index\tname\n1\trim_negative\n2\trim_positive\n")
     with atomic_path(paths["lesions"]) as tmp:
-        table[LESION_OUTPUT_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        columns = LESION_OUTPUT_COLUMNS + [column for column in READING_COLUMNS if column in table]
+        table[columns].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
 def write_dataset_description(root: Path, source: Path | None = None,
@@ -231,7 +233,7 @@ def predict_sessions(sessions: list[SessionFiles], ensemble: Ensemble, out: Path
     for files in tqdm(sessions, desc="predict", unit="session", disable=not progress):
         try:
             data = load_session(files, ensemble.config.lesions)
-            predicted.append(PredictedSession.of(data, ensemble.lesion_table(data, device)))
+            predicted.append(PredictedSession.of(data, ensemble.lesion_table(data, device).assign(**data.reading)))
         except PrlkitError as error:
             if skip_invalid:
                 skipped.append(_skipped_row(files, error))

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from prlkit.config import PROFILES, Config, get_profile, load_config
+from prlkit.config import PHASE_SIGNS, PROFILES, SUSCEPTIBILITY_INPUTS, Config, get_profile, load_config
 from prlkit.data.plausibility import QSM_UNITS
 from prlkit.synth.profiles import PROFILES as SYNTH_PROFILES
 
@@ -22,6 +22,19 @@ def add_config_options(parser: argparse.ArgumentParser, default_profile: str = "
                         "top of its own `profile:` key or else --profile")
     parser.set_defaults(default_profile=default_profile)
     add_qsm_unit_option(parser, default=None)
+    add_susceptibility_options(parser)
+
+
+def add_susceptibility_options(parser: argparse.ArgumentParser, choose_input: bool = True) -> None:
+    """`--susceptibility {qsm,phase}` (the image the run reads) and `--phase-sign` (recorded in the config)."""
+    if choose_input:
+        parser.add_argument("--susceptibility", choices=SUSCEPTIBILITY_INPUTS, help="the susceptibility image "
+                            "to read (default: the config's, qsm): qsm = _Chimap (ppm); phase = unwrapped, "
+                            "high-pass-filtered _part-phase_T2starw (radians), converted to a field shift in ppm "
+                            "with EchoTime and MagneticFieldStrength of its JSON sidecar")
+    parser.add_argument("--phase-sign", choices=PHASE_SIGNS, help="phase input: the sign paramagnetic tissue has "
+                        "(default: the config's, auto = decided per session from how the venous phase depends on "
+                        "vein orientation; give it where a scan has too few veins)")
 
 
 def add_qsm_unit_option(parser: argparse.ArgumentParser, default: str | None = "ppm") -> None:
@@ -32,12 +45,20 @@ def add_qsm_unit_option(parser: argparse.ArgumentParser, default: str | None = "
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The config the options ask for: profile, config file, then --qsm-unit."""
+    """The config the options ask for: profile, config file, then --qsm-unit, --susceptibility, --phase-sign."""
     if args.config:
         config = load_config(args.config, profile=args.profile, default_profile=args.default_profile)
     else:
         config = get_profile(args.profile or args.default_profile)
-    return dataclasses.replace(config, qsm_unit=args.qsm_unit) if args.qsm_unit else config
+    options = {name: getattr(args, name, None) for name in ("qsm_unit", "susceptibility", "phase_sign")}
+    return dataclasses.replace(config, **{name: value for name, value in options.items() if value})
+
+
+def discovered(dataset: str | Path, config: Config):
+    """The cohort of a BIDS folder or manifest, read as `config` says (QSM unit, susceptibility image, phase sign)."""
+    from prlkit.data.bids import discover_cohort
+
+    return discover_cohort(dataset, config.qsm_unit, config.susceptibility, config.phase_sign)
 
 
 def qsm_unit(args: argparse.Namespace) -> str:
@@ -102,11 +123,10 @@ class DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def checked_cohort(dataset: str | Path, qsm_unit: str = "ppm"):
-    """The cohort of a BIDS folder or manifest (QSM in `qsm_unit`); its first cohort-level problem is the error."""
-    from prlkit.data.bids import discover_cohort
-
-    cohort = discover_cohort(dataset, qsm_unit)
+def checked_cohort(dataset: str | Path, config: Config | None = None):
+    """The cohort of a BIDS folder or manifest, read as `config` says (default: QSM in ppm); its first
+    cohort-level problem is the error."""
+    cohort = discovered(dataset, config or Config())
     if cohort.problems:
         raise cohort_error(cohort.problems)
     return cohort
@@ -128,7 +148,7 @@ def load_patch_set(args: argparse.Namespace, config: Config):
     """The cohort's patch set (from the cache when its settings and files are unchanged)."""
     from prlkit.data.cache import build_patch_set
 
-    return build_patch_set(checked_cohort(args.dataset, config.qsm_unit), config, cache_dir=args.cache_dir,
+    return build_patch_set(checked_cohort(args.dataset, config), config, cache_dir=args.cache_dir,
                            progress=not args.no_progress)
 
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import warnings
 from pathlib import Path
 
-from prlkit.commands.common import add_device_option, add_progress_option, add_qsm_unit_option, cohort_error
+from prlkit.commands.common import (
+    add_device_option,
+    add_progress_option,
+    add_qsm_unit_option,
+    add_susceptibility_options,
+    cohort_error,
+)
+from prlkit.config import Config
+from prlkit.data.bids import SessionFiles
 from prlkit.errors import PrlkitError
 
 
@@ -32,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lesions", type=Path, help="single-session mode: lesion map NIfTI")
     parser.add_argument("--subject", default="sub-01", help="single-session mode: participant id (default sub-01)")
     add_qsm_unit_option(parser)
+    add_susceptibility_options(parser, choose_input=False)
     add_device_option(parser)
     add_progress_option(parser)
     parser.add_argument("--skip-invalid", action="store_true", help="predict the valid sessions and list the invalid "
@@ -73,7 +83,20 @@ def run(args: argparse.Namespace) -> int:
         ensemble = load_segmentation_predictor(args.model)
     else:
         ensemble = load_ensemble(args.model, args.method)
+        sessions = read_as_trained(sessions, ensemble.config, args.phase_sign, single_session=any(single))
     subjects = predict_sessions(sessions, ensemble, args.out, resolve_device(args.device), not args.no_progress,
                                 args.skip_invalid, source=Path(args.dataset) if args.dataset else None)
     print(subjects.to_string(index=False))
     return 0
+
+
+def read_as_trained(sessions: list[SessionFiles], config: Config, phase_sign: str | None,
+                    single_session: bool) -> list[SessionFiles]:
+    """The sessions read as the model was trained: its susceptibility image (QSM or phase) and, for phase,
+    `--phase-sign` or else the model's `phase_sign` setting."""
+    if config.susceptibility == "qsm":
+        return sessions
+    if single_session:
+        raise PrlkitError("the model reads phase: give a dataset (single-session mode reads --qsm)")
+    sign = phase_sign or config.phase_sign
+    return [dataclasses.replace(session, susceptibility="phase", phase_sign=sign) for session in sessions]

@@ -21,7 +21,7 @@ from prlkit.commands.common import (
     require_empty_output,
     with_split_overrides,
 )
-from prlkit.config import save_config
+from prlkit.config import Config, save_config
 from prlkit.errors import PrlkitError
 
 log = logging.getLogger("prlkit")
@@ -64,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cohort = checked_cohort(args.dataset, qsm_unit(args))
+    if args.action == "train" and config_from_args(args).susceptibility == "phase":
+        raise PrlkitError("prlkit segment reads QSM only; phase input works with the lesion classifiers (train, cv)")
+    cohort = checked_cohort(args.dataset, Config(qsm_unit=qsm_unit(args)))
     return _train(args, cohort) if args.action == "train" else _predict(args, cohort)
 
 

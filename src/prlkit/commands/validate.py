@@ -7,8 +7,7 @@ import dataclasses
 import json
 import sys
 
-from prlkit.commands.common import add_config_options, config_from_args
-from prlkit.data.bids import discover_cohort
+from prlkit.commands.common import add_config_options, config_from_args, discovered
 from prlkit.data.validate import validate_cohort
 
 
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     lesion_config = config.lesions
     overrides = {"connectivity": args.connectivity, "min_voxels": args.min_voxels}
     lesion_config = dataclasses.replace(lesion_config, **{k: v for k, v in overrides.items() if v is not None})
-    report = validate_cohort(discover_cohort(args.dataset, config.qsm_unit), lesion_config)
+    report = validate_cohort(discovered(args.dataset, config), lesion_config)
     if args.json:
         payload = {
             "totals": report.totals(),

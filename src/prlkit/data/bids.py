@@ -31,6 +31,8 @@ class SessionFiles:
     phase: Path | None = None  # unwrapped, high-pass-filtered T2*-weighted phase (radians); not read yet (issue 19)
     site: str | None = None
     qsm_unit: str = "ppm"  # unit of the QSM file (`prlkit.data.plausibility.QSM_UNITS`); read as ppm
+    susceptibility: str = "qsm"  # which image is the susceptibility channel: qsm or phase
+    phase_sign: str = "auto"  # phase: auto (decided from the veins), positive or negative (paramagnetic sign)
     expected: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -40,7 +42,8 @@ class SessionFiles:
 
     def missing(self) -> list[tuple[str, Path]]:
         """Required modalities with no file: (role, the path that was looked for)."""
-        return [(role, self.expected[role]) for role in ("qsm", "flair", "lesions") if getattr(self, role) is None]
+        roles = (self.susceptibility, "flair", "lesions")
+        return [(role, self.expected[role]) for role in roles if getattr(self, role) is None]
 
 
 @dataclass
@@ -56,9 +59,11 @@ class Cohort:
         return sorted({s.participant_id for s in self.sessions})
 
 
-def discover_cohort(path: Path | str, qsm_unit: str = "ppm") -> Cohort:
+def discover_cohort(path: Path | str, qsm_unit: str = "ppm", susceptibility: str = "qsm",
+                    phase_sign: str = "auto") -> Cohort:
     """A BIDS folder or a manifest CSV -> its sessions (files checked for presence only), whose QSM
-    files are in `qsm_unit` (ppm or ppb)."""
+    files are in `qsm_unit` (ppm or ppb) and whose susceptibility channel is `susceptibility` (qsm or
+    phase, with the paramagnetic `phase_sign`: auto, positive or negative)."""
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".csv":
         cohort = _from_manifest(path)
@@ -68,7 +73,8 @@ def discover_cohort(path: Path | str, qsm_unit: str = "ppm") -> Cohort:
         raise InputFileError(path, "no such dataset folder or manifest CSV")
     else:
         raise InputFileError(path, "expected a BIDS folder or a manifest .csv file")
-    cohort.sessions = [dataclasses.replace(session, qsm_unit=qsm_unit) for session in cohort.sessions]
+    cohort.sessions = [dataclasses.replace(session, qsm_unit=qsm_unit, susceptibility=susceptibility,
+                                           phase_sign=phase_sign) for session in cohort.sessions]
     return cohort
 
 
@@ -109,6 +115,7 @@ def _bids_session(root: Path, participant: str, session: str | None, site: str |
         site=site,
         expected={
             "qsm": anat / f"{prefix}_Chimap.nii.gz",
+            "phase": anat / f"{prefix}_part-phase_T2starw.nii.gz",
             "flair": anat / f"{prefix}_FLAIR.nii.gz",
             "lesions": lesion_dir / f"{lesion_stem}.nii.gz",
         },
@@ -149,7 +156,7 @@ def _from_bids(root: Path) -> Cohort:
     return Cohort(root=root, sessions=sessions, problems=problems)
 
 
-MANIFEST_REQUIRED = ("participant_id", "qsm", "flair", "lesions")
+MANIFEST_REQUIRED = ("participant_id", "flair", "lesions")  # and qsm or phase
 MANIFEST_FILES = ("qsm", "flair", "lesions", "t1w", "rim_table", "prl_mask", "phase")
 
 
@@ -166,6 +173,8 @@ def _from_manifest(manifest: Path) -> Cohort:
     if table.empty:
         raise InputFileError(manifest, "manifest has no rows")
     missing = [c for c in MANIFEST_REQUIRED if c not in table]
+    if "qsm" not in table and "phase" not in table:
+        missing.insert(1, "qsm (or phase)")
     if missing:
         raise InputFileError(manifest, f"manifest lacks column(s) {', '.join(missing)}")
     base = manifest.parent
@@ -191,7 +200,7 @@ def _from_manifest(manifest: Path) -> Cohort:
                 prl_mask=_existing(paths.get("prl_mask")),
                 phase=_existing(paths.get("phase")),
                 site=row.get("site") or None,
-                expected={role: paths.get(role, manifest) for role in ("qsm", "flair", "lesions")},
+                expected={role: paths.get(role, manifest) for role in ("qsm", "phase", "flair", "lesions")},
             )
         )
         for role in ("t1w", "rim_table", "prl_mask", "phase"):

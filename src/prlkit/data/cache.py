@@ -72,7 +72,8 @@ def cache_key(cohort: Cohort, config: Config) -> str:
     input file's identity."""
     files = []
     for session in cohort.sessions:
-        for path in (session.qsm, session.flair, session.lesions, session.rim_table, session.prl_mask):
+        susceptibility = session.phase if session.susceptibility == "phase" else session.qsm
+        for path in (susceptibility, session.flair, session.lesions, session.rim_table, session.prl_mask):
             if path is not None:
                 stat = path.stat()
                 files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
@@ -85,6 +86,9 @@ def cache_key(cohort: Cohort, config: Config) -> str:
     units = sorted({session.qsm_unit for session in cohort.sessions} - {"ppm"})
     if units:  # QSM read from another unit than ppm; the default leaves earlier keys valid
         payload["qsm_units"] = units
+    readings = sorted({(session.susceptibility, session.phase_sign) for session in cohort.sessions} - {("qsm", "auto")})
+    if readings:  # phase input and its sign choice
+        payload["susceptibility"] = readings
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -96,7 +100,7 @@ def build_patch_set(cohort: Cohort, config: Config, cache_dir: Path | None = Non
     tables, arrays, features = [], [], []
     for session in tqdm(cohort.sessions, desc="patches", unit="session", disable=not progress):
         data = load_session(session, config.lesions)
-        table = data.lesions.copy()
+        table = data.lesions.assign(**data.reading)  # phase input: the sign and acquisition used, per lesion row
         table.insert(0, "session_id", session.session_id or "")
         table.insert(0, "participant_id", session.participant_id)
         included = table["excluded"] == ""

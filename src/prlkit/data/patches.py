@@ -93,13 +93,15 @@ def gating_masks(instance_cubes: np.ndarray, labels: np.ndarray, radii: np.ndarr
 
 
 def session_patches(session: SessionData, lesions: pd.DataFrame, config: PatchConfig) -> np.ndarray:
-    """float32 (n, 3, s, s, s) patches [QSM, FLAIR, mask] for the given rows of the lesion table."""
+    """float32 (n, 3, s, s, s) patches [QSM, FLAIR, mask] for the given rows of the lesion table (with phase
+    input the first channel is the field shift, in `phase_window_ppm`)."""
     size = config.size
     if lesions.empty:
         return np.zeros((0, len(CHANNELS), size, size, size), dtype=np.float32)
     centers = lesions[["center_vox_i", "center_vox_j", "center_vox_k"]].to_numpy()
     corners = patch_corners(centers, size)
-    qsm = extract_cubes(normalise_qsm(session.qsm, config.qsm_window_ppm, config.qsm_scale), corners, size)
+    window = config.phase_window_ppm if session.files.susceptibility == "phase" else config.qsm_window_ppm
+    qsm = extract_cubes(normalise_qsm(session.qsm, window, config.qsm_scale), corners, size)
     flair = extract_cubes(normalise_flair(session.flair, config.flair_percentiles), corners, size)
     labels = lesions["index"].to_numpy()
     if config.gate:

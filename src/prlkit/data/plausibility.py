@@ -10,9 +10,14 @@ images (T1w, FLAIR) are positive apart from a few interpolation undershoots (bel
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from prlkit.data.bids import PrlkitWarning
+from prlkit.errors import InputFileError
 
 QSM_UNITS = {"ppm": 1.0, "ppb": 1e-3}  # factor that converts a map in this unit to ppm
 QSM_PPB_P99 = 5.0  # 99th percentile of |χ| (ppm) above which the map is taken to be in ppb (or unscaled)
@@ -72,3 +77,12 @@ def flair_findings(data: np.ndarray) -> list[Finding]:
                                    "FLAIR is a non-negative magnitude image; is it inverted, z-scored or not a "
                                    "FLAIR?")]
     return []
+
+
+def report_findings(path: Path, findings: list[Finding]) -> None:
+    """Raise the first error of an image's plausibility findings; warn (one line naming the file) for the rest."""
+    for finding in findings:
+        if finding.level == "error":
+            raise InputFileError(path, finding.message)
+    for finding in findings:
+        warnings.warn(f"{path}: {finding.message}", PrlkitWarning, stacklevel=3)

@@ -14,7 +14,7 @@ from prlkit.errors import PrlkitError
 
 SESSION_COLUMNS = [
     "participant_id", "session_id", "lesions", "included", "rim_pos", "rim_neg",
-    "unlabelled", "too_small", "at_border", "phase", "status",
+    "unlabelled", "too_small", "at_border", "phase", "phase_sign", "status",
 ]
 
 
@@ -57,14 +57,14 @@ def validate_cohort(cohort: Cohort, config: LesionConfig) -> ValidationReport:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                lesions = load_session(session, config).lesions
-                status = "ok"
+                data = load_session(session, config)
+                lesions, sign, status = data.lesions, data.reading.get("phase_sign", ""), "ok"
             except PrlkitError as error:
-                lesions, status = None, "error"
+                lesions, sign, status = None, "", "error"
                 problems.append(str(error))
         seen_warnings += [str(w.message) for w in caught]
         rows.append(_session_row(session.participant_id, session.session_id, lesions, status)
-                    | {"phase": int(session.phase is not None)})
+                    | {"phase": int(session.phase is not None), "phase_sign": sign})
     return ValidationReport(sessions=pd.DataFrame(rows, columns=SESSION_COLUMNS), problems=problems,
                             warnings=seen_warnings)
 

@@ -1,0 +1,107 @@
+"""Phase as the susceptibility input, end to end: validate, train, cv and predict with --susceptibility phase."""
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from prlkit.cli import main
+from prlkit.synth.cohort import write_cohort
+from prlkit.synth.profiles import get_profile
+
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """Six tiny simulated participants (QSM and phase, negative sign convention) and a CPU-second config."""
+    root = tmp_path_factory.mktemp("phase_input")
+    write_cohort(root / "bids", 6, seed=21, profile=get_profile("tiny"), jobs=1, progress=False)
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(pretrain={"kind": "none"}, finetune={"max_epochs": 1}, split={"n_folds": 3})))
+    return root, config
+
+
+@pytest.fixture(scope="module")
+def full_size(tmp_path_factory):
+    """Two participants of the default generator: a whole brain's veins, as a real scan has."""
+    root = tmp_path_factory.mktemp("phase_full") / "bids"
+    write_cohort(root, 2, seed=22, profile=get_profile("default"), jobs=1, progress=False)
+    return root
+
+
+def validate(capsys, dataset, *options):
+    assert main(["validate", str(dataset), "--json", *options]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_validate_reads_phase_and_tells_its_sign_from_the_veins(full_size, capsys):
+    report = validate(capsys, full_size, "--susceptibility", "phase")
+    assert report["problems"] == [] and report["totals"]["sessions_with_phase"] == 2
+    assert {row["phase_sign"] for row in report["sessions"]} == {"negative"}  # the simulator's convention
+
+
+def test_a_given_phase_sign_is_used_as_given(cohort, capsys):
+    root, _ = cohort
+    forced = validate(capsys, root / "bids", "--susceptibility", "phase", "--phase-sign", "positive")
+    assert forced["problems"] == [] and {row["phase_sign"] for row in forced["sessions"]} == {"positive"}
+    assert {row["phase_sign"] for row in validate(capsys, root / "bids")["sessions"]} == {""}  # QSM: no phase
+
+
+def test_no_veins_in_view_is_one_line_naming_the_file(full_size, tmp_path, capsys):
+    shutil.copytree(full_size, tmp_path / "bids")
+    path = tmp_path / "bids/sub-001/anat/sub-001_part-phase_T2starw.nii.gz"
+    image = nib.load(path)
+    brain = np.asarray(image.dataobj) != 0
+    noise = np.random.default_rng(0).normal(0, 0.05, brain.shape).astype(np.float32) * brain
+    nib.save(nib.Nifti1Image(noise, image.affine), path)  # phase without any vein
+    assert main(["validate", str(tmp_path / "bids"), "--json", "--susceptibility", "phase"]) == 1
+    [problem] = json.loads(capsys.readouterr().out)["problems"]
+    assert problem.startswith(f"{path}: cannot tell the phase sign convention from veins")
+    assert problem.endswith("pass --phase-sign positive|negative") and "\n" not in problem
+
+
+def test_a_missing_phase_image_is_the_missing_file(cohort, tmp_path, capsys):
+    root, _ = cohort
+    shutil.copytree(root / "bids", tmp_path / "bids")
+    path = tmp_path / "bids/sub-002/anat/sub-002_part-phase_T2starw.nii.gz"
+    path.unlink()
+    assert main(["validate", str(tmp_path / "bids"), "--json", "--susceptibility", "phase",
+                 "--phase-sign", "negative"]) == 1
+    assert json.loads(capsys.readouterr().out)["problems"] == [f"{path}: missing phase file for sub-002"]
+
+
+def test_train_and_predict_on_phase_record_the_sign(cohort, tmp_path, capsys):
+    root, config = cohort
+    common = ["--config", str(config), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(["train", str(root / "bids"), "--out", str(tmp_path / "model"), "--method", "frodo",
+                 "--susceptibility", "phase", "--phase-sign", "negative", *common]) == 0
+    model = json.loads((tmp_path / "model/model.json").read_text())
+    assert model["config"]["susceptibility"] == "phase" and model["config"]["phase_sign"] == "negative"
+    lesions = pd.read_csv(tmp_path / "model/lesions.tsv", sep="\t")
+    assert set(lesions["phase_sign"]) == {"negative"} and set(lesions["susceptibility"]) == {"phase"}
+    capsys.readouterr()
+    assert main(["predict", str(root / "bids"), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "pred"),
+                 "--participant-label", "sub-001", "--no-progress"]) == 0
+    table = pd.read_csv(tmp_path / "pred/derivatives/prlkit/sub-001/anat/sub-001_lesions.tsv", sep="\t")
+    assert set(table["susceptibility"]) == {"phase"} and set(table["phase_sign"]) == {"negative"}
+    assert set(table["phase_sign_from"]) == {"given (phase_sign)"} and set(table["acquisition_from"]) == {"sidecar"}
+
+
+def test_cv_compares_qsm_and_phase_of_the_same_cohort(cohort, tmp_path, capsys):
+    root, config = cohort
+    results = {}
+    for source in ("qsm", "phase"):
+        out = tmp_path / source
+        assert main(["cv", str(root / "bids"), "--methods", "frodo", "--out", str(out), "--config", str(config),
+                     "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--bootstrap", "0",
+                     "--susceptibility", source, "--phase-sign", "negative"]) == 0
+        results[source] = json.loads((out / "results.json").read_text())
+        assert yaml.safe_load((out / "config.yaml").read_text())["susceptibility"] == source
+    capsys.readouterr()
+    # the two runs read different images: their patch caches and predictions differ
+    assert len(list((tmp_path / "cache").glob("patches-*"))) == 2
