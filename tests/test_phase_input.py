@@ -22,7 +22,8 @@ def cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("phase_input")
     write_cohort(root / "bids", 6, seed=21, profile=get_profile("tiny"), jobs=1, progress=False)
     config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(pretrain={"kind": "none"}, finetune={"max_epochs": 1}, split={"n_folds": 3})))
+    settings = tiny_config(pretrain={"kind": "none"}, finetune={"max_epochs": 1}, split={"n_folds": 3})
+    config.write_text(yaml.safe_dump(settings))
     return root, config
 
 
