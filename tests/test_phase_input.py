@@ -10,6 +10,11 @@ import pytest
 import yaml
 
 from prlkit.cli import main
+from prlkit.config import LesionConfig
+from prlkit.data.bids import discover_cohort
+from prlkit.data.session import load_session
+from prlkit.report.gallery import display_session, lesion_figure
+from prlkit.report.pages import read_as_predicted
 from prlkit.synth.cohort import write_cohort
 from prlkit.synth.profiles import get_profile
 
@@ -91,6 +96,13 @@ def test_train_and_predict_on_phase_record_the_sign(cohort, tmp_path, capsys):
     table = pd.read_csv(tmp_path / "pred/derivatives/prlkit/sub-001/anat/sub-001_lesions.tsv", sep="\t")
     assert set(table["susceptibility"]) == {"phase"} and set(table["phase_sign"]) == {"negative"}
     assert set(table["phase_sign_from"]) == {"given (phase_sign)"} and set(table["acquisition_from"]) == {"sidecar"}
+    assert main(["report", str(tmp_path / "pred"), "--dataset", str(root / "bids")]) == 0  # reads the phase
+    files = read_as_predicted(discover_cohort(root / "bids").sessions[0],
+                              tmp_path / "pred/derivatives/prlkit/sub-001/anat/sub-001_lesions.tsv")
+    view = display_session(load_session(files, LesionConfig()))
+    assert view.susceptibility == "phase (field shift, paramagnetic bright; sign negative)"
+    figure = lesion_figure(view, 1, table.loc[0, ["center_mm_x", "center_mm_y", "center_mm_z"]].to_numpy(), "t")
+    assert figure.axes[0].get_ylabel() == "phase" and "phase (field shift" in figure._suptitle.get_text()
 
 
 def test_cv_compares_qsm_and_phase_of_the_same_cohort(cohort, tmp_path, capsys):

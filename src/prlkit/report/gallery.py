@@ -22,6 +22,8 @@ from prlkit.data.session import SessionData
 from prlkit.report.plots import plt
 
 QSM_WINDOW_LIMITS_PPM = (0.03, 0.3)  # the per-lesion QSM window's half-width stays within these
+# phase input, shown as its local field shift: about a quarter of the QSM's spread near lesions (docs/data.md)
+FIELD_WINDOW_LIMITS_PPM = (0.008, 0.08)
 QSM_WINDOW_PERCENTILE = 99.0  # of |QSM| in the lesion neighbourhood: the window's half-width
 FLAIR_PERCENTILES = (1.0, 99.9)  # of the lesion neighbourhood, mapped to black and white
 MIN_HALF_WIDTH_MM = 15.0  # a crop shows at least 30 mm around the centre
@@ -33,7 +35,8 @@ OUTLINE_COLOUR = "#ffd400"
 
 @dataclass(frozen=True)
 class DisplaySession:
-    """A session on its closest RAS grid: QSM (ppm), FLAIR, lesion instances."""
+    """A session on its closest RAS grid: QSM (ppm) or, with phase input, the field shift (ppm), FLAIR, lesion
+    instances; `susceptibility` names the first image in the figures (`QSM`, or `phase` with its sign)."""
 
     qsm: np.ndarray
     flair: np.ndarray
@@ -41,6 +44,7 @@ class DisplaySession:
     affine: np.ndarray
     zooms: np.ndarray
     boxes: list[tuple[slice, ...] | None]  # bounding box of lesion label n at position n - 1
+    susceptibility: str = "QSM"
 
 
 def display_session(data: SessionData) -> DisplaySession:
@@ -56,7 +60,15 @@ def display_session(data: SessionData) -> DisplaySession:
         affine=affine,
         zooms=np.sqrt((affine[:3, :3] ** 2).sum(axis=0)),
         boxes=ndimage.find_objects(instances),
+        susceptibility=susceptibility_label(data),
     )
+
+
+def susceptibility_label(data: SessionData) -> str:
+    """`QSM`, or for phase input `phase` with the sign convention it was read with."""
+    if data.files.susceptibility != "phase":
+        return "QSM"
+    return f"phase (field shift, paramagnetic bright; sign {data.reading.get('phase_sign', '?')})"
 
 
 def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], title: str) -> plt.Figure:
@@ -72,7 +84,8 @@ def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], 
     half = np.ceil(half_mm / view.zooms).astype(int)
     qsm_half_width, flair_window = neighbourhood_windows(view, center, half)
     qsm_style = dict(cmap="gray", vmin=-qsm_half_width, vmax=qsm_half_width)
-    rows = (("QSM", view.qsm, qsm_style, False), ("QSM, outline", view.qsm, qsm_style, True),
+    name = "QSM" if view.susceptibility == "QSM" else "phase"
+    rows = ((name, view.qsm, qsm_style, False), (f"{name}, outline", view.qsm, qsm_style, True),
             ("FLAIR, outline", view.flair, dict(cmap="gray", vmin=flair_window[0], vmax=flair_window[1]), True))
     figure, axes = plt.subplots(3, 3, figsize=(9.0, 9.4), facecolor="white")
     for n, (row, (label, volume, style, outlined)) in enumerate(zip(axes, rows)):
@@ -91,7 +104,8 @@ def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], 
         row[0].set_ylabel(label, fontsize=9)
     axes[0, 2].add_artist(AnchoredSizeBar(axes[0, 2].transData, SCALE_BAR_MM, f"{SCALE_BAR_MM:g} mm", "lower right",
                                           color="white", frameon=False, size_vertical=0.6, fontproperties={"size": 7}))
-    figure.suptitle(f"{title}\nQSM window ±{qsm_half_width:.2f} ppm (this neighbourhood)", fontsize=10)
+    figure.suptitle(f"{title}\n{view.susceptibility} window ±{qsm_half_width:.2f} ppm (this neighbourhood)",
+                    fontsize=10)
     figure.subplots_adjust(wspace=0.04, hspace=0.06, top=0.9)
     return figure
 
@@ -99,10 +113,12 @@ def lesion_figure(view: DisplaySession, index: int, center_mm: Sequence[float], 
 def neighbourhood_windows(view: DisplaySession, center: np.ndarray, half: np.ndarray
                           ) -> tuple[float, tuple[float, float]]:
     """Display windows from the box shown around a lesion: the QSM half-width (the 99th percentile of
-    |QSM|, kept within 0.03-0.3 ppm) and the FLAIR range (its 1st and 99.9th percentiles)."""
+    |QSM|, kept within 0.03-0.3 ppm; for a phase's field shift 0.008-0.08 ppm) and the FLAIR range (its
+    1st and 99.9th percentiles)."""
     box = tuple(slice(max(c - h, 0), c + h + 1) for c, h in zip(center, half))
     qsm, flair = view.qsm[box], view.flair[box]
-    qsm_half_width = float(np.clip(np.percentile(np.abs(qsm), QSM_WINDOW_PERCENTILE), *QSM_WINDOW_LIMITS_PPM))
+    limits = QSM_WINDOW_LIMITS_PPM if view.susceptibility == "QSM" else FIELD_WINDOW_LIMITS_PPM
+    qsm_half_width = float(np.clip(np.percentile(np.abs(qsm), QSM_WINDOW_PERCENTILE), *limits))
     low, high = (float(v) for v in np.percentile(flair, FLAIR_PERCENTILES))
     return qsm_half_width, (low, high if high > low else low + 1.0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -14,7 +15,7 @@ import pandas as pd
 
 from prlkit import __version__
 from prlkit.config import LesionConfig
-from prlkit.data.bids import discover_cohort
+from prlkit.data.bids import SessionFiles, discover_cohort
 from prlkit.data.session import SessionData, load_session
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.eval.results import (
@@ -151,8 +152,9 @@ def predict_page(folder: Path, dataset: Path, top: int) -> tuple[str, dict[str, 
             name = f"{row.participant_id} {row.session_id}".strip()
             raise PrlkitError(f"{dataset}: no session {name} of {base / 'subjects.tsv'}; "
                               "give the dataset that was predicted")
-        data = load_session(files, LesionConfig())
-        lesions = _session_lesions(data, session_outputs(folder, files)["lesions"], top)
+        table = session_outputs(folder, files)["lesions"]
+        data = load_session(read_as_predicted(files, table), LesionConfig())
+        lesions = _session_lesions(data, table, top)
         view = display_session(data)
         cards = []
         for lesion in lesions[lesions["review"]].itertuples():
@@ -192,6 +194,16 @@ def _subjects_table(subjects: pd.DataFrame) -> str:
             for r in subjects.itertuples()]
     note = "Expected count: the sum of the lesion probabilities. Chronic active: at least 4 lesions called Rim+."
     return html.table(header, rows, raw_columns=frozenset({0})) + html.paragraph(note, "note")
+
+
+def read_as_predicted(files: SessionFiles, lesions_tsv: Path) -> SessionFiles:
+    """The session read as predict read it: phase with the recorded sign where its lesions.tsv says so."""
+    if not lesions_tsv.is_file():
+        return files
+    recorded = pd.read_csv(lesions_tsv, sep="\t", keep_default_na=False, nrows=1)
+    if recorded.empty or recorded.get("susceptibility", pd.Series(["qsm"])).iloc[0] != "phase":
+        return files
+    return dataclasses.replace(files, susceptibility="phase", phase_sign=recorded["phase_sign"].iloc[0])
 
 
 def _session_lesions(data: SessionData, path: Path, top: int) -> pd.DataFrame:
