@@ -1,5 +1,6 @@
 """Phase as the susceptibility input, end to end: validate, train, cv and predict with --susceptibility phase."""
 
+import dataclasses
 import json
 import shutil
 
@@ -49,6 +50,13 @@ def test_validate_reads_phase_and_tells_its_sign_from_the_veins(full_size, capsy
     report = validate(capsys, full_size, "--susceptibility", "phase")
     assert report["problems"] == [] and report["totals"]["sessions_with_phase"] == 2
     assert {row["phase_sign"] for row in report["sessions"]} == {"negative"}  # the simulator's convention
+
+
+def test_the_other_sign_convention_is_found_too(tmp_path, capsys):
+    profile = dataclasses.replace(get_profile("default"), phase_sign="positive")
+    write_cohort(tmp_path / "bids", 1, seed=23, profile=profile, jobs=1, progress=False)
+    report = validate(capsys, tmp_path / "bids", "--susceptibility", "phase")
+    assert [row["phase_sign"] for row in report["sessions"]] == ["positive"]
 
 
 def test_a_given_phase_sign_is_used_as_given(cohort, capsys):
