@@ -126,3 +126,6 @@ def test_cv_compares_qsm_and_phase_of_the_same_cohort(cohort, tmp_path, capsys):
     capsys.readouterr()
     # the two runs read different images: their patch caches and predictions differ
     assert len(list((tmp_path / "cache").glob("patches-*"))) == 2
+    assert main(["compare", str(tmp_path / "qsm"), str(tmp_path / "phase"), "--out", str(tmp_path / "both")]) == 0
+    merged = json.loads((tmp_path / "both/results.json").read_text())
+    assert merged["reference"] == "frodo (qsm)" and "frodo (phase)" in merged["summary"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from prlkit.errors import InputFileError, PrlkitError
@@ -14,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="merge prlkit cv runs made on the same folds into one comparison table",
         description="Reads folds.tsv and oof_predictions.tsv of each run (the folds must be identical), "
         "and writes results.md/json, per_fold_metrics.tsv, cv_curves.png, counts.png and calibration.png "
-        "for all methods together, with DeLong and McNemar tests (Holm-adjusted) and participant-level bootstrap "
+        "for all methods together (runs that read QSM and phase of one cohort: each method as `name (qsm)` and "
+        "`name (phase)`), with DeLong and McNemar tests (Holm-adjusted) and participant-level bootstrap "
         "CIs against --reference.",
     )
     parser.add_argument("runs", nargs="+", type=Path, help="prlkit cv output folders")
@@ -43,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputFileError(run_dir / "folds.tsv",
                                  f"folds differ from those of {args.runs[0]}; rerun with --folds")
         tables.append(read_predictions(run_dir / "oof_predictions.tsv"))
+    labels = method_labels(args.runs)
+    for table, label in zip(tables, labels):
+        table["method"] = table["method"].map(label)
     oof = pd.concat(tables, ignore_index=True)
     duplicated = oof.groupby("method")["lesion_row"].apply(lambda rows: not rows.is_unique)
     if duplicated.any():
@@ -52,20 +57,37 @@ def run(args: argparse.Namespace) -> int:
     if reference not in methods:
         raise PrlkitError(f"--reference {reference} is not among the runs' methods ({', '.join(methods)})")
     args.out.mkdir(parents=True, exist_ok=True)
-    write_results(summarise(oof, reference) | {"settings": run_settings(args.runs, methods)}, args.out)
+    write_results(summarise(oof, reference) | {"settings": run_settings(args.runs, labels, methods)}, args.out)
     write_cv_figures(oof, args.out)
     print((args.out / "results.md").read_text())
     return 0
 
 
-def run_settings(runs: list, methods: list[str]) -> dict:
+def susceptibility_of(run_dir: Path) -> str:
+    """The susceptibility image a cv run read (its config.yaml; `qsm` for runs made before prlkit read phase)."""
+    from prlkit.config import load_config
+
+    path = run_dir / "config.yaml"
+    return load_config(path).susceptibility if path.is_file() else "qsm"
+
+
+def method_labels(runs: list[Path]) -> list[Callable[[str], str]]:
+    """Per run, method name -> its name in the merged table: the name itself, or, when the runs read different
+    susceptibility images (QSM and phase of one cohort), the name with the image, e.g. `frodo (phase)`."""
+    sources = [susceptibility_of(run_dir) for run_dir in runs]
+    if len(set(sources)) == 1:
+        return [lambda method: method for _ in runs]
+    return [lambda method, source=source: f"{method} ({source})" for source in sources]
+
+
+def run_settings(runs: list[Path], labels: list[Callable[[str], str]], methods: list[str]) -> dict:
     """Each method's profile and deviations, as its cv run's results.json recorded them (runs made before
-    prlkit recorded them give none, and the table says "?")."""
+    prlkit recorded them give none, and the table says "?"); `labels` as from `method_labels`."""
     import json
 
     settings: dict = {}
-    for run_dir in runs:
+    for run_dir, label in zip(runs, labels):
         path = run_dir / "results.json"
         recorded = json.loads(path.read_text()).get("settings", {}) if path.is_file() else {}
-        settings |= {method: value for method, value in recorded.items() if method in methods}
+        settings |= {label(method): value for method, value in recorded.items() if label(method) in methods}
     return settings
