@@ -59,9 +59,10 @@ def summary_table(rows: pd.DataFrame) -> str:
     lines = ["| method | seeds | QSM ROC-AUC | phase ROC-AUC | QSM PR-AUC | phase PR-AUC |",
              "|---|---|---|---|---|---|"]
     for method, group in rows.groupby("method"):
-        paired = group.pivot_table(index="seed", columns="source", values=["roc_auc", "pr_auc"]).dropna()
-        if paired.empty:
-            continue
+        paired = group.pivot_table(index="seed", columns="source", values=["roc_auc", "pr_auc"])
+        if set(paired.columns.get_level_values("source")) != set(SOURCES) or paired.dropna().empty:
+            continue  # no seed with both runs finished yet
+        paired = paired.dropna()
         cells = [mean_sd(paired[(metric, source)]) for metric in ("roc_auc", "pr_auc") for source in SOURCES]
         lines.append(f"| {method} | {len(paired)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -33,3 +33,9 @@ def test_table_pairs_qsm_and_phase_per_seed(tmp_path):
     table = phase_vs_qsm.summary_table(rows)
     qsm = [roc_auc_score(labels, runs[s, "qsm"]) for s in (1, 2)]
     assert f"| aprl | 2 | {np.mean(qsm):.2f} ± {np.std(qsm, ddof=1):.2f} |" in table
+
+
+def test_a_method_without_any_finished_phase_run_is_left_out(tmp_path):
+    _oof(tmp_path / "cv-1-qsm", [0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8])
+    table = phase_vs_qsm.summary_table(phase_vs_qsm.collect(tmp_path))
+    assert table.count("\n") == 1 and "aprl" not in table  # the header only
