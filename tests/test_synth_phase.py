@@ -10,7 +10,7 @@ import pytest
 
 from prlkit.commands import simulate
 from prlkit.synth.cohort import generate_subject, write_cohort
-from prlkit.synth.phase import field_to_phase, highpass, simulate_phase
+from prlkit.synth.phase import highpass, simulate_phase
 from prlkit.synth.profiles import get_profile
 from prlkit.synth.qsm import forward_field
 
@@ -46,13 +46,6 @@ def test_phase_file_and_sidecar(cohort):
         assert np.array_equal(phase != 0, chi != 0)
     description = json.loads((cohort / "dataset_description.json").read_text())
     assert "sign convention negative" in description["GeneratedBy"][0]["Description"]
-
-
-def test_radians_per_ppm():
-    """1 ppm at 3 T and TE 20 ms: 2π · 42.577 MHz/T · 3 T · 20 ms · 1e-6 = 16.05 rad."""
-    one = np.ones((1,), dtype=np.float32)
-    assert field_to_phase(one, 3.0, 0.020, "positive")[0] == pytest.approx(16.0505, rel=1e-4)
-    assert field_to_phase(one, 3.0, 0.020, "negative")[0] == pytest.approx(-16.0505, rel=1e-4)
 
 
 def test_vein_parallel_to_b0_has_the_sign_of_the_convention():

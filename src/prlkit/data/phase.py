@@ -21,7 +21,7 @@ from scipy import ndimage, stats
 from prlkit.data.bids import PrlkitWarning
 from prlkit.errors import InputFileError, PrlkitError
 
-GYROMAGNETIC_MHZ_PER_T = 42.577  # γ̄ = γ/2π of 1H
+GYROMAGNETIC_MHZ_PER_T = 42.577478  # γ̄ = γ/2π of 1H (CODATA 2018)
 
 # Wrapped phase. Raw phase is confined to [-π, π) and reaches both ends; unwrapped phase of any kind is
 # either not confined (veins at 7 T exceed π) or never reaches π (3 T high-pass-filtered phase: |φ| < ~2).

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-GAMMA_BAR_HZ_PER_T = 42.577478e6  # proton gyromagnetic ratio / 2π (CODATA 2018: 42.577 478 MHz/T)
+from prlkit.data.phase import ppm_to_phase
+
 PHASE_SIGNS = {"positive": 1, "negative": -1}  # the phase sign of a paramagnetic (positive) local field
 DEFAULT_PHASE_SIGN = "negative"
 # High-pass filter width. A homodyne filter divides the complex image by a low-pass copy of itself;
@@ -28,12 +29,6 @@ DEFAULT_PHASE_SIGN = "negative"
 # σ = sqrt(ln 2 / 2) / (π · 0.0625) ≈ 3 mm does. That keeps the 1–2 mm rims and the 5–15 mm lesions and
 # removes the residual background field (correlation length 20 mm) and slow tissue-scale phase.
 HIGHPASS_SIGMA_MM = 3.0
-
-
-def field_to_phase(field_ppm: np.ndarray, field_strength_t: float, echo_time_s: float, sign: str) -> np.ndarray:
-    """Unwrapped phase (rad) accumulated by a local field (ppm of B0) at echo time `echo_time_s`."""
-    radians_per_ppm = 2.0 * np.pi * GAMMA_BAR_HZ_PER_T * field_strength_t * echo_time_s * 1e-6
-    return (PHASE_SIGNS[sign] * radians_per_ppm * field_ppm).astype(np.float32)
 
 
 def highpass(phase: np.ndarray, mask: np.ndarray, sigma_mm: float = HIGHPASS_SIGMA_MM,
@@ -53,4 +48,4 @@ def highpass(phase: np.ndarray, mask: np.ndarray, sigma_mm: float = HIGHPASS_SIG
 def simulate_phase(field_ppm: np.ndarray, mask: np.ndarray, field_strength_t: float, echo_time_s: float,
                    sign: str = DEFAULT_PHASE_SIGN) -> np.ndarray:
     """The phase a rim reader sees (rad, float32): the field through the echo time, high-pass filtered in `mask`."""
-    return highpass(field_to_phase(field_ppm, field_strength_t, echo_time_s, sign), mask)
+    return highpass(ppm_to_phase(field_ppm, echo_time_s, field_strength_t, PHASE_SIGNS[sign]), mask)
