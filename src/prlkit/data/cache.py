@@ -86,9 +86,9 @@ def cache_key(cohort: Cohort, config: Config) -> str:
     units = sorted({session.qsm_unit for session in cohort.sessions} - {"ppm"})
     if units:  # QSM read from another unit than ppm; the default leaves earlier keys valid
         payload["qsm_units"] = units
-    readings = sorted({(session.susceptibility, session.phase_sign) for session in cohort.sessions} - {("qsm", "auto")})
-    if readings:  # phase input and its sign choice
-        payload["susceptibility"] = readings
+    readings = sorted({session.phase_sign for session in cohort.sessions if session.susceptibility == "phase"})
+    if readings:  # phase input and its sign choice (a QSM run's phase_sign reads nothing and changes no patch)
+        payload["susceptibility"] = ["phase", *readings]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
