@@ -76,6 +76,17 @@ def test_constant_lesion_has_zero_moments_and_one_bin():
     assert f["uniformity"] == 1.0 and f["entropy"] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_two_value_lesion_has_finite_features_without_warnings():
+    """p10 and p90 of two values fall between them: no value is in the robust range, whose spread is 0
+    (pyradiomics gives NaN there)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = first_order_features(np.array([0.01, 0.09]))
+    assert f["robust_mean_absolute_deviation"] == 0.0 and all(np.isfinite(list(f.values())))
+
+
 def test_empty_lesion_is_an_error():
     with pytest.raises(PrlkitError, match="no voxels"):
         first_order_features(np.array([]))

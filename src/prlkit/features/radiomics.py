@@ -86,7 +86,7 @@ def first_order_features(
     centred = x - mean
     m2, m3, m4 = (centred**2).mean(), (centred**3).mean(), (centred**4).mean()
     spread = x.max() > x.min()  # not m2 > 0: rounding leaves m2 ~ 1e-35 on constant input
-    robust = x[(x >= p10) & (x <= p90)]
+    robust = x[(x >= p10) & (x <= p90)]  # empty for two distinct values: p10 and p90 fall between them
     probabilities = histogram_probabilities(x, bin_width)
     energy = float(np.sum(x**2))
     features = {
@@ -107,7 +107,7 @@ def first_order_features(
         "range": x.max() - x.min(),
         "interquartile_range": p75 - p25,
         "mean_absolute_deviation": np.abs(centred).mean(),
-        "robust_mean_absolute_deviation": np.abs(robust - robust.mean()).mean(),
+        "robust_mean_absolute_deviation": np.abs(robust - robust.mean()).mean() if robust.size else 0.0,
         "median_absolute_deviation": np.median(np.abs(x - median)),
         "root_mean_squared": np.sqrt(energy / x.size),
         "standard_deviation": np.sqrt(m2),
