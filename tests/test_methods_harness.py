@@ -241,6 +241,24 @@ def test_frodo_seed_ensemble_trains_each_member_with_its_own_seed_and_round_trip
                                   model.probabilities(x, device, features))
 
 
+def test_frodo_symmetry_averaging_calibrates_on_the_averaged_scores_and_round_trips(data, tmp_path):
+    from prlkit.models.frodo import SymmetryAveraged
+
+    patch_set, train, val, _ = data
+    config = method_config("frodo", config_from_dict(tiny_config(frodo={"test_time_symmetries": "flips"},
+                                                                 pretrain={"kind": "none"})))
+    model, _ = get_method("frodo").train(training_job("frodo", patch_set, train, val, config, tmp_path))
+    assert isinstance(model.module, SymmetryAveraged) and model.model_config["test_time_symmetries"] == "flips"
+    x, device, features = _val_inputs(patch_set, val)
+    plain = model.calibrator.apply(torch.sigmoid(model.module.net(x.float())).detach().double().numpy())
+    assert not np.allclose(model.probabilities(x, device, features), plain)
+    model.save(tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert saved["model_config"]["test_time_symmetries"] == "flips"
+    np.testing.assert_array_equal(load_trained_model(tmp_path / "model").probabilities(x, device, features),
+                                  model.probabilities(x, device, features))
+
+
 def test_frodo_ensemble_is_the_measured_recipe_on_the_same_network():
     config = method_config("frodo_ensemble", config_from_dict(tiny_config()))
     assert config.frodo.seeds == 3 and config.pretrain.kind == "none"

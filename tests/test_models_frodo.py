@@ -15,10 +15,12 @@ from prlkit.models.frodo import (
     Encoder,
     FrodoEnsemble,
     FrodoNet,
+    SymmetryAveraged,
     build_frodo,
     count_flops,
     inference_model,
 )
+from prlkit.train.augment import apply_symmetry, named_symmetries
 from prlkit.train.losses import CompositeLoss
 
 TINY = FrodoConfig(base_width=2, se_reduction=4, dropout=0.0)  # widths 2/4/8/16, head hidden 32
@@ -234,3 +236,25 @@ def test_seed_ensemble_averages_its_members_logits():
     torch.testing.assert_close(fast(x), ensemble(x), rtol=0, atol=1e-5)
     with pytest.raises(PrlkitError, match="seeds"):
         FrodoConfig(seeds=0)
+
+
+@pytest.mark.parametrize("symmetries, count", [("flips", 8), ("cube", 48)])
+def test_test_time_symmetries_average_the_logits_and_make_the_score_invariant(symmetries, count):
+    config = dataclasses.replace(TINY, test_time_symmetries=symmetries)
+    net = build_frodo(config).eval()
+    assert isinstance(net, SymmetryAveraged) and isinstance(net.net, FrodoNet)
+    x = _patches(2, 16)
+    group = named_symmetries(symmetries, (16, 16, 16))
+    assert len(group) == count
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), torch.stack([net.net(apply_symmetry(x, s)) for s in group]).mean(0))
+        plain = net.net(x)
+        for s in group[1:]:  # a mirrored patch gets the same averaged score (the set is a group)
+            torch.testing.assert_close(net(apply_symmetry(x, s)), net(x), rtol=0, atol=1e-5)
+        assert not torch.allclose(net(x), plain, atol=1e-5)  # the plain network is not symmetric
+    fast = inference_model(net)
+    assert isinstance(fast, SymmetryAveraged) and fast.net is not net.net
+    torch.testing.assert_close(fast(x), net(x), rtol=0, atol=1e-5)
+    assert isinstance(build_frodo(TINY), FrodoNet)  # the authors' network: no averaging
+    with pytest.raises(PrlkitError, match="test_time_symmetries"):
+        FrodoConfig(test_time_symmetries="rotations")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from prlkit.errors import PrlkitError
-from prlkit.train.augment import apply_symmetry, cube_symmetries, random_symmetries
+from prlkit.train.augment import apply_symmetry, cube_symmetries, named_symmetries, random_symmetries
 
 
 def _batch(batch: int = 4, size: int = 3, seed: int = 0) -> torch.Tensor:
@@ -75,3 +75,13 @@ def test_seeded_generator_repeats_and_samples_differ():
 def test_rejects_non_batch_input():
     with pytest.raises(PrlkitError, match="B, C, X, Y, Z"):
         random_symmetries(torch.zeros(2, 3, 3, 3), torch.Generator())
+
+
+def test_named_symmetry_sets_start_with_the_identity():
+    none, flips, cube = (named_symmetries(name, (3, 3, 3)) for name in ("none", "flips", "cube"))
+    assert (len(none), len(flips), len(cube)) == (1, 8, 48)
+    assert none[0] == flips[0] == cube[0] == ((0, 1, 2), (False, False, False))
+    assert all(s.perm == (0, 1, 2) for s in flips) and set(flips) < set(cube)
+    assert len(named_symmetries("cube", (3, 3, 4))) == 16  # only the permutations that keep the box
+    with pytest.raises(PrlkitError, match="unknown symmetry set 'rotations'"):
+        named_symmetries("rotations")

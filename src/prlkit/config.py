@@ -93,6 +93,7 @@ SUSCEPTIBILITY_INPUTS = ("qsm", "phase")
 PHASE_SIGNS = ("auto", "positive", "negative")
 GATE_RULES = ("authors", "cbrt")
 FRODO_NORMS = ("group", "batch")
+TEST_TIME_SYMMETRIES = ("none", "flips", "cube")
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("constant", "multistep", "poly", "plateau")
 THRESHOLD_SCALES = ("raw", "calibrated")
@@ -115,6 +116,10 @@ class FrodoConfig:
       later layer, prlkit's ``quick``).
     seeds: prlkit's variant (method ``frodo_ensemble``), not the authors': train this many
       independently seeded networks and average their logits (the authors train one).
+    test_time_symmetries: prlkit's variant (method ``frodo_simpretrained``), not the authors': average
+      the logits over mirror images of each patch: ``none`` (the authors), ``flips`` (the 8 mirror
+      images along the axes) or ``cube`` (all 48 symmetries of the cube, as the training augmentation
+      draws them). Prediction costs that many forward passes.
     """
 
     base_width: int = 16
@@ -123,6 +128,7 @@ class FrodoConfig:
     dropout: float = 0.5
     stem_stride: int = 1
     seeds: int = 1
+    test_time_symmetries: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("base_width", "se_reduction", "seeds"):
@@ -134,6 +140,9 @@ class FrodoConfig:
             raise PrlkitError(f"frodo dropout must be in [0, 1), got {self.dropout}")
         if self.norm not in FRODO_NORMS:
             raise PrlkitError(f"frodo norm must be group or batch, got {self.norm!r}")
+        if self.test_time_symmetries not in TEST_TIME_SYMMETRIES:
+            raise PrlkitError(f"frodo test_time_symmetries must be one of {', '.join(TEST_TIME_SYMMETRIES)}, "
+                              f"got {self.test_time_symmetries!r}")
 
     @property
     def widths(self) -> tuple[int, int, int, int]:

@@ -16,7 +16,7 @@ from prlkit.methods.contract import TrainingJob
 from prlkit.methods.finalize import finalize
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
-from prlkit.models.frodo import IMAGE_CHANNELS, FrodoEnsemble, FrodoNet
+from prlkit.models.frodo import IMAGE_CHANNELS, FrodoEnsemble, FrodoNet, with_test_time_symmetries
 from prlkit.train.augment import random_symmetries
 from prlkit.train.loop import FitResult, Split, fit
 from prlkit.train.stages import CrossModalPretraining, SupervisedFinetuning
@@ -25,7 +25,8 @@ from prlkit.weights import resolve_weights
 
 def train_frodo(job: TrainingJob) -> tuple[TrainedModel, dict[str, FitResult]]:
     """Train the two-stream network on the job's training lesions; validation lesions drive early
-    stopping, the F1 threshold and the calibration. Stage 1 (no labels) learns from every
+    stopping; the F1 threshold and the calibration see the final module (symmetry-averaged where
+    `frodo.test_time_symmetries` says so). Stage 1 (no labels) learns from every
     development lesion (train and validation), holding out `pretrain.val_fraction` of the
     participants for its own early stopping. Returns the model and each stage's fit."""
     config = job.config
@@ -42,7 +43,8 @@ def train_frodo(job: TrainingJob) -> tuple[TrainedModel, dict[str, FitResult]]:
         net, member_fits = _train_one(member, train, val)
         members.append(net)
         fits |= {name if config.frodo.seeds == 1 else f"{name}-seed{k}": value for name, value in member_fits.items()}
-    module = members[0] if len(members) == 1 else FrodoEnsemble(members)
+    module = with_test_time_symmetries(members[0] if len(members) == 1 else FrodoEnsemble(members),
+                                       config.frodo.test_time_symmetries)
     model = finalize(job, module, network="frodo", model_config=config.frodo, val=val, fits=fits)
     return model, fits
 

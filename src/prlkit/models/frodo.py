@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from prlkit.config import FrodoConfig
 from prlkit.errors import PrlkitError
 from prlkit.models.blocks import ResidualBlock3D, SpatialFiLM, squeeze_excite
+from prlkit.train.augment import apply_symmetry, named_symmetries
 
 QSM_CHANNEL = 0
 FLAIR_CHANNEL = 1
@@ -177,11 +178,29 @@ class FrodoEnsemble(nn.Module):
         return torch.stack([member(x) for member in self.members]).mean(dim=0)
 
 
+class SymmetryAveraged(nn.Module):
+    """A network whose logits are averaged over symmetries of the input patch (prlkit's test-time
+    averaging, ``frodo.test_time_symmetries``); the wrapped network is ``net``."""
+
+    def __init__(self, net: nn.Module, symmetries: str):
+        super().__init__()
+        self.net, self.symmetries = net, symmetries
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        group = named_symmetries(self.symmetries, tuple(x.shape[2:]))
+        return torch.stack([self.net(apply_symmetry(x, symmetry)) for symmetry in group]).mean(dim=0)
+
+
+def with_test_time_symmetries(net: nn.Module, symmetries: str) -> nn.Module:
+    """`net` itself for ``none``, else `net` wrapped to average its logits over the named symmetries."""
+    return net if symmetries == "none" else SymmetryAveraged(net, symmetries)
+
+
 def build_frodo(config: FrodoConfig) -> nn.Module:
-    """One network, or the ensemble of `config.seeds` of them (each trained with its own seed)."""
-    if config.seeds == 1:
-        return FrodoNet(config)
-    return FrodoEnsemble([FrodoNet(config) for _ in range(config.seeds)])
+    """One network, or the ensemble of `config.seeds` of them (each trained with its own seed), averaged
+    over `config.test_time_symmetries`."""
+    net = FrodoNet(config) if config.seeds == 1 else FrodoEnsemble([FrodoNet(config) for _ in range(config.seeds)])
+    return with_test_time_symmetries(net, config.test_time_symmetries)
 
 
 class CrossModalPredictor(nn.Module):
@@ -206,6 +225,8 @@ def inference_model(net: nn.Module) -> nn.Module:
     networks have nothing to fold and are returned as they are, in eval mode (no copy: QSMRim-Net
     and ResNet-18 hold 33 M parameters).
     """
+    if isinstance(net, SymmetryAveraged):
+        return SymmetryAveraged(inference_model(net.net), net.symmetries).eval()
     if isinstance(net, FrodoEnsemble):
         return FrodoEnsemble([inference_model(member) for member in net.members]).eval()
     if not isinstance(net, FrodoNet):

@@ -31,6 +31,16 @@ def cube_symmetries(shape: tuple[int, ...] | None = None) -> list[CubeSymmetry]:
     return [CubeSymmetry(p, f) for p in perms for f in itertools.product((False, True), repeat=3)]
 
 
+def named_symmetries(name: str, shape: tuple[int, ...] | None = None) -> list[CubeSymmetry]:
+    """A named set of box symmetries: ``none`` (the identity), ``flips`` (the 8 mirror images along the
+    axes, no permutation) or ``cube`` (all of :func:`cube_symmetries`); the identity comes first."""
+    group = cube_symmetries(shape)
+    sets = {"none": group[:1], "flips": [s for s in group if s.perm == (0, 1, 2)], "cube": group}
+    if name not in sets:
+        raise PrlkitError(f"unknown symmetry set {name!r}; known: {', '.join(sets)}")
+    return sets[name]
+
+
 def apply_symmetry(x: torch.Tensor, symmetry: CubeSymmetry) -> torch.Tensor:
     """Apply one symmetry to the last three (spatial) axes of ``x``."""
     lead = x.ndim - 3
