@@ -9,9 +9,11 @@ manifest CSV) and predict the test cohort with `benchmarks/transfer.py`. Models 
 ("train on settings A, test on settings B"). The training-free `shell_minus_core` contrast is
 scored on every test cohort.
 
-Loops run seed by seed (outermost), so an interrupted run still holds complete seeds; a size whose
-`transfer.json` exists is skipped on rerun. `--summarise` only reads what is there and prints the
-table: mean ± SD over seeds of ROC-AUC, PR-AUC and Spearman(probability, volume | Rim-).
+Loops run seed by seed (outermost), so an interrupted run still holds complete seeds. Every method
+trains in its own `transfer.py` call (DIR/runs/<setting>-<seed>-n<size>/<method>/transfer.json), so a
+method added later runs alone and a finished (method, size) is skipped on rerun. `--summarise` only
+reads what is there and prints the table: mean ± SD over seeds of ROC-AUC, PR-AUC and
+Spearman(probability, volume | Rim-).
 
 Usage: PYTHONPATH=src python benchmarks/data_size_curve.py --out DIR [--seeds 707 808 909]
        [--sizes 15 30 60 88] [--methods frodo,aprl,resnet18] [--settings default noisy] [--summarise]
@@ -58,25 +60,27 @@ def subset_manifest(cohort: Path, size: int, seed: int, out: Path) -> Path:
     return out
 
 
-def run_size(train: Path, tests: list[Path], methods: str, out: Path, cache: Path, threads: int) -> None:
-    """One `transfer.py` call (train on the manifest, predict every test cohort) unless already done."""
+def run_size(train: Path, tests: list[Path], method: str, out: Path, cache: Path, threads: int) -> None:
+    """One `transfer.py` call of one method (train on the manifest, predict every test cohort) unless done."""
     if (out / "transfer.json").exists():
         return
     command = [sys.executable, str(HERE / "transfer.py"), "--train", str(train), "--test", *map(str, tests),
-               "--methods", methods, "--out", str(out), "--cache-dir", str(cache), "--threads", str(threads)]
+               "--methods", method, "--out", str(out), "--cache-dir", str(cache), "--threads", str(threads)]
     subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
 
 
 def collect(root: Path) -> pd.DataFrame:
     """Every scored (setting, seed, size, test cohort, method) row of the runs under `root`."""
-    rows = []
-    for path in sorted(root.glob("runs/*/transfer.json")):
-        setting, seed, size = path.parent.name.split("-")
+    rows, seen = [], set()
+    for path in sorted(root.glob("runs/*/*/transfer.json")):
+        setting, seed, size = path.parent.parent.name.split("-")
         result = json.loads(path.read_text(encoding="utf-8"))
         for test, scores in result["tests"].items():
             test_setting = test.split("-")[0]
             for method, record in scores.items():
-                if method != "path" and record.get("roc_auc") is not None:
+                key = (setting, test_setting, seed, size, method)
+                if method != "path" and record.get("roc_auc") is not None and key not in seen:
+                    seen.add(key)  # the training-free row is in every method's run: count it once
                     rows.append({"train": setting, "test": test_setting, "seed": int(seed), "size": int(size[1:]),
                                  "method": method, **{k: record[k] for k in ("roc_auc", "pr_auc",
                                                                                 "spearman_volume_rim_neg")}})
@@ -126,9 +130,10 @@ def main() -> None:
                 for size in args.sizes:
                     manifest = subset_manifest(train, size, seed,
                                                args.out / "manifests" / f"{setting}-{seed}-n{size}.csv")
-                    run_size(manifest, targets, args.methods, args.out / "runs" / f"{setting}-{seed}-n{size}",
-                             args.out / "cache", args.threads)
-                    print(f"{setting} seed {seed} n {size}: done", file=sys.stderr, flush=True)
+                    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+                        run_size(manifest, targets, method, args.out / "runs" / f"{setting}-{seed}-n{size}" / method,
+                                 args.out / "cache", args.threads)
+                        print(f"{setting} seed {seed} n {size} {method}: done", file=sys.stderr, flush=True)
     rows = collect(args.out)
     print(summary_table(rows) if len(rows) else "no finished runs yet")
 

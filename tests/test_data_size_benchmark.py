@@ -31,8 +31,8 @@ def test_subsets_are_nested_manifests_prlkit_reads(tmp_path):
         data_size_curve.subset_manifest(cohort, 7, seed=3, out=tmp_path / "n7.csv")
 
 
-def _run(root: Path, name: str, tests: dict) -> None:
-    folder = root / "runs" / name
+def _run(root: Path, name: str, tests: dict, method: str = "aprl") -> None:
+    folder = root / "runs" / name / method
     folder.mkdir(parents=True)
     (folder / "transfer.json").write_text(json.dumps({"tests": tests}))
 
@@ -45,7 +45,13 @@ def test_summary_is_mean_and_sd_over_seeds(tmp_path):
                                       "noisy-1-test": {"path": "y", "aprl": scores(0.7, 0.3)}})
     _run(tmp_path, "default-2-n15", {"default-2-test": {"path": "x", "aprl": scores(0.6, 0.2),
                                                         "frodo": {"roc_auc": None, "pr_auc": None}}})
+    free = {"roc_auc": 0.5, "pr_auc": 0.1, "spearman_volume_rim_neg": 0.0}
+    for method in ("aprl", "frodo"):  # each method's own run also scores the training-free contrast
+        _run(tmp_path, "default-3-n15", {"default-3-test": {"path": "x", method: scores(0.9, 0.5),
+                                                            "shell_minus_core": free}}, method)
     rows = data_size_curve.collect(tmp_path)
+    assert len(rows[rows["seed"] == 3]) == 3  # aprl, frodo and the contrast once
+    rows = rows[rows["seed"] != 3]
     assert len(rows) == 3 and set(rows["test"]) == {"default", "noisy"}
     table = data_size_curve.summary_table(rows)
     line = next(row for row in table.splitlines() if "default → default" in row)
