@@ -9,7 +9,9 @@ Steps (each skipped when its output exists, so an interrupted run continues):
 1. `prlkit simulate WORK/cohort --synth-profile randomised --subjects N --seed S` (every subject draws its
    own rim, lesion-size, vein and noise settings; truth labels);
 2. `prlkit train WORK/cohort --method frodo_scratch --config WORK/pretrain.yaml --seed 0 --out WORK/model`
-   (`TRAINING`: quick with GroupNorm, the fine-tuning stage only, a fixed 8 epochs, the last kept);
+   (`TRAINING`: quick with GroupNorm, the fine-tuning stage only, 24 epochs, the epoch with the best
+   PR-AUC on the cohort's own validation participants kept; the first weights shipped had 8 epochs,
+   the last kept, and the validation PR-AUC was still rising: benchmarks/README.md);
 3. copy WORK/model/model.safetensors to OUT/frodo_quick_simulated.safetensors and write its
    provenance, OUT/frodo_quick_simulated.json: this command, the generator settings, the cohort's
    lesion counts, the validation scores, the prlkit version and commit, the weights' SHA-256 and the
@@ -37,7 +39,7 @@ import prlkit
 
 STRUCTURE = ("base_width", "norm", "se_reduction", "stem_stride")  # what the weights' shapes and layers depend on
 TRAINING = {"profile": "quick", "frodo": {"norm": "group"},
-            "finetune": {"max_epochs": 8, "patience": 8, "keep": "last"}}
+            "finetune": {"max_epochs": 24, "patience": 24, "keep": "best"}}
 
 
 def prlkit_command(arguments: list[str], threads: int) -> None:
