@@ -55,5 +55,6 @@ def test_fine_tuning_starts_from_the_shipped_weights(tmp_path, learning_rate, mo
     assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--method", "frodo_simpretrained",
                  "--config", str(tmp_path / "c.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
     trained, shipped = load_file(str(tmp_path / "model" / "model.safetensors")), load_file(str(SIMULATED_QUICK))
-    changed = [key for key in shipped if not torch.allclose(trained[key], shipped[key], atol=1e-6)]
+    assert set(trained) == {f"net.{key}" for key in shipped}  # the network inside the symmetry average
+    changed = [key for key in shipped if not torch.allclose(trained[f"net.{key}"], shipped[key], atol=1e-6)]
     assert bool(changed) is moves, changed[:5]
