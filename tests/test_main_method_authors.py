@@ -46,7 +46,7 @@ def test_convert_checkpoint_then_predict(checkpoints, tmp_path):
                  "--config", str(tmp_path / "c.yaml")]) == 0
     model = load_trained_model(model_dir)
     assert model.model_config == {"base_width": 16, "norm": "group", "se_reduction": 16, "dropout": 0.5,
-                                  "stem_stride": 1, "seeds": 1}
+                                  "stem_stride": 1, "seeds": 1, "test_time_symmetries": "none"}
     assert model.threshold == np.nextafter(0.3, 1.0)  # their rule p > 0.3 as prlkit's p >= threshold
     with torch.no_grad():
         logits = model.module(reference_input(32))
