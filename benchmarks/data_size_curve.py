@@ -122,8 +122,9 @@ def main() -> None:
     if not args.summarise:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
         for seed in args.seeds:
+            test_settings = [*args.settings, *(["noisy"] if "default" in args.settings else [])]  # the transfer gap
             tests = {setting: simulate(args.out / "cohorts" / f"{setting}-{seed}-test", args.test_subjects,
-                                       seed + 1, setting) for setting in args.settings}
+                                       seed + 1, setting) for setting in dict.fromkeys(test_settings)}
             for setting in args.settings:
                 train = simulate(args.out / "cohorts" / f"{setting}-{seed}-train", args.train_subjects, seed, setting)
                 targets = [tests[setting]] + ([tests["noisy"]] if setting == "default" and "noisy" in tests else [])
