@@ -22,6 +22,7 @@ from prlkit.methods.networks import network_config
 from prlkit.methods.registry import METHODS, get_method, method_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
+from prlkit.models.frodo import SymmetryAveraged
 
 from conftest import tiny_config, write_toy_rim_cohort
 
@@ -141,6 +142,13 @@ def _val_inputs(patch_set, val):
     return split.x, torch.device("cpu"), split.features
 
 
+def _assert_saved_model_predicts_the_same(model, patch_set, val, folder):
+    model.save(folder)
+    x, device, features = _val_inputs(patch_set, val)
+    np.testing.assert_array_equal(load_trained_model(folder).probabilities(x, device, features),
+                                  model.probabilities(x, device, features))
+
+
 def test_every_method_is_described():
     assert all(spec.description for spec in METHODS.values())
     assert {"frodo", "resnet18", "qsmrimnet", "rimnet", "deepprl", "aprl"} <= set(METHODS)
@@ -222,10 +230,7 @@ def test_qsmrimnet_three_seed_vote_trains_three_members_and_round_trips(data, tm
     assert sorted(fits) == ["train-seed0", "train-seed1", "train-seed2"] and len(model.module.members) == 3
     first, second = (member.net.head[-1].weight for member in model.module.members[:2])
     assert not torch.equal(first, second)  # own seeds: different networks
-    model.save(tmp_path / "model")
-    x, device, features = _val_inputs(patch_set, val)
-    np.testing.assert_array_equal(load_trained_model(tmp_path / "model").probabilities(x, device, features),
-                                  model.probabilities(x, device, features))
+    _assert_saved_model_predicts_the_same(model, patch_set, val, tmp_path / "model")
 
 
 def test_frodo_seed_ensemble_trains_each_member_with_its_own_seed_and_round_trips(data, tmp_path):
@@ -235,15 +240,10 @@ def test_frodo_seed_ensemble_trains_each_member_with_its_own_seed_and_round_trip
     assert sorted(fits) == ["finetune-seed0", "finetune-seed1"] and len(model.module.members) == 2
     first, second = (member.head.out.weight for member in model.module.members)
     assert not torch.equal(first, second)
-    model.save(tmp_path / "model")
-    x, device, features = _val_inputs(patch_set, val)
-    np.testing.assert_array_equal(load_trained_model(tmp_path / "model").probabilities(x, device, features),
-                                  model.probabilities(x, device, features))
+    _assert_saved_model_predicts_the_same(model, patch_set, val, tmp_path / "model")
 
 
 def test_frodo_symmetry_averaging_calibrates_on_the_averaged_scores_and_round_trips(data, tmp_path):
-    from prlkit.models.frodo import SymmetryAveraged
-
     patch_set, train, val, _ = data
     config = method_config("frodo", config_from_dict(tiny_config(frodo={"test_time_symmetries": "flips"},
                                                                  pretrain={"kind": "none"})))
@@ -252,11 +252,9 @@ def test_frodo_symmetry_averaging_calibrates_on_the_averaged_scores_and_round_tr
     x, device, features = _val_inputs(patch_set, val)
     plain = model.calibrator.apply(torch.sigmoid(model.module.net(x.float())).detach().double().numpy())
     assert not np.allclose(model.probabilities(x, device, features), plain)
-    model.save(tmp_path / "model")
+    _assert_saved_model_predicts_the_same(model, patch_set, val, tmp_path / "model")
     saved = json.loads((tmp_path / "model" / "model.json").read_text())
     assert saved["model_config"]["test_time_symmetries"] == "flips"
-    np.testing.assert_array_equal(load_trained_model(tmp_path / "model").probabilities(x, device, features),
-                                  model.probabilities(x, device, features))
 
 
 def test_frodo_ensemble_is_the_measured_recipe_on_the_same_network():
