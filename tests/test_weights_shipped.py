@@ -9,14 +9,14 @@ import hashlib
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from prlkit.cli import main
 from prlkit.config import get_profile
 from prlkit.errors import PrlkitError
 from prlkit.methods.frodo import load_network_weights
 from prlkit.methods.registry import method_config
-from prlkit.models.frodo import FrodoNet
+from prlkit.models.frodo import FrodoNet, build_frodo
 from prlkit.weights import SIMULATED_QUICK, read_provenance, resolve_weights
 
 from conftest import write_toy_rim_cohort
@@ -58,3 +58,14 @@ def test_fine_tuning_starts_from_the_shipped_weights(tmp_path, learning_rate, mo
     assert set(trained) == {f"net.{key}" for key in shipped}  # the network inside the symmetry average
     changed = [key for key in shipped if not torch.allclose(trained[f"net.{key}"], shipped[key], atol=1e-6)]
     assert bool(changed) is moves, changed[:5]
+
+
+def test_a_symmetry_averaged_models_weights_start_another_network(tmp_path):
+    """A frodo_simpretrained model folder's weights (saved inside the symmetry average) load as `pretrain.weights`."""
+    config = method_config("frodo_simpretrained", get_profile("quick"))
+    source = build_frodo(config.frodo)
+    save_file(source.state_dict(), str(tmp_path / "model.safetensors"))
+    net = FrodoNet(config.frodo, seed=5)
+    load_network_weights(net, tmp_path / "model.safetensors")
+    for key, value in source.net.state_dict().items():
+        assert torch.equal(net.state_dict()[key], value), key

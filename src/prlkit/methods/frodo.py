@@ -87,9 +87,12 @@ def read_encoders(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_network_weights(net: FrodoNet, path: Path) -> None:
-    """Initialise every layer of `net` from a safetensors file (`pretrain.weights`); weights of a network
-    with other frodo settings are a one-line error naming the first mismatching tensor."""
+    """Initialise every layer of `net` from a safetensors file (`pretrain.weights`; a symmetry-averaged
+    model's file holds the same network under `net.`); weights of a network with other frodo settings
+    are a one-line error naming the first mismatching tensor."""
     state = _read_safetensors(path, "pretrained network weights")
+    if state and all(key.startswith("net.") for key in state):
+        state = {key.removeprefix("net."): value for key, value in state.items()}
     expected = net.state_dict()
     wrong = sorted(set(expected) ^ set(state)) or [k for k in expected if state[k].shape != expected[k].shape]
     if wrong:
