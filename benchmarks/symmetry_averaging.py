@@ -27,22 +27,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prlkit.config import TEST_TIME_SYMMETRIES
 from prlkit.data.bids import discover_cohort
 from prlkit.data.cache import build_patch_set
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
-from prlkit.models.frodo import IMAGE_CHANNELS
-from prlkit.train.augment import apply_symmetry, cube_symmetries
+from prlkit.models.frodo import IMAGE_CHANNELS, SymmetryAveraged, with_test_time_symmetries
 from prlkit.train.stages import predict_logits
 
-SETS = {"none": lambda group: group[:1], "flips": lambda group: [s for s in group if s.perm == (0, 1, 2)],
-        "cube": lambda group: group}
 
-
-def averaged_logits(net: torch.nn.Module, x: torch.Tensor, symmetries: list) -> np.ndarray:
-    """Logits of `net` averaged over `symmetries` of the (N, C, S, S, S) patches."""
+def averaged_logits(net: torch.nn.Module, x: torch.Tensor, symmetries: str) -> np.ndarray:
+    """Logits of `net` over the (N, C, S, S, S) patches, averaged over the named symmetry set."""
     with torch.no_grad():
-        return torch.stack([predict_logits(net, apply_symmetry(x, s)) for s in symmetries]).mean(0).numpy()
+        return predict_logits(with_test_time_symmetries(net, symmetries), x).numpy()
 
 
 def main() -> None:
@@ -63,14 +60,14 @@ def main() -> None:
         name, folder = spec.split("=", 1)
         model = load_trained_model(Path(folder))
         net = model.module.eval()
+        net = net.net if isinstance(net, SymmetryAveraged) else net  # a model saved with averaging: its network
         for test in args.test:
             patch_set = build_patch_set(discover_cohort(test), model.config, args.cache_dir, progress=False)
             rows_table = patch_set.labelled()
             split = lesion_split(patch_set, rows_table.index.to_numpy(), IMAGE_CHANNELS)
             cells, row = [], {"model": name, "test": test.name}
-            for set_name, pick in SETS.items():
-                symmetries = pick(cube_symmetries(tuple(split.x.shape[2:])))
-                scores = averaged_logits(net, split.x.float(), symmetries)
+            for set_name in TEST_TIME_SYMMETRIES:
+                scores = averaged_logits(net, split.x.float(), set_name)
                 metrics = transfer_metrics(split.y.numpy(), scores, rows_table["volume_mm3"].to_numpy())
                 row[set_name] = metrics
                 cells.append(f"{metrics['roc_auc']:.3f} / {metrics['pr_auc']:.3f} "
