@@ -138,6 +138,30 @@ def test_threads_option_sets_torch_threads(tmp_path, capsys):
     assert "must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["validate", "data"],
+                                     ["segment", "predict", "data", "--model", "m", "--out", "o"]])
+def test_threads_after_the_command_is_the_same_option(monkeypatch, command):
+    from prlkit import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "set_threads", seen.append)
+    monkeypatch.setattr(cli.importlib.import_module(f"prlkit.commands.{command[0]}"), "run", lambda args: 0)
+    assert main([*command, "--threads", "3"]) == 0
+    assert main(["--threads", "2", *command]) == 0
+    assert main(command) == 0
+    assert seen == [3, 2, None]
+
+
+def test_quiet_hides_progress_bars(monkeypatch, prlkit_log_level):
+    from prlkit.commands import simulate
+
+    seen = []
+    monkeypatch.setattr(simulate, "run", lambda args: seen.append(args.no_progress))
+    for options in ([], ["-q"], ["--no-progress"], ["-v"]):
+        main(["simulate", "out", *options])
+    assert seen == [False, True, True, False]
+
+
 def test_warnings_are_one_line_naming_the_file(bids, tmp_path, capsys):
     (bids / "participants.tsv").unlink()
     # predict warns while finding the sessions, then fails on the missing model

@@ -65,8 +65,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser with prlkit's help formatter and -v/-q; its sub-command parsers (nested ones too) get
-    both as well, so `prlkit -v train ...` and `prlkit train ... -v` are the same."""
+    """An ArgumentParser with prlkit's help formatter, -v/-q and --threads; its sub-command parsers (nested ones
+    too) get them as well, so `prlkit -v --threads 2 train ...` and `prlkit train ... -v --threads 2` are the same."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
@@ -76,7 +76,12 @@ class Parser(argparse.ArgumentParser):
         verbosity.add_argument("-v", "--verbose", dest="log_level", action="store_const", const=logging.DEBUG,
                                default=argparse.SUPPRESS, help="also print debug messages and the libraries' warnings")
         verbosity.add_argument("-q", "--quiet", dest="log_level", action="store_const", const=logging.WARNING,
-                               default=argparse.SUPPRESS, help="print warnings and errors only")
+                               default=argparse.SUPPRESS, help="print warnings and errors only, no progress bars")
+        self.add_argument("--threads", type=positive_int, metavar="N", default=argparse.SUPPRESS,
+                          help=f"CPU threads for PyTorch (default: $OMP_NUM_THREADS when set, else the CPUs this "
+                               f"process may use minus the 1-minute load average, at least 1 and at most "
+                               f"{MAX_DEFAULT_THREADS}: on a busy machine more threads are slower, "
+                               "benchmarks/README.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,11 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"prlkit {__version__}", help="print "
                         "`prlkit <version>` and exit")
-    parser.add_argument("--threads", type=positive_int, metavar="N",
-                        help=f"CPU threads for PyTorch (default: $OMP_NUM_THREADS when set, else the CPUs this "
-                             f"process may use minus the 1-minute load average, at least 1 and at most "
-                             f"{MAX_DEFAULT_THREADS}: on a busy machine more threads are slower, "
-                             "benchmarks/README.md)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"prlkit.commands.{name}").register(subparsers)
@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    set_threads(args.threads)
+    if level >= logging.WARNING and hasattr(args, "no_progress"):  # -q: quiet includes the progress bars
+        args.no_progress = True
+    set_threads(getattr(args, "threads", None))
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
         try:

@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from prlkit.commands.common import DeprecatedAlias, add_synth_profile_option
+from prlkit.commands.common import DeprecatedAlias, add_progress_option, add_synth_profile_option
 from prlkit.errors import PrlkitError
 from prlkit.synth.cohort import write_cohort
 from prlkit.synth.phase import DEFAULT_PHASE_SIGN, PHASE_SIGNS
@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="sign convention of the part-phase images: 'negative' (paramagnetic = negative phase, "
                              "veins dark) or 'positive'; default %(default)s, prlkit's choice (docs/data.md)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2); results do not depend on it")
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         raise PrlkitError(f"--jobs {args.jobs}: need at least 1")
     profile = replace(get_profile(args.synth_profile, tuple(args.shape) if args.shape else None),
                       phase_sign=args.phase_sign)
-    truth = write_cohort(args.out, args.subjects, args.seed, profile, jobs=args.jobs, preview=args.preview)
+    truth = write_cohort(args.out, args.subjects, args.seed, profile, jobs=args.jobs, preview=args.preview,
+                         progress=not args.no_progress)
     log.info("wrote %d subjects, %d lesions (%d Rim+) to %s", args.subjects, len(truth), int(truth["rim"].sum()),
              args.out)
     if args.preview:
