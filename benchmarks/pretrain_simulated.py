@@ -1,7 +1,8 @@
 """Pretraining on simulated lesions: the `quick` frodo network (GroupNorm) trained on a domain-randomised cohort.
 
 Makes the weights prlkit ships (`--out src/prlkit/weights`), which method `frodo_simpretrained`
-fine-tunes on the user's cohort (`pretrain: {weights: simulated}`). GroupNorm, not quick's
+fine-tunes on the user's cohort (`pretrain: {weights: simulated}`): one file per susceptibility input
+(`--susceptibility qsm`, the default, or `phase`: the same cohort's phase images). GroupNorm, not quick's
 BatchNorm: at lr 1e-3 the BatchNorm network stayed at chance on this cohort, the GroupNorm one
 learned (benchmarks/README.md, "Pretraining on simulated lesions: what stopped the network").
 
@@ -11,14 +12,16 @@ Steps (each skipped when its output exists, so an interrupted run continues):
 2. `prlkit train WORK/cohort --method frodo_scratch --config WORK/pretrain.yaml --seed 0 --out WORK/model`
    (`TRAINING`: quick with GroupNorm, the fine-tuning stage only, 24 epochs, the epoch with the best
    PR-AUC on the cohort's own validation participants kept; the first weights shipped had 8 epochs,
-   the last kept, and the validation PR-AUC was still rising: benchmarks/README.md);
-3. copy WORK/model/model.safetensors to OUT/frodo_quick_simulated.safetensors and write its
-   provenance, OUT/frodo_quick_simulated.json: this command, the generator settings, the cohort's
-   lesion counts, the validation scores, the prlkit version and commit, the weights' SHA-256 and the
-   frodo settings the weights need.
+   the last kept, and the validation PR-AUC was still rising: benchmarks/README.md). Phase:
+   `WORK/pretrain_phase.yaml` and `WORK/model_phase`, with `susceptibility: phase` and the sign the
+   simulator wrote (`phase_sign`, known, so not detected);
+3. copy the model's weights to OUT/frodo_quick_simulated.safetensors (phase:
+   frodo_quick_simulated_phase.safetensors) and write its provenance JSON beside it: this command,
+   the generator settings, the cohort's lesion counts, the validation scores, the prlkit version and
+   commit, the weights' SHA-256, the susceptibility input and the frodo settings the weights need.
 
 Usage: PYTHONPATH=src python benchmarks/pretrain_simulated.py --work WORK [--subjects 300] [--seed 2026]
-       [--threads 1] --out OUT
+       [--susceptibility qsm|phase] [--threads 1] --out OUT
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import pandas as pd
 import yaml
 
 import prlkit
+from prlkit.synth.phase import DEFAULT_PHASE_SIGN
+from prlkit.weights import SIMULATED_QUICK
 
 STRUCTURE = ("base_width", "norm", "se_reduction", "stem_stride")  # what the weights' shapes and layers depend on
 TRAINING = {"profile": "quick", "frodo": {"norm": "group"},
@@ -60,32 +65,38 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for the cohort and the trained model")
     parser.add_argument("--subjects", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2026, help="generator seed")
+    parser.add_argument("--susceptibility", choices=sorted(SIMULATED_QUICK), default="qsm",
+                        help="the input the network learns from (default qsm)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True, help="where the weights and their JSON go")
     args = parser.parse_args()
-    cohort, model = args.work / "cohort", args.work / "model"
+    suffix = "" if args.susceptibility == "qsm" else f"_{args.susceptibility}"
+    cohort, model = args.work / "cohort", args.work / f"model{suffix}"
+    training = TRAINING if args.susceptibility == "qsm" else \
+        {**TRAINING, "susceptibility": args.susceptibility, "phase_sign": DEFAULT_PHASE_SIGN}
     if not (cohort / "participants.tsv").exists():
         prlkit_command(["simulate", str(cohort), "--synth-profile", "randomised", "--subjects", str(args.subjects),
                         "--seed", str(args.seed), "--jobs", "1"], args.threads)
     if not (model / "model.safetensors").exists():
-        settings = args.work / "pretrain.yaml"
-        settings.write_text(yaml.safe_dump(TRAINING), encoding="utf-8")
+        settings = args.work / f"pretrain{suffix}.yaml"
+        settings.write_text(yaml.safe_dump(training), encoding="utf-8")
         prlkit_command(["train", str(cohort), "--method", "frodo_scratch", "--config", str(settings), "--seed", "0",
                         "--out", str(model), "--no-progress"], args.threads)
     meta = json.loads((model / "model.json").read_text(encoding="utf-8"))
     truth = pd.read_csv(cohort / "sourcedata" / "truth.tsv", sep="\t")
-    weights = args.out / "frodo_quick_simulated.safetensors"
+    weights = args.out / SIMULATED_QUICK[args.susceptibility].name
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model / "model.safetensors", weights)
     provenance = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "generator": {"command": f"prlkit simulate COHORT --synth-profile randomised --subjects {args.subjects} "
                                  f"--seed {args.seed}", "lesions": len(truth), "rim_pos": int(truth["rim"].sum())},
-        "training": {"command": "prlkit train COHORT --method frodo_scratch --config pretrain.yaml --seed 0",
-                     "config": TRAINING, **{k: v for k, v in meta["training"].items() if k != "stages"}},
+        "training": {"command": f"prlkit train COHORT --method frodo_scratch --config pretrain{suffix}.yaml --seed 0",
+                     "config": training, **{k: v for k, v in meta["training"].items() if k != "stages"}},
         "prlkit_version": meta["prlkit_version"],
         "commit": git_commit(),
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "susceptibility": args.susceptibility,
         "frodo": {key: meta["model_config"][key] for key in STRUCTURE},
     }
     weights.with_suffix(".json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 
 import pytest
 import torch
@@ -23,14 +24,15 @@ from conftest import write_toy_rim_cohort
 
 
 def test_shipped_weights_load_into_the_methods_network_and_say_how_they_were_made():
-    provenance = read_provenance(SIMULATED_QUICK)
-    assert provenance["sha256"] == hashlib.sha256(SIMULATED_QUICK.read_bytes()).hexdigest()
+    provenance = read_provenance(SIMULATED_QUICK['qsm'])
+    assert provenance["sha256"] == hashlib.sha256(SIMULATED_QUICK['qsm'].read_bytes()).hexdigest()
     assert "profile randomised" in provenance["generator"]["command"] and provenance["generator"]["rim_pos"] > 100
     assert provenance["prlkit_version"] and "pretrain_simulated.py" in provenance["command"]
+    assert provenance["susceptibility"] == "qsm"
     config = method_config("frodo_simpretrained", get_profile("quick"))
     net = FrodoNet(config.frodo, seed=1)
     load_network_weights(net, resolve_weights(config.pretrain.weights, config.frodo))
-    shipped = load_file(str(SIMULATED_QUICK))
+    shipped = load_file(str(SIMULATED_QUICK['qsm']))
     assert set(shipped) == set(net.state_dict())
     for key, value in net.state_dict().items():
         assert torch.equal(value, shipped[key]), key
@@ -46,6 +48,24 @@ def test_other_frodo_settings_get_one_line_naming_what_the_weights_need():
         resolve_weights("simulated", dataclasses.replace(get_profile("quick").frodo, norm="batch"))
 
 
+def test_phase_input_gets_the_phase_weights_or_one_line_saying_why_not(tmp_path, monkeypatch):
+    from prlkit import weights
+
+    frodo = method_config("frodo_simpretrained", get_profile("quick")).frodo
+    phase = tmp_path / "phase.safetensors"
+    monkeypatch.setitem(weights.SIMULATED_QUICK, "phase", phase)
+    with pytest.raises(PrlkitError, match=r"phase.safetensors or its JSON is missing"):
+        resolve_weights("simulated", frodo, "phase")
+    phase.write_bytes(SIMULATED_QUICK["qsm"].read_bytes())
+    provenance = read_provenance(SIMULATED_QUICK["qsm"])
+    phase.with_suffix(".json").write_text(json.dumps(provenance))
+    with pytest.raises(PrlkitError, match=r"trained on qsm input, not phase"):
+        resolve_weights("simulated", frodo, "phase")
+    phase.with_suffix(".json").write_text(json.dumps({**provenance, "susceptibility": "phase"}))
+    assert resolve_weights("simulated", frodo, "phase") == phase
+    assert resolve_weights("simulated", frodo) == SIMULATED_QUICK["qsm"]
+
+
 @pytest.mark.parametrize("learning_rate, moves", [(1e-12, False), (1e-3, True)])
 def test_fine_tuning_starts_from_the_shipped_weights(tmp_path, learning_rate, moves):
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=4)
@@ -54,7 +74,7 @@ def test_fine_tuning_starts_from_the_shipped_weights(tmp_path, learning_rate, mo
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--method", "frodo_simpretrained",
                  "--config", str(tmp_path / "c.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
-    trained, shipped = load_file(str(tmp_path / "model" / "model.safetensors")), load_file(str(SIMULATED_QUICK))
+    trained, shipped = load_file(str(tmp_path / "model" / "model.safetensors")), load_file(str(SIMULATED_QUICK['qsm']))
     assert set(trained) == {f"net.{key}" for key in shipped}  # the network inside the symmetry average
     changed = [key for key in shipped if not torch.allclose(trained[f"net.{key}"], shipped[key], atol=1e-6)]
     assert bool(changed) is moves, changed[:5]

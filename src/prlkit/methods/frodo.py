@@ -56,7 +56,7 @@ def _train_one(job: TrainingJob, train: Split, val: Split) -> tuple[FrodoNet, di
     fits: dict[str, FitResult] = {}
     net = FrodoNet(config.frodo, seed=seed)
     if config.pretrain.weights:
-        load_network_weights(net, resolve_weights(config.pretrain.weights, config.frodo))
+        load_network_weights(net, resolve_weights(config.pretrain.weights, config.frodo, config.susceptibility))
     elif config.pretrain.encoders:
         net.load_pretrained_state_dict(read_encoders(Path(config.pretrain.encoders)))
     elif config.pretrain.kind != "none":

@@ -2,9 +2,11 @@
 
 `frodo_quick_simulated.safetensors`: the `quick` frodo network with GroupNorm, trained on a
 domain-randomised simulated cohort (`prlkit simulate --synth-profile randomised`, made by
-`benchmarks/pretrain_simulated.py`). `pretrain: {weights: simulated}` starts fine-tuning from it
-(the `frodo_simpretrained` method). The JSON says how the file was made: the command, the
-generator settings, the prlkit version and commit, its SHA-256 and the frodo settings it needs.
+`benchmarks/pretrain_simulated.py`); `frodo_quick_simulated_phase.safetensors`: the same network
+trained on the same cohort's phase images. `pretrain: {weights: simulated}` starts fine-tuning from
+the file of the run's `susceptibility` input (the `frodo_simpretrained` method). Each JSON says how
+its file was made: the command, the generator settings, the prlkit version and commit, its SHA-256,
+the susceptibility input and the frodo settings it needs.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from pathlib import Path
 
 from prlkit.errors import PrlkitError
 
-SHIPPED = "simulated"  # the `pretrain.weights` value that names the shipped file
-SIMULATED_QUICK = Path(__file__).resolve().parent / "frodo_quick_simulated.safetensors"
+SHIPPED = "simulated"  # the `pretrain.weights` value that names the shipped files
+HERE = Path(__file__).resolve().parent
+# the shipped file per susceptibility input (config `susceptibility`)
+SIMULATED_QUICK = {"qsm": HERE / "frodo_quick_simulated.safetensors",
+                   "phase": HERE / "frodo_quick_simulated_phase.safetensors"}
 
 
 def read_provenance(weights: Path) -> dict:
@@ -25,16 +30,20 @@ def read_provenance(weights: Path) -> dict:
     return json.loads(provenance.read_text(encoding="utf-8")) if provenance.is_file() else {}
 
 
-def resolve_weights(source: str, frodo_config) -> Path:
-    """The file `pretrain.weights` names: a path, or the shipped weights, whose frodo settings
-    `frodo_config` must match (a one-line error names the settings they need)."""
+def resolve_weights(source: str, frodo_config, susceptibility: str = "qsm") -> Path:
+    """The file `pretrain.weights` names: a path, or the shipped weights for the `susceptibility` input, whose
+    frodo settings `frodo_config` must match (a one-line error names the settings they need)."""
     if source != SHIPPED:
         return Path(source)
-    needed = read_provenance(SIMULATED_QUICK).get("frodo")
-    if not SIMULATED_QUICK.is_file() or needed is None:
-        raise PrlkitError(f"pretrain.weights: {SHIPPED}: {SIMULATED_QUICK} or its JSON is missing from this install")
-    differing = {key: value for key, value in needed.items() if asdict(frodo_config).get(key) != value}
+    weights = SIMULATED_QUICK[susceptibility]
+    provenance = read_provenance(weights)
+    if not weights.is_file() or "frodo" not in provenance:
+        raise PrlkitError(f"pretrain.weights: {SHIPPED}: {weights} or its JSON is missing from this install")
+    if provenance.get("susceptibility", "qsm") != susceptibility:
+        raise PrlkitError(f"pretrain.weights: {SHIPPED}: {weights} was trained on {provenance['susceptibility']} "
+                          f"input, not {susceptibility}")
+    differing = {key: value for key, value in provenance["frodo"].items() if asdict(frodo_config).get(key) != value}
     if differing:
         raise PrlkitError(f"pretrain.weights: {SHIPPED}: the shipped weights need frodo settings {differing} "
                           "(the quick profile's network with norm: group, as method frodo_simpretrained sets)")
-    return SIMULATED_QUICK
+    return weights
