@@ -23,16 +23,18 @@ from prlkit.weights import SIMULATED_QUICK, read_provenance, resolve_weights
 from conftest import write_toy_rim_cohort
 
 
-def test_shipped_weights_load_into_the_methods_network_and_say_how_they_were_made():
-    provenance = read_provenance(SIMULATED_QUICK['qsm'])
-    assert provenance["sha256"] == hashlib.sha256(SIMULATED_QUICK['qsm'].read_bytes()).hexdigest()
+@pytest.mark.parametrize("susceptibility", ["qsm", "phase"])
+def test_shipped_weights_load_into_the_methods_network_and_say_how_they_were_made(susceptibility):
+    provenance = read_provenance(SIMULATED_QUICK[susceptibility])
+    assert provenance["sha256"] == hashlib.sha256(SIMULATED_QUICK[susceptibility].read_bytes()).hexdigest()
     assert "profile randomised" in provenance["generator"]["command"] and provenance["generator"]["rim_pos"] > 100
     assert provenance["prlkit_version"] and "pretrain_simulated.py" in provenance["command"]
-    assert provenance["susceptibility"] == "qsm"
+    assert provenance["susceptibility"] == provenance["training"]["config"].get("susceptibility", "qsm") \
+        == susceptibility
     config = method_config("frodo_simpretrained", get_profile("quick"))
     net = FrodoNet(config.frodo, seed=1)
-    load_network_weights(net, resolve_weights(config.pretrain.weights, config.frodo))
-    shipped = load_file(str(SIMULATED_QUICK['qsm']))
+    load_network_weights(net, resolve_weights(config.pretrain.weights, config.frodo, susceptibility))
+    shipped = load_file(str(SIMULATED_QUICK[susceptibility]))
     assert set(shipped) == set(net.state_dict())
     for key, value in net.state_dict().items():
         assert torch.equal(value, shipped[key]), key
@@ -74,7 +76,7 @@ def test_fine_tuning_starts_from_the_shipped_weights(tmp_path, learning_rate, mo
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--method", "frodo_simpretrained",
                  "--config", str(tmp_path / "c.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
-    trained, shipped = load_file(str(tmp_path / "model" / "model.safetensors")), load_file(str(SIMULATED_QUICK['qsm']))
+    trained, shipped = load_file(str(tmp_path / "model" / "model.safetensors")), load_file(str(SIMULATED_QUICK["qsm"]))
     assert set(trained) == {f"net.{key}" for key in shipped}  # the network inside the symmetry average
     changed = [key for key in shipped if not torch.allclose(trained[f"net.{key}"], shipped[key], atol=1e-6)]
     assert bool(changed) is moves, changed[:5]
