@@ -89,7 +89,8 @@ def tiny_config(**sections) -> dict:
     config = {
         "profile": "quick",
         "patches": {"size": 16},
-        "frodo": {"base_width": 2, "se_reduction": 4},
+        # one forward pass per lesion: these tests check wiring; quick's symmetry average has its own tests
+        "frodo": {"base_width": 2, "se_reduction": 4, "test_time_symmetries": "none"},
         "pretrain": {"max_epochs": 1, "batch_size": 8},
         "finetune": {"max_epochs": 1, "batch_size": 8},
         "methods": {"aprl": {"network": {"n_estimators": 20}},  # the tests check wiring, not the forest

@@ -116,9 +116,9 @@ class FrodoConfig:
       later layer, prlkit's ``quick``).
     seeds: prlkit's variant (method ``frodo_ensemble``), not the authors': train this many
       independently seeded networks and average their logits (the authors train one).
-    test_time_symmetries: prlkit's variant (method ``frodo_simpretrained``), not the authors': average
-      the logits over mirror images of each patch: ``none`` (the authors), ``flips`` (the 8 mirror
-      images along the axes) or ``cube`` (all 48 symmetries of the cube, as the training augmentation
+    test_time_symmetries: prlkit's choice (the ``quick`` profile and method ``frodo_simpretrained``), not the
+      authors': average the logits over mirror images of each patch: ``none`` (the authors), ``flips`` (the 8
+      mirror images along the axes) or ``cube`` (all 48 symmetries of the cube, as the training augmentation
       draws them). Prediction costs that many forward passes.
     """
 
@@ -400,7 +400,8 @@ SHARED_SECTIONS = ("profile", "qsm_unit", "susceptibility", "phase_sign", "lesio
 # `paper`: the authors' released code (network, both stages, patches, split, threshold); see
 # docs/main_method.md. `quick`: a smaller, faster CPU variant of the same network with prlkit's
 # deviations (BatchNorm, base width 8, stride-2 stem, 24^3 patches, prlkit's QSM scaling and gating,
-# larger steps, short budgets, threshold on calibrated probabilities).
+# larger steps, short budgets, threshold on calibrated probabilities, logits averaged over the 48 cube
+# symmetries: benchmarks/README.md, "Learning curves over cohort size").
 # One fair budget: `quick` gives every supervised comparison method the same 30 fine-tuning epochs,
 # patience 8 and 24^3 patches, and each keeps its own paper's optimiser and learning rate (the registry's
 # recipes: ResNet-18 the main paper's AdamW 1e-4, RimNet, Deep-PRL and QSMRim-Net Adam 1e-4). The
@@ -413,7 +414,7 @@ PROFILES: dict[str, Config] = {
     "quick": Config(
         profile="quick",
         patches=PatchConfig(size=24, qsm_window_ppm=(-0.15, 0.25), qsm_scale="signed", gate_rule="cbrt", gate_k=0.5),
-        frodo=FrodoConfig(base_width=8, stem_stride=2, norm="batch"),
+        frodo=FrodoConfig(base_width=8, stem_stride=2, norm="batch", test_time_symmetries="cube"),
         pretrain=PretrainConfig(max_epochs=8, patience=3, batch_size=16, learning_rate=1e-3, weight_decay=1e-2,
                                 weight_decay_all=False),
         finetune=FinetuneConfig(max_epochs=30, patience=8, batch_size=16, learning_rate=1e-3, weight_decay=1e-2,
