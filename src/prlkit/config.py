@@ -401,7 +401,7 @@ SHARED_SECTIONS = ("profile", "qsm_unit", "susceptibility", "phase_sign", "lesio
 # docs/main_method.md. `quick`: a smaller, faster CPU variant of the same network with prlkit's
 # deviations (BatchNorm, base width 8, stride-2 stem, 24^3 patches, prlkit's QSM scaling and gating,
 # larger steps, short budgets, threshold on calibrated probabilities, logits averaged over the 48 cube
-# symmetries: benchmarks/README.md, "Learning curves over cohort size").
+# symmetries: benchmarks/README.md, "`frodo` (`quick`) at 88 participants").
 # One fair budget: `quick` gives every supervised comparison method the same 30 fine-tuning epochs,
 # patience 8 and 24^3 patches, and each keeps its own paper's optimiser and learning rate (the registry's
 # recipes: ResNet-18 the main paper's AdamW 1e-4, RimNet, Deep-PRL and QSMRim-Net Adam 1e-4). The
