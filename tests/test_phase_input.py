@@ -129,3 +129,22 @@ def test_cv_compares_qsm_and_phase_of_the_same_cohort(cohort, tmp_path, capsys):
     assert main(["compare", str(tmp_path / "qsm"), str(tmp_path / "phase"), "--out", str(tmp_path / "both")]) == 0
     merged = json.loads((tmp_path / "both/results.json").read_text())
     assert merged["reference"] == "frodo (qsm)" and "frodo (phase)" in merged["summary"]
+
+
+def test_the_pretrained_variant_starts_from_the_phase_weights_on_phase(cohort, tmp_path):
+    from safetensors.torch import load_file
+
+    from prlkit.weights import SIMULATED_QUICK
+
+    root, _ = cohort
+    settings = tiny_config(methods={"frodo_simpretrained": {"finetune": {
+        "max_epochs": 1, "learning_rate": 1e-12, "weight_decay": 0.0}}})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(settings))
+    assert main(["train", str(root / "bids"), "--out", str(tmp_path / "model"), "--method", "frodo_simpretrained",
+                 "--susceptibility", "phase", "--phase-sign", "negative", "--config", str(tmp_path / "c.yaml"),
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    trained = load_file(str(tmp_path / "model/model.safetensors"))
+    phase, qsm = (load_file(str(SIMULATED_QUICK[source])) for source in ("phase", "qsm"))
+    weights = [key for key in phase if "running" not in key and "num_batches" not in key]
+    assert all(np.allclose(trained[f"net.{key}"], phase[key], atol=1e-6) for key in weights)
+    assert not all(np.allclose(phase[key], qsm[key], atol=1e-6) for key in weights)  # the check has teeth
