@@ -141,11 +141,13 @@ def test_threads_option_sets_torch_threads(tmp_path, capsys):
 @pytest.mark.parametrize("command", [["validate", "data"],
                                      ["segment", "predict", "data", "--model", "m", "--out", "o"]])
 def test_threads_after_the_command_is_the_same_option(monkeypatch, command):
+    import importlib
+
     from prlkit import cli
 
     seen = []
     monkeypatch.setattr(cli, "set_threads", seen.append)
-    monkeypatch.setattr(cli.importlib.import_module(f"prlkit.commands.{command[0]}"), "run", lambda args: 0)
+    monkeypatch.setattr(importlib.import_module(f"prlkit.commands.{command[0]}"), "run", lambda args: 0)
     assert main([*command, "--threads", "3"]) == 0
     assert main(["--threads", "2", *command]) == 0
     assert main(command) == 0
