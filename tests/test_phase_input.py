@@ -147,3 +147,45 @@ def test_the_pretrained_variant_starts_from_the_phase_weights_on_phase(cohort, t
     phase, qsm = (load_file(str(SIMULATED_QUICK[source])) for source in ("phase", "qsm"))
     assert all(np.allclose(trained[f"net.{key}"], phase[key], atol=1e-6) for key in phase)
     assert not all(np.allclose(phase[key], qsm[key], atol=1e-6) for key in phase)  # the check has teeth
+
+
+def test_segment_trains_and_predicts_on_phase_without_any_qsm_file(cohort, tmp_path, capsys):
+    root, _ = cohort
+    shutil.copytree(root / "bids", tmp_path / "bids")
+    for qsm in (tmp_path / "bids").rglob("*_Chimap.nii.gz"):
+        qsm.unlink()  # phase only: every step must read the phase
+    settings = tiny_config(segment={"patch_size": 16, "channels": [4, 8], "strides": [2], "rounds_per_epoch": 1,
+                                    "train": {"max_epochs": 1}})
+    (tmp_path / "seg.yaml").write_text(yaml.safe_dump(settings))
+    assert main(["segment", "train", str(tmp_path / "bids"), "--out", str(tmp_path / "model"), "--config",
+                 str(tmp_path / "seg.yaml"), "--susceptibility", "phase", "--phase-sign", "negative",
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "model/model.json").read_text())["config"]["susceptibility"] == "phase"
+    capsys.readouterr()
+    assert main(["segment", "predict", str(tmp_path / "bids"), "--model", str(tmp_path / "model"), "--out",
+                 str(tmp_path / "seg"), "--no-progress"]) == 0
+    table = pd.read_csv(tmp_path / "seg/derivatives/prlkit/sub-001/anat/sub-001_desc-prlseg_lesions.tsv", sep="\t")
+    assert set(table["susceptibility"]) == {"phase"} and set(table["phase_sign"]) == {"negative"}
+    assert table["probability"].notna().any()
+    # `prlkit predict` reads the phase for a segmentation model too, and --phase-sign overrides the model's
+    assert main(["predict", str(tmp_path / "bids"), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "p"),
+                 "--phase-sign", "auto", "--participant-label", "sub-001", "--no-progress"]) == 0
+    table = pd.read_csv(tmp_path / "p/derivatives/prlkit/sub-001/anat/sub-001_lesions.tsv", sep="\t")
+    assert set(table["susceptibility"]) == {"phase"} and table["phase_sign_from"].str.startswith("veins").all()
+
+
+def test_the_segmentation_input_scales_phase_by_the_phase_window(cohort):
+    from prlkit.config import get_profile as get_config_profile
+    from prlkit.data.patches import normalise_qsm
+    from prlkit.segment.volumes import image_channels
+
+    root, _ = cohort
+    config = get_config_profile("quick")
+    files = dataclasses.replace(discover_cohort(root / "bids").sessions[0], susceptibility="phase",
+                                phase_sign="negative")
+    session = load_session(files, config.lesions)
+    field = image_channels(session, config)[0]
+    windows = config.patches.phase_window_ppm, config.patches.qsm_window_ppm
+    phase_scaled, qsm_scaled = (normalise_qsm(session.qsm, w, config.patches.qsm_scale) for w in windows)
+    np.testing.assert_array_equal(field, phase_scaled)
+    assert not np.allclose(field, qsm_scaled)  # the field shift is far smaller than the QSM window

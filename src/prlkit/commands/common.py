@@ -6,10 +6,15 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prlkit.config import PHASE_SIGNS, PROFILES, SUSCEPTIBILITY_INPUTS, Config, get_profile, load_config
 from prlkit.data.plausibility import QSM_UNITS
+from prlkit.errors import PrlkitError
 from prlkit.synth.profiles import PROFILES as SYNTH_PROFILES
+
+if TYPE_CHECKING:
+    from prlkit.data.bids import SessionFiles
 
 
 def add_config_options(parser: argparse.ArgumentParser, default_profile: str = "paper") -> None:
@@ -135,8 +140,6 @@ def checked_cohort(dataset: str | Path, config: Config | None = None):
 def require_empty_output(out: Path, resume: bool) -> None:
     """Refuse to train into a folder that already holds something, unless the run is resumed there;
     refuse to resume in a folder that does not exist."""
-    from prlkit.errors import PrlkitError
-
     if resume and not out.is_dir():
         raise PrlkitError(f"{out}: --resume: no such folder, so no run to continue; check --out, or drop --resume "
                           "to start a new run")
@@ -154,7 +157,17 @@ def load_patch_set(args: argparse.Namespace, config: Config):
 
 def cohort_error(problems: list[str]) -> Exception:
     """The first cohort-level problem as the error, with a pointer to `prlkit validate` for the rest."""
-    from prlkit.errors import PrlkitError
-
     more = f" (and {len(problems) - 1} more problem(s): run `prlkit validate`)" if len(problems) > 1 else ""
     return PrlkitError(problems[0] + more)
+
+
+def read_as_trained(sessions: list[SessionFiles], config: Config, phase_sign: str | None,
+                    single_session: bool) -> list[SessionFiles]:
+    """The sessions read as the model was trained: its susceptibility image (QSM or phase) and, for phase,
+    `--phase-sign` or else the model's `phase_sign` setting."""
+    if config.susceptibility == "qsm":
+        return sessions
+    if single_session:
+        raise PrlkitError("the model reads phase: give a dataset (single-session mode reads --qsm)")
+    sign = phase_sign or config.phase_sign
+    return [dataclasses.replace(session, susceptibility="phase", phase_sign=sign) for session in sessions]

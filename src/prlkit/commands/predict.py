@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import warnings
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from prlkit.commands.common import (
     add_qsm_unit_option,
     add_susceptibility_options,
     cohort_error,
+    read_as_trained,
 )
-from prlkit.config import Config
 from prlkit.data.bids import SessionFiles
 from prlkit.errors import PrlkitError
 
@@ -51,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prlkit.data.bids import PrlkitWarning, SessionFiles, discover_cohort
+    from prlkit.data.bids import PrlkitWarning, discover_cohort
     from prlkit.predict import load_ensemble, predict_sessions
     from prlkit.segment.predict import load_segmentation_predictor, names_segmentation_models
     from prlkit.train.loop import resolve_device
@@ -83,20 +82,8 @@ def run(args: argparse.Namespace) -> int:
         ensemble = load_segmentation_predictor(args.model)
     else:
         ensemble = load_ensemble(args.model, args.method)
-        sessions = read_as_trained(sessions, ensemble.config, args.phase_sign, single_session=any(single))
+    sessions = read_as_trained(sessions, ensemble.config, args.phase_sign, single_session=any(single))
     subjects = predict_sessions(sessions, ensemble, args.out, resolve_device(args.device), not args.no_progress,
                                 args.skip_invalid, source=Path(args.dataset) if args.dataset else None)
     print(subjects.to_string(index=False))
     return 0
-
-
-def read_as_trained(sessions: list[SessionFiles], config: Config, phase_sign: str | None,
-                    single_session: bool) -> list[SessionFiles]:
-    """The sessions read as the model was trained: its susceptibility image (QSM or phase) and, for phase,
-    `--phase-sign` or else the model's `phase_sign` setting."""
-    if config.susceptibility == "qsm":
-        return sessions
-    if single_session:
-        raise PrlkitError("the model reads phase: give a dataset (single-session mode reads --qsm)")
-    sign = phase_sign or config.phase_sign
-    return [dataclasses.replace(session, susceptibility="phase", phase_sign=sign) for session in sessions]

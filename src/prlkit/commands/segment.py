@@ -15,9 +15,10 @@ from prlkit.commands.common import (
     add_device_option,
     add_progress_option,
     add_qsm_unit_option,
+    add_susceptibility_options,
     checked_cohort,
     config_from_args,
-    qsm_unit,
+    read_as_trained,
     require_empty_output,
     with_split_overrides,
 )
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--model", required=True, type=Path, help="prlkit segment train folder or prlkit cv folder")
     predict.add_argument("--out", required=True, type=Path, help="output root (derivatives/prlkit is created in it)")
     add_qsm_unit_option(predict)
+    add_susceptibility_options(predict, choose_input=False)
     for sub in (train, predict):
         add_device_option(sub)
         add_progress_option(sub)
@@ -64,13 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.action == "train" and config_from_args(args).susceptibility == "phase":
-        raise PrlkitError("prlkit segment reads QSM only; phase input works with the lesion classifiers (train, cv)")
-    cohort = checked_cohort(args.dataset, Config(qsm_unit=qsm_unit(args)))
-    return _train(args, cohort) if args.action == "train" else _predict(args, cohort)
+    return _train(args) if args.action == "train" else _predict(args)
 
 
-def _train(args: argparse.Namespace, cohort) -> int:
+def _train(args: argparse.Namespace) -> int:
     from prlkit.eval.folds import labelled_lesions, split_development
     from prlkit.report.plots import plot_training_curves
     from prlkit.segment.train import train_segmentation
@@ -78,6 +77,7 @@ def _train(args: argparse.Namespace, cohort) -> int:
     from prlkit.train.loop import resolve_device
 
     config = with_split_overrides(config_from_args(args), val_fraction=args.val_fraction, seed=args.seed)
+    cohort = checked_cohort(args.dataset, config)
     out: Path = args.out
     require_empty_output(out, args.resume)
     volumes = [load_segment_volume(files, config) for files in cohort.sessions]
@@ -107,12 +107,14 @@ def _train(args: argparse.Namespace, cohort) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace, cohort) -> int:
+def _predict(args: argparse.Namespace) -> int:
     from prlkit.segment.outputs import load_segmentation_models, predict_segmentation
     from prlkit.train.loop import resolve_device
 
     models = load_segmentation_models(args.model)
-    metrics = predict_segmentation(cohort.sessions, models, args.out, resolve_device(args.device), not args.no_progress,
+    cohort = checked_cohort(args.dataset, Config(qsm_unit=args.qsm_unit))
+    sessions = read_as_trained(cohort.sessions, models.models[0].config, args.phase_sign, single_session=False)
+    metrics = predict_segmentation(sessions, models, args.out, resolve_device(args.device), not args.no_progress,
                                    source=Path(args.dataset))
     if metrics is not None:
         print(metrics.to_string(index=False))

@@ -28,7 +28,7 @@ class SessionFiles:
     t1w: Path | None = None
     rim_table: Path | None = None
     prl_mask: Path | None = None
-    phase: Path | None = None  # unwrapped, high-pass-filtered T2*-weighted phase (radians); not read yet (issue 19)
+    phase: Path | None = None  # unwrapped, high-pass-filtered T2*w phase (radians); read if susceptibility is phase
     site: str | None = None
     qsm_unit: str = "ppm"  # unit of the QSM file (`prlkit.data.plausibility.QSM_UNITS`); read as ppm
     susceptibility: str = "qsm"  # which image is the susceptibility channel: qsm or phase

@@ -41,6 +41,13 @@ def normalise_qsm(qsm: np.ndarray, window_ppm: tuple[float, float], scale: str =
     raise ValueError(f"unknown QSM scale {scale!r}")
 
 
+def normalise_susceptibility(session: SessionData, config: PatchConfig) -> np.ndarray:
+    """The session's susceptibility channel normalised: QSM in `qsm_window_ppm`, phase input's field shift in
+    `phase_window_ppm`, then scaled by `qsm_scale`."""
+    window = config.phase_window_ppm if session.files.susceptibility == "phase" else config.qsm_window_ppm
+    return normalise_qsm(session.qsm, window, config.qsm_scale)
+
+
 def patch_corners(centers_vox: np.ndarray, size: int) -> np.ndarray:
     """Integer start voxel of each cube: the rounded centre of mass sits at index size // 2."""
     return np.floor(np.asarray(centers_vox, dtype=float) + 0.5).astype(int) - size // 2
@@ -100,8 +107,7 @@ def session_patches(session: SessionData, lesions: pd.DataFrame, config: PatchCo
         return np.zeros((0, len(CHANNELS), size, size, size), dtype=np.float32)
     centers = lesions[["center_vox_i", "center_vox_j", "center_vox_k"]].to_numpy()
     corners = patch_corners(centers, size)
-    window = config.phase_window_ppm if session.files.susceptibility == "phase" else config.qsm_window_ppm
-    qsm = extract_cubes(normalise_qsm(session.qsm, window, config.qsm_scale), corners, size)
+    qsm = extract_cubes(normalise_susceptibility(session, config), corners, size)
     flair = extract_cubes(normalise_flair(session.flair, config.flair_percentiles), corners, size)
     labels = lesions["index"].to_numpy()
     if config.gate:

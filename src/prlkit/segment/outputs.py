@@ -5,7 +5,7 @@ files, told apart by `desc-prlseg`): `_desc-prlseg_dseg.nii.gz` (0 background, 1
 with its `.tsv` look-up table, `_label-nonPRL_desc-prlseg_probseg.nii.gz` and
 `_label-PRL_desc-prlseg_probseg.nii.gz`, and `_desc-prlseg_lesions.tsv` (every annotated lesion:
 prl_mean, prl_max, score = the raw lesion score, probability = its calibrated P(Rim+), rim_pred at the
-model's threshold).
+model's threshold; with phase input also the sign convention and acquisition used, as `prlkit predict` writes).
 With expert rim labels, `prlseg_metrics.tsv` gives the paper's metrics per session and pooled; with
 the fold models of a cv run, each participant of that run is segmented by its held-out fold's model.
 """
@@ -25,6 +25,7 @@ from prlkit.atomic import atomic_path, write_text_atomic
 from prlkit.data.bids import SessionFiles
 from prlkit.data.images import write_nifti
 from prlkit.data.session import load_session
+from prlkit.data.susceptibility import READING_COLUMNS
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.eval.folds import load_folds
 from prlkit.predict import session_outputs, write_dataset_description
@@ -92,7 +93,8 @@ def write_segmentation(root: Path, volume: SegmentVolume, probabilities: np.ndar
     for label in (NON_PRL, PRL):
         write_nifti(paths[f"probseg_{CLASS_NAMES[label]}"], probabilities[label].astype(np.float32), affine)
     with atomic_path(paths["lesions"]) as tmp:
-        table[LESION_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        columns = LESION_COLUMNS + [column for column in READING_COLUMNS if column in table]
+        table[columns].to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
 def labelled_decisions(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -127,6 +129,7 @@ def predict_segmentation(sessions: list[SessionFiles], models: SegmentationModel
     for files in tqdm(sessions, desc="segment", unit="session", disable=not progress):
         volume = load_segment_volume(files, config)
         probabilities, table = segment_lesions(volume, models.for_participant(files.participant_id), device)
+        table = table.assign(**volume.session.reading)  # phase input: the sign and acquisition used
         write_segmentation(out, volume, probabilities, table)
         if table["rim"].notna().any():
             rows.append(session_metrics(volume, probabilities, table))

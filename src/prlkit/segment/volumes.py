@@ -9,7 +9,7 @@ import pandas as pd
 
 from prlkit.config import Config
 from prlkit.data.bids import SessionFiles
-from prlkit.data.patches import normalise_flair, normalise_qsm
+from prlkit.data.patches import normalise_flair, normalise_susceptibility
 from prlkit.data.session import SessionData, load_session
 
 BACKGROUND, NON_PRL, PRL = 0, 1, 2
@@ -18,7 +18,7 @@ CLASS_NAMES = ("background", "nonPRL", "PRL")
 
 @dataclass(frozen=True)
 class SegmentVolume:
-    """Image (C, X, Y, Z) float32 in patch-cache channel order [QSM, FLAIR(, lesion mask)], 3-class
+    """Image (C, X, Y, Z) float32 in patch-cache channel order [QSM or phase, FLAIR(, lesion mask)], 3-class
     target (uint8), lesion instances and the session's lesion table; `session` keeps files and affine."""
 
     session: SessionData
@@ -35,9 +35,10 @@ class SegmentVolume:
 
 
 def image_channels(session: SessionData, config: Config) -> np.ndarray:
-    """QSM and FLAIR normalised exactly as the lesion patches are (per session), plus the mask if asked."""
+    """The susceptibility channel (QSM, or phase input's field shift) and FLAIR normalised exactly as the lesion
+    patches are (per session), plus the mask if asked."""
     channels = [
-        normalise_qsm(session.qsm, config.patches.qsm_window_ppm, config.patches.qsm_scale),
+        normalise_susceptibility(session, config.patches),
         normalise_flair(session.flair, config.patches.flair_percentiles),
     ]
     if config.segment.lesion_channel:
