@@ -10,7 +10,7 @@ from sklearn.metrics import average_precision_score
 
 from prlkit.config import TrainConfig
 from prlkit.train.loop import Split, fit, resolve_device
-from prlkit.train.sampling import balanced_batches, balanced_weights
+from prlkit.train.sampling import balanced_batches, balanced_weights, shuffled_batches
 
 
 class ToyStage:
@@ -119,6 +119,15 @@ def test_balanced_sampler_on_a_rare_class():
     batches = balanced_batches(labels, 10, torch.Generator().manual_seed(0))
     drawn = labels[torch.cat(batches).numpy()]
     assert len(drawn) == 100 and 0.4 < drawn.mean() < 0.6  # 7 % positives become about half
+
+
+@pytest.mark.parametrize("n", [17, 33, 16, 1])
+def test_no_batch_holds_a_single_lesion_so_batchnorm_can_train(n):
+    labels = np.array([1, 0] * (n // 2) + [0] * (n % 2))
+    for batches in (balanced_batches(labels, 16, torch.Generator().manual_seed(0)),
+                    shuffled_batches(n, 16, torch.Generator().manual_seed(0))):
+        assert sum(len(b) for b in batches) == n  # every draw of the epoch is kept
+        assert n == 1 or min(len(b) for b in batches) > 1
 
 
 def test_resolve_device():

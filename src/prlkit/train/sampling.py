@@ -18,10 +18,18 @@ def balanced_batches(labels: np.ndarray, batch_size: int, generator: torch.Gener
     """One epoch of index batches (as many samples as labels) from a WeightedRandomSampler."""
     sampler = WeightedRandomSampler(balanced_weights(labels), num_samples=len(labels), replacement=True,
                                     generator=generator)
-    order = torch.tensor(list(sampler), dtype=torch.long)
-    return list(order.split(batch_size))
+    return index_batches(torch.tensor(list(sampler), dtype=torch.long), batch_size)
 
 
 def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """One epoch of index batches over a random permutation (label-free stages)."""
-    return list(torch.randperm(n, generator=generator).split(batch_size))
+    return index_batches(torch.randperm(n, generator=generator), batch_size)
+
+
+def index_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """`order` cut into batches of `batch_size`; a last batch of one sample joins the one before, because
+    BatchNorm cannot train on a single sample (a training set of 16k + 1 lesions would otherwise fail)."""
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
