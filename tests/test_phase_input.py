@@ -189,3 +189,21 @@ def test_the_segmentation_input_scales_phase_by_the_phase_window(cohort):
     phase_scaled, qsm_scaled = (normalise_qsm(session.qsm, w, config.patches.qsm_scale) for w in windows)
     np.testing.assert_array_equal(field, phase_scaled)
     assert not np.allclose(field, qsm_scaled)  # the field shift is far smaller than the QSM window
+
+
+@pytest.mark.slow
+def test_every_method_runs_on_phase_in_one_cv(tmp_path):
+    from prlkit.methods.registry import METHODS
+    from test_cv_all_methods import TINY_ALL
+
+    tiny = get_profile("tiny")
+    # about 3 Rim+ per participant: APRL's inner CV needs 4 in every fold's training set
+    rim_rich = dataclasses.replace(tiny, lesions=dataclasses.replace(tiny.lesions, rim_mean=3.0, rim_dispersion=20.0))
+    write_cohort(tmp_path / "bids", 10, seed=24, profile=rim_rich, jobs=1, progress=False)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(TINY_ALL))
+    assert main(["cv", str(tmp_path / "bids"), "--out", str(tmp_path / "cv"), "--methods", "all", "--config",
+                 str(tmp_path / "c.yaml"), "--bootstrap", "0", "--susceptibility", "phase", "--phase-sign", "negative",
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    oof = pd.read_csv(tmp_path / "cv/oof_predictions.tsv", sep="\t")
+    assert set(oof["method"]) == set(METHODS) and oof["probability"].notna().all()
+    assert yaml.safe_load((tmp_path / "cv/config.yaml").read_text())["susceptibility"] == "phase"
