@@ -31,14 +31,16 @@ def add_config_options(parser: argparse.ArgumentParser, default_profile: str = "
 
 
 def add_susceptibility_options(parser: argparse.ArgumentParser, choose_input: bool = True) -> None:
-    """`--susceptibility {qsm,phase}` (the image the run reads) and `--phase-sign` (recorded in the config)."""
+    """`--susceptibility {qsm,phase}` (the image the run reads; commands that run a model read what it was trained
+    on, `choose_input=False`) and `--phase-sign` (recorded in the config)."""
     if choose_input:
         parser.add_argument("--susceptibility", choices=SUSCEPTIBILITY_INPUTS, help="the susceptibility image "
                             "to read (default: the config's, qsm): qsm = _Chimap (ppm); phase = unwrapped, "
                             "high-pass-filtered _part-phase_T2starw (radians), converted to a field shift in ppm "
                             "with EchoTime and MagneticFieldStrength of its JSON sidecar")
+    default = "the config's" if choose_input else "the model's setting"
     parser.add_argument("--phase-sign", choices=PHASE_SIGNS, help="phase input: the sign paramagnetic tissue has "
-                        "(default: the config's, auto = decided per session from how the venous phase depends on "
+                        f"(default: {default}, auto = decided per session from how the venous phase depends on "
                         "vein orientation; give it where a scan has too few veins)")
 
 
