@@ -242,5 +242,7 @@ def pyradiomics_features(
         for itk in (image, mask):
             itk.SetSpacing(tuple(float(s) for s in spacing_mm))
         result = extractor.execute(image, mask)
-        rows.append([float(result[name]) for name in names])
+        # the shape axis lengths come from eigenvalues of a symmetric matrix that numpy may return as complex
+        # with a ~1e-17 imaginary part: the real part is the value
+        rows.append([float(np.real(result[name])) for name in names])
     return pd.DataFrame(rows, columns=names, index=pd.Index(np.asarray(labels), name="index"))
