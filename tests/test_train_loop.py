@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from sklearn.metrics import average_precision_score
 
 from prlkit.config import TrainConfig
+from prlkit.errors import PrlkitError
 from prlkit.train.loop import Split, fit, resolve_device
 from prlkit.train.sampling import balanced_batches, balanced_weights, shuffled_batches
 
@@ -119,6 +120,33 @@ def test_balanced_sampler_on_a_rare_class():
     batches = balanced_batches(labels, 10, torch.Generator().manual_seed(0))
     drawn = labels[torch.cat(batches).numpy()]
     assert len(drawn) == 100 and 0.4 < drawn.mean() < 0.6  # 7 % positives become about half
+
+
+class ScriptedStage(ToyStage):
+    """The toy network with validation scores read from a script: a lucky spike, then a slow rise."""
+
+    def __init__(self, train_y, scores):
+        super().__init__(train_y)
+        self.scores = iter(scores)
+
+    def score(self, x, y):
+        return next(self.scores)
+
+
+@pytest.mark.parametrize("window, best_epoch, epochs_run", [(1, 1, 5), (3, 5, 9)])
+def test_a_score_window_looks_past_one_lucky_validation_epoch(tmp_path, window, best_epoch, epochs_run):
+    train, val = toy_data(40, 1), toy_data(20, 2)
+    scores = [0.1, 0.9, 0.1, 0.6, 0.7, 0.8, 0.2, 0.2, 0.2, 0.2]
+    result = fit(ScriptedStage(train.y, scores), train, val, config(max_epochs=10, patience=3, score_window=window),
+                 tmp_path, torch.device("cpu"), progress=False)
+    assert (result.best_epoch, result.epochs_run) == (best_epoch, epochs_run)
+    assert result.best_score == pytest.approx(np.mean(scores[best_epoch - window + 1:best_epoch + 1]))
+    assert [row["val_pr_auc"] for row in result.history] == scores[:epochs_run]  # the log keeps each epoch's own
+
+
+def test_score_window_must_be_positive():
+    with pytest.raises(PrlkitError, match="score_window"):
+        TrainConfig(score_window=0)
 
 
 @pytest.mark.parametrize("n", [17, 33, 16, 1])

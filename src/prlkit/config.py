@@ -161,6 +161,9 @@ class TrainConfig:
     weight_decay_all: bool = False  # True: decay every parameter (the authors' AdamW); False: weights only
     grad_clip_norm: float = 1.0
     patience: int = 20  # epochs without improvement of the validation score before stopping
+    # early stopping and the best epoch by the mean validation score of the last `score_window` epochs (prlkit's
+    # choice against a noisy score on few validation Rim+; 1: the score itself, as every paper)
+    score_window: int = 1
     keep: str = "best"  # best: the best validation epoch's weights (early stopping) | last: the final epoch's
     seed: int = 0
     optimizer: str = "adamw"  # adamw (decoupled weight decay) | adam (weight decay as L2, as the baselines' papers)
@@ -172,7 +175,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr_milestones", tuple(float(m) for m in self.lr_milestones))
-        for name in ("max_epochs", "batch_size", "patience"):
+        for name in ("max_epochs", "batch_size", "patience", "score_window"):
             if getattr(self, name) < 1:
                 raise PrlkitError(f"train.{name} must be >= 1, not {getattr(self, name)}")
         if self.keep not in ("best", "last"):

@@ -105,6 +105,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
 
 
+def windowed_score(scores: list[float], window: int) -> float:
+    """The mean of the last `window` validation scores (fewer in the first epochs): what early stopping watches."""
+    return sum(scores[-window:]) / len(scores[-window:])
+
+
 def _improved(score: float, best: float | None, monitor: str) -> bool:
     if math.isnan(score):
         return False
@@ -125,6 +130,7 @@ def fit(
 ) -> FitResult:
     """Train `stage.module` (config's optimiser and schedule, clipping, early stopping); leave it at its best
     epoch (`config.keep: best`) or at its last (`last`: validation only reports, e.g. a fixed epoch budget).
+    With `config.score_window` > 1, "best" is the epoch ending the best run of that many validation scores.
 
     Writes `metrics.jsonl` (one line per epoch), `checkpoint.*` (every epoch, for `resume`) and
     `best.safetensors` (weights of the best validation epoch) into `run_dir`.
@@ -167,8 +173,9 @@ def fit(
             extra = {"features": val.features.to(device)} if with_features else {}
             score = float(stage.score(val.x.to(device, torch.float32), val.y.to(device), **extra))
         train_loss = float(torch.stack(losses).mean()) if losses else float("nan")
-        if _improved(score, state["best_score"], stage.monitor):
-            state |= {"best_score": score, "best_epoch": epoch, "bad_epochs": 0}
+        monitored = windowed_score([row[stage.score_name] for row in state["history"]] + [score], config.score_window)
+        if _improved(monitored, state["best_score"], stage.monitor):
+            state |= {"best_score": monitored, "best_epoch": epoch, "bad_epochs": 0}
             write_safetensors(run_dir / "best.safetensors", module.state_dict())
         else:
             state["bad_epochs"] += 1
