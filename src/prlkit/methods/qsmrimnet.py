@@ -47,11 +47,8 @@ class QSMRimNetTraining:
         self.n_train, self.batch_size = n_train, batch_size
 
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
-        """Random batches; a remainder of one sample joins the batch before it (BatchNorm1d needs two rows)."""
-        batches = shuffled_batches(self.n_train, self.batch_size, generator)
-        if len(batches) > 1 and len(batches[-1]) == 1:
-            batches[-2:] = [torch.cat(batches[-2:])]
-        return batches
+        """Random batches (a remainder of one sample joins the batch before it: BatchNorm1d needs two rows)."""
+        return shuffled_batches(self.n_train, self.batch_size, generator)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         logits, labels = self.net.training_logits(x, features, y.float())
