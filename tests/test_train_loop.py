@@ -72,7 +72,8 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     assert result.best_score == max(scores) == scores[result.best_epoch]
 
 
-@pytest.mark.parametrize("recipe", [{}, {"optimizer": "adam", "schedule": "plateau", "lr_plateau_patience": 0}])
+@pytest.mark.parametrize("recipe", [{}, {"optimizer": "adam", "schedule": "plateau", "lr_plateau_patience": 0},
+                                    {"keep": "last", "average_last": 4}])
 def test_resume_after_interruption_gives_identical_weights(tmp_path, recipe):
     train, val = toy_data(120, 3), toy_data(60, 4)
     whole = ToyStage(train.y)
@@ -176,3 +177,27 @@ def test_keep_last_returns_the_final_epoch_not_the_best(tmp_path):
     assert not all(torch.equal(v, best_weights[k]) for k, v in last_stage.module.state_dict().items())
     with pytest.raises(Exception, match="keep"):
         TrainConfig(keep="median")
+
+
+def test_average_last_keeps_the_mean_of_the_last_epochs_weights(tmp_path):
+    train, val = toy_data(120, 3), toy_data(60, 4)
+    per_epoch = []  # epochs are seeded by (seed, epoch): a shorter run is the same run cut short
+    for epochs in (4, 5, 6):
+        stage = ToyStage(train.y)
+        fit(stage, train, val, config(max_epochs=epochs, keep="last"), tmp_path / f"plain{epochs}",
+            torch.device("cpu"), progress=False)
+        per_epoch.append(stage.module.state_dict())
+    averaged = ToyStage(train.y)
+    result = fit(averaged, train, val, config(max_epochs=6, keep="last", average_last=3), tmp_path / "averaged",
+                 torch.device("cpu"), progress=False)
+    assert result.epochs_run == 6
+    for name, value in averaged.module.state_dict().items():
+        torch.testing.assert_close(value, torch.stack([weights[name] for weights in per_epoch]).mean(0))
+    assert not torch.equal(averaged.module[2].weight, per_epoch[-1]["2.weight"])
+
+
+@pytest.mark.parametrize("settings", [{"average_last": 3}, {"average_last": 3, "keep": "last", "patience": 2},
+                                      {"average_last": 7, "keep": "last"}, {"average_last": -1, "keep": "last"}])
+def test_average_last_needs_a_fixed_budget_kept_last(settings):
+    with pytest.raises(PrlkitError, match="average_last"):
+        config(**settings)

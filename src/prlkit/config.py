@@ -165,6 +165,9 @@ class TrainConfig:
     # choice against a noisy score on few validation Rim+; 1: the score itself, as every paper)
     score_window: int = 1
     keep: str = "best"  # best: the best validation epoch's weights (early stopping) | last: the final epoch's
+    # keep: last only, prlkit's choice: keep the mean of the weights after each of the last `average_last` epochs
+    # (stochastic weight averaging, Izmailov et al. 2018; BatchNorm statistics averaged alike); 0: off
+    average_last: int = 0
     seed: int = 0
     optimizer: str = "adamw"  # adamw (decoupled weight decay) | adam (weight decay as L2, as the baselines' papers)
     schedule: str = "constant"  # constant | multistep | poly | plateau (see prlkit.train.schedule)
@@ -180,6 +183,10 @@ class TrainConfig:
                 raise PrlkitError(f"train.{name} must be >= 1, not {getattr(self, name)}")
         if self.keep not in ("best", "last"):
             raise PrlkitError(f"train.keep must be best or last, not {self.keep!r}")
+        fixed_budget = self.keep == "last" and self.max_epochs <= self.patience
+        if self.average_last and not (fixed_budget and 0 < self.average_last <= self.max_epochs):
+            raise PrlkitError(f"train.average_last ({self.average_last}) needs keep: last, no early stopping "
+                              f"(patience >= max_epochs) and at most max_epochs ({self.max_epochs}) epochs")
         if self.optimizer not in OPTIMIZERS:
             raise PrlkitError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.schedule not in SCHEDULES:

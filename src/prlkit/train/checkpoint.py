@@ -39,16 +39,21 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
-def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, loop_state: dict) -> None:
-    """Write `checkpoint.safetensors` + `checkpoint.json` (the JSON last: it marks a complete checkpoint)."""
+def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, loop_state: dict,
+                    average: torch.nn.Module | None = None) -> None:
+    """Write `checkpoint.safetensors` + `checkpoint.json` (the JSON last: it marks a complete checkpoint);
+    `average`: a weight average kept beside the module (`train.average_last`), saved with it."""
     tensors, optimizer_plain = _flatten_optimizer(optimizer.state_dict())
     tensors |= {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    if average is not None:
+        tensors |= {f"average.{k}": v.detach().cpu().contiguous() for k, v in average.state_dict().items()}
     write_safetensors(folder / "checkpoint.safetensors", tensors)
     write_text_atomic(folder / "checkpoint.json", json.dumps({"optimizer": optimizer_plain, "loop": loop_state}))
 
 
-def load_checkpoint(folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Restore module and optimiser in place; return the loop state."""
+def load_checkpoint(folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    average: torch.nn.Module | None = None) -> dict:
+    """Restore module, optimiser and (when saved) the weight average in place; return the loop state."""
     meta_path = folder / "checkpoint.json"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -58,6 +63,9 @@ def load_checkpoint(folder: Path, module: torch.nn.Module, optimizer: torch.opti
     module.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
     optimizer_tensors = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
     optimizer.load_state_dict(_unflatten_optimizer(optimizer_tensors, meta["optimizer"]))
+    saved_average = {k[len("average."):]: v for k, v in tensors.items() if k.startswith("average.")}
+    if average is not None and saved_average:
+        average.load_state_dict(saved_average)
     return meta["loop"]
 
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import torch
 from safetensors.torch import load_file
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from prlkit.atomic import write_text_atomic
@@ -131,6 +132,7 @@ def fit(
     """Train `stage.module` (config's optimiser and schedule, clipping, early stopping); leave it at its best
     epoch (`config.keep: best`) or at its last (`last`: validation only reports, e.g. a fixed epoch budget).
     With `config.score_window` > 1, "best" is the epoch ending the best run of that many validation scores.
+    With `config.average_last` = n, `last` is the mean of the weights after each of the last n epochs.
 
     Writes `metrics.jsonl` (one line per epoch), `checkpoint.*` (every epoch, for `resume`) and
     `best.safetensors` (weights of the best validation epoch) into `run_dir`.
@@ -140,8 +142,9 @@ def fit(
     groups = parameter_groups(module, config.weight_decay, config.weight_decay_all)
     optimizer = OPTIMIZER_CLASSES[config.optimizer](groups, lr=config.learning_rate)
     state = {"epoch": 0, "best_score": None, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    average = AveragedModel(module, use_buffers=True) if config.average_last else None
     if resume and (run_dir / "checkpoint.json").is_file():
-        state = load_checkpoint(run_dir, module, optimizer)
+        state = load_checkpoint(run_dir, module, optimizer, average)
     use_bf16 = device.type == "cuda"
     with_features = getattr(stage, "takes_features", False)
     bar = tqdm(total=config.max_epochs, initial=state["epoch"], desc=description, unit="epoch", disable=not progress)
@@ -182,13 +185,17 @@ def fit(
         state["history"].append({"epoch": epoch, "learning_rate": learning_rate, "train_loss": train_loss,
                                  stage.score_name: score})
         state["epoch"] = epoch + 1
+        if average is not None and epoch >= config.max_epochs - config.average_last:
+            average.update_parameters(module)
         write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in state["history"]))
-        save_checkpoint(run_dir, module, optimizer, state)
+        save_checkpoint(run_dir, module, optimizer, state, average)
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.4f}", **{stage.score_name: f"{score:.4f}"})
     bar.close()
     if state["best_epoch"] >= 0 and config.keep == "best":
         module.load_state_dict(load_file(str(run_dir / "best.safetensors"), device=str(device)))
+    elif average is not None and int(average.n_averaged) > 0:
+        module.load_state_dict(average.module.state_dict())
     return FitResult(
         best_epoch=state["best_epoch"],
         best_score=float("nan") if state["best_score"] is None else state["best_score"],
