@@ -279,3 +279,19 @@ def test_read_only_output_is_one_line_naming_the_file(trained, tmp_path, monkeyp
     description = out / "derivatives/prlkit/dataset_description.json"
     assert capsys.readouterr().err == f"prlkit: error: {description}: Read-only file system\n"
     assert not out.exists()
+
+
+def test_a_model_file_from_before_the_weight_average_still_loads(trained, tmp_path):
+    """A quick model.json written before `average_fraction` existed (early stopping, keep best) loads and predicts:
+    the missing key takes the value it was trained under, not today's quick default."""
+    dataset, model, _ = trained
+    older = tmp_path / "older"
+    shutil.copytree(model, older)
+    meta = json.loads((older / "model.json").read_text())
+    finetune = meta["config"]["finetune"]
+    del finetune["average_fraction"]
+    finetune |= {"max_epochs": 30, "patience": 8, "keep": "best"}
+    (older / "model.json").write_text(json.dumps(meta))
+    assert meta["config"]["profile"] == "quick"
+    assert load_ensemble(older).models[0].config.finetune.average_fraction == 0
+    assert run_predict(dataset, "--model", older, "--out", tmp_path / "out", "--participant-label", "02") == 0

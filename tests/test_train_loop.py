@@ -73,7 +73,7 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
 
 
 @pytest.mark.parametrize("recipe", [{}, {"optimizer": "adam", "schedule": "plateau", "lr_plateau_patience": 0},
-                                    {"keep": "last", "average_last": 4}])
+                                    {"keep": "last", "average_fraction": 0.5}])
 def test_resume_after_interruption_gives_identical_weights(tmp_path, recipe):
     train, val = toy_data(120, 3), toy_data(60, 4)
     whole = ToyStage(train.y)
@@ -179,7 +179,7 @@ def test_keep_last_returns_the_final_epoch_not_the_best(tmp_path):
         TrainConfig(keep="median")
 
 
-def test_average_last_keeps_the_mean_of_the_last_epochs_weights(tmp_path):
+def test_average_fraction_keeps_the_mean_of_the_last_epochs_weights(tmp_path):
     train, val = toy_data(120, 3), toy_data(60, 4)
     per_epoch = []  # epochs are seeded by (seed, epoch): a shorter run is the same run cut short
     for epochs in (4, 5, 6):
@@ -188,16 +188,24 @@ def test_average_last_keeps_the_mean_of_the_last_epochs_weights(tmp_path):
             torch.device("cpu"), progress=False)
         per_epoch.append(stage.module.state_dict())
     averaged = ToyStage(train.y)
-    result = fit(averaged, train, val, config(max_epochs=6, keep="last", average_last=3), tmp_path / "averaged",
-                 torch.device("cpu"), progress=False)
-    assert result.epochs_run == 6
+    recipe = config(max_epochs=6, keep="last", average_fraction=0.5)  # the last 3 of 6 epochs
+    result = fit(averaged, train, val, recipe, tmp_path / "averaged", torch.device("cpu"), progress=False)
+    assert result.epochs_run == 6 and recipe.averaged_epochs == 3
     for name, value in averaged.module.state_dict().items():
         torch.testing.assert_close(value, torch.stack([weights[name] for weights in per_epoch]).mean(0))
     assert not torch.equal(averaged.module[2].weight, per_epoch[-1]["2.weight"])
 
 
-@pytest.mark.parametrize("settings", [{"average_last": 3}, {"average_last": 3, "keep": "last", "patience": 2},
-                                      {"average_last": 7, "keep": "last"}, {"average_last": -1, "keep": "last"}])
-def test_average_last_needs_a_fixed_budget_kept_last(settings):
-    with pytest.raises(PrlkitError, match="average_last"):
+@pytest.mark.parametrize("epochs, fraction, averaged", [(40, 0.25, 10), (12, 0.25, 3), (8, 0.25, 2), (1, 0.25, 1),
+                                                        (6, 1.0, 6), (6, 0.0, 0), (30, 0.1, 3)])
+def test_average_fraction_counts_whole_epochs_and_at_least_the_last(epochs, fraction, averaged):
+    assert config(max_epochs=epochs, keep="last", average_fraction=fraction).averaged_epochs == averaged
+
+
+@pytest.mark.parametrize("settings", [{"average_fraction": 0.25},
+                                      {"average_fraction": 0.25, "keep": "last", "patience": 2},
+                                      {"average_fraction": -0.1, "keep": "last"},
+                                      {"average_fraction": 2, "keep": "last"}])
+def test_average_fraction_needs_a_fixed_budget_kept_last(settings):
+    with pytest.raises(PrlkitError, match="average_fraction"):
         config(**settings)

@@ -23,7 +23,7 @@ from prlkit.synth.profiles import get_profile as synth_profile
 
 log = logging.getLogger("prlkit")
 
-# The `quick` profile with fewer epochs, so five folds fit in a few minutes on one thread of a 2-core CPU.
+# The `quick` profile with fewer epochs, so five folds fit in a few minutes on one thread of a 2-core CPU
 DEMO_EPOCHS = {"pretrain": 3, "finetune": 12, "variant": 4}
 # the main method, prlkit's variant (shipped pretrained weights, fine-tuned) and the fast baseline (random forest)
 DEMO_METHODS = ["frodo", "frodo_simpretrained", "aprl"]
@@ -73,7 +73,8 @@ def run_demo(out: Path, subjects: int, seed: int, device: torch.device, synth: s
     lines = [
         "# prlkit demo", "",
         f"{subjects} simulated participants, five-fold cross-validation of the main method (`quick` profile, "
-        f"{DEMO_EPOCHS['pretrain']} + {DEMO_EPOCHS['finetune']} epochs at most), of prlkit's variant "
+        f"at most {DEMO_EPOCHS['pretrain']} pretraining epochs, {DEMO_EPOCHS['finetune']} fine-tuning epochs with the "
+        f"weights of the last {demo_config().finetune.averaged_epochs} averaged), of prlkit's variant "
         f"`frodo_simpretrained` (weights pretrained on simulated lesions, fine-tuned {DEMO_EPOCHS['variant']} epochs) "
         f"and of APRL (radiomics + random forest), then the main method's five fold models predict a new simulated "
         f"subject; {timing_text(runs)}.",

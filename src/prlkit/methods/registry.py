@@ -54,7 +54,7 @@ def _supervised(network: str, **recipe: Any) -> Trainer:
 
 # frodo_ensemble: measured with benchmarks/transfer.py (benchmarks/README.md, "Transfer to another cohort")
 ENSEMBLE_RECIPE = {"frodo": {"seeds": 3}, "pretrain": {"kind": "none"},
-                   "finetune": {"max_epochs": 40, "patience": 40, "keep": "last"}}
+                   "finetune": {"max_epochs": 40, "patience": 40, "keep": "last", "average_fraction": 0.0}}
 
 # The main paper trains its ResNet-18 baseline with the main method's recipe (its authors' train.py), fixed
 # here so that the main method's own `quick` optimiser (lr 1e-3) does not reach the baseline: one fair budget.
@@ -69,7 +69,8 @@ MAIN_PAPER_OPTIMIZER = {name: getattr(FinetuneConfig(), name) for name in
 SIMPRETRAINED_RECIPE = {"frodo": {"base_width": 8, "se_reduction": 16, "stem_stride": 2, "norm": "group",
                                   "test_time_symmetries": "cube"},
                         "pretrain": {"weights": "simulated"},
-                        "finetune": {"learning_rate": 1e-4, "max_epochs": 10, "patience": 10, "keep": "last"}}
+                        "finetune": {"learning_rate": 1e-4, "max_epochs": 10, "patience": 10, "keep": "last",
+                                     "average_fraction": 0.0}}
 
 METHODS: dict[str, MethodSpec] = {
     "frodo": MethodSpec("frodo", train_frodo, "the main method as its authors' code builds it: two-stream QSM-FLAIR "
@@ -116,7 +117,7 @@ METHODS: dict[str, MethodSpec] = {
         "batch 64, a fixed 40 epochs with decay x0.1 at 50/70/90 % of them (last epoch kept), 3-seed majority vote",
         {"finetune": {"optimizer": "adam", "learning_rate": 1e-4, "batch_size": 64, "weight_decay": 0.0,
                       "schedule": "multistep", "lr_milestones": [0.5, 0.7, 0.9],
-                      "max_epochs": 40, "patience": 40, "keep": "last"}},
+                      "max_epochs": 40, "patience": 40, "keep": "last", "average_fraction": 0.0}},
     ),
     "aprl": MethodSpec(
         "aprl", train_aprl,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prlkit.config import Config, config_from_dict, config_to_dict
+from prlkit.config import Config, config_to_dict, saved_config_from_dict
 from prlkit.data.cache import PatchSet, with_feature_set
 from prlkit.data.features import feature_names
 from prlkit.errors import InputFileError
@@ -113,7 +113,7 @@ def load_trained_model(folder: Path) -> TrainedModel:
     if takes_features(module) and meta["training"].get("features") != list(feature_names(feature_set)):
         raise InputFileError(folder / "model.json",
                              "trained on other lesion features than this prlkit version computes")
-    config = config_from_dict(meta["config"], source=folder / "model.json")
+    config = saved_config_from_dict(meta["config"], source=folder / "model.json")
     check_patch_size(folder / "model.json", config.patches.size, meta.get("trained_patch_size"))
     return TrainedModel(
         network=network,

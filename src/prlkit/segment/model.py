@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prlkit.config import Config, config_from_dict, config_to_dict
+from prlkit.config import Config, config_to_dict, saved_config_from_dict
 from prlkit.data.cache import PatchSet
 from prlkit.errors import InputFileError
 from prlkit.eval.calibration import Calibrator, TemperatureScaling, calibrator_from_dict, calibrator_to_dict
@@ -89,7 +89,7 @@ def load_segmentation_model(folder: Path) -> SegmentationModel:
     meta, tensors = read_model(folder)
     if meta["method"] != METHOD:
         raise InputFileError(folder / "model.json", f"a {meta['method']} model, not a {METHOD} segmentation model")
-    config = config_from_dict(meta["config"], source=folder / "model.json")
+    config = saved_config_from_dict(meta["config"], source=folder / "model.json")
     check_patch_size(folder / "model.json", config.segment.patch_size, meta["model_config"].get("patch_size"))
     module = build_segmentation_network(config.segment)
     load_weights(module, tensors, folder / "model.safetensors")

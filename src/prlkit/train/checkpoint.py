@@ -42,7 +42,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]
 def save_checkpoint(folder: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, loop_state: dict,
                     average: torch.nn.Module | None = None) -> None:
     """Write `checkpoint.safetensors` + `checkpoint.json` (the JSON last: it marks a complete checkpoint);
-    `average`: a weight average kept beside the module (`train.average_last`), saved with it."""
+    `average`: a weight average kept beside the module (`train.average_fraction`), saved with it."""
     tensors, optimizer_plain = _flatten_optimizer(optimizer.state_dict())
     tensors |= {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     if average is not None:

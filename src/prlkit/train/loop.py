@@ -132,7 +132,8 @@ def fit(
     """Train `stage.module` (config's optimiser and schedule, clipping, early stopping); leave it at its best
     epoch (`config.keep: best`) or at its last (`last`: validation only reports, e.g. a fixed epoch budget).
     With `config.score_window` > 1, "best" is the epoch ending the best run of that many validation scores.
-    With `config.average_last` = n, `last` is the mean of the weights after each of the last n epochs.
+    With `config.average_fraction`, `last` is the mean of the weights after each of the last epochs
+    (`config.averaged_epochs` of them).
 
     Writes `metrics.jsonl` (one line per epoch), `checkpoint.*` (every epoch, for `resume`) and
     `best.safetensors` (weights of the best validation epoch) into `run_dir`.
@@ -142,7 +143,7 @@ def fit(
     groups = parameter_groups(module, config.weight_decay, config.weight_decay_all)
     optimizer = OPTIMIZER_CLASSES[config.optimizer](groups, lr=config.learning_rate)
     state = {"epoch": 0, "best_score": None, "best_epoch": -1, "bad_epochs": 0, "history": []}
-    average = AveragedModel(module, use_buffers=True) if config.average_last else None
+    average = AveragedModel(module, use_buffers=True) if config.averaged_epochs else None
     if resume and (run_dir / "checkpoint.json").is_file():
         state = load_checkpoint(run_dir, module, optimizer, average)
     use_bf16 = device.type == "cuda"
@@ -185,7 +186,7 @@ def fit(
         state["history"].append({"epoch": epoch, "learning_rate": learning_rate, "train_loss": train_loss,
                                  stage.score_name: score})
         state["epoch"] = epoch + 1
-        if average is not None and epoch >= config.max_epochs - config.average_last:
+        if average is not None and epoch >= config.max_epochs - config.averaged_epochs:
             average.update_parameters(module)
         write_text_atomic(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in state["history"]))
         save_checkpoint(run_dir, module, optimizer, state, average)
