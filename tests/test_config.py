@@ -130,7 +130,6 @@ def test_quick_gives_every_supervised_method_the_same_budget_and_its_own_papers_
     for name in supervised:
         ours, theirs = method_config(name, quick), method_config(name, paper)
         assert ours.patches.size == 24
-        # fixed schedules in both profiles: prlkit's two variants, QSMRim-Net's paper
         # quick: a fixed 40 epochs, the last 10 averaged; the fixed recipes of prlkit's two variants and
         # QSMRim-Net's paper keep their own budget and their last epoch in both profiles
         fixed = {"frodo_ensemble": 40, "qsmrimnet": 40, "frodo_simpretrained": 10}

@@ -23,7 +23,7 @@ from prlkit.synth.profiles import get_profile as synth_profile
 
 log = logging.getLogger("prlkit")
 
-# The `quick` profile with fewer epochs, so five folds fit in a few minutes on one thread of a 2-core CPU
+# The `quick` profile with fewer epochs, so five folds fit in a few minutes on one thread of a 2-core CPU.
 DEMO_EPOCHS = {"pretrain": 3, "finetune": 12, "variant": 4}
 # the main method, prlkit's variant (shipped pretrained weights, fine-tuned) and the fast baseline (random forest)
 DEMO_METHODS = ["frodo", "frodo_simpretrained", "aprl"]
