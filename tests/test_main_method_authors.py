@@ -159,7 +159,8 @@ def test_cv_with_the_paper_profile_runs_and_says_so(tmp_path):
 
 def test_chance_level_model_gets_one_warning_line(tmp_path, caplog):
     """Labels unrelated to the images (lesion 1 of everyone is "Rim+", whatever its shell) cannot be learned:
-    the model is flagged; the p-value is SciPy's one-sided Mann-Whitney test, recorded in model.json."""
+    the model is flagged in one line (here: three validation Rim+, too few to vouch for it); the p-value is
+    SciPy's one-sided Mann-Whitney test, recorded in model.json."""
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=6)
     for table in dataset.rglob("*_dseg.tsv"):
         table.write_text("index\trim\n1\t1\n2\t0\n3\t0\n4\t0\n")
@@ -168,10 +169,27 @@ def test_chance_level_model_gets_one_warning_line(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="prlkit"):
         assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--config", str(tmp_path / "c.yaml"),
                      "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--val-fraction", "0.4"]) == 0
-    warnings = [r.getMessage() for r in caplog.records if "not significantly better than chance" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "frodo: validation ROC-AUC" in r.getMessage()]
     training = json.loads((tmp_path / "model" / "model.json").read_text())["training"]
-    assert training["val_chance_p"] >= 0.05
-    assert len(warnings) == 1 and "\n" not in warnings[0] and "frodo: validation ROC-AUC" in warnings[0]
+    assert training["val_chance_p"] >= 0.05 and training["n_val_rim_pos"] == 3
+    assert len(warnings) == 1 and "\n" not in warnings[0] and "fewer than 5 validation Rim+" in warnings[0]
+
+
+@pytest.mark.parametrize(("n_val_rim_pos", "p_value", "expected"), [
+    (4, 1e-6, "fewer than 5 validation Rim+"),  # a perfect ranking of 4 Rim+ still cannot vouch for the model
+    (12, 0.3, "not significantly better than chance"),
+    (12, 0.049, None),
+])
+def test_validation_warning_names_the_reason(n_val_rim_pos, p_value, expected):
+    from prlkit.methods.finalize import validation_warning
+
+    training = {"n_val_rim_pos": n_val_rim_pos, "n_val": 80, "val_roc_auc": 0.7, "val_chance_p": p_value}
+    warning = validation_warning("frodo", training)
+    if expected is None:
+        assert warning is None
+    else:
+        assert warning.startswith(f"frodo: validation ROC-AUC 0.70 ({n_val_rim_pos} Rim+ of 80 lesions")
+        assert expected in warning and "\n" not in warning
 
 
 def test_chance_p_value_is_scipys_one_sided_mann_whitney():

@@ -52,11 +52,9 @@ def finalize(
         "stages": {name: {"best_epoch": r.best_epoch, "best_score": r.best_score, "epochs_run": r.epochs_run}
                    for name, r in fits.items()},
     }
-    if not training["val_chance_p"] < CHANCE_ALPHA:
-        log.warning("%s: validation ROC-AUC %.2f (%d Rim+ of %d lesions) is not significantly better than chance "
-                    "(one-sided Mann-Whitney p = %.2g): the model may not have learned to tell Rim+ lesions apart, "
-                    "or the validation set is too small to show it", job.method,
-                    training["val_roc_auc"], training["n_val_rim_pos"], training["n_val"], training["val_chance_p"])
+    warning = validation_warning(job.method, training)
+    if warning:
+        log.warning("%s", warning)
     return TrainedModel(
         network=network,
         method=job.method,
@@ -70,6 +68,26 @@ def finalize(
 
 
 CHANCE_ALPHA = 0.05  # a validation ROC-AUC not significantly above 0.5 at this level gets a warning
+# fewer validation Rim+ than this get a warning whatever their p-value: at 15 participants (2-3 validation Rim+)
+# three of six `quick` runs were at chance on new participants (benchmarks/README.md, "The `quick` profile since
+# 2026-12-07 on the learning-curve cohorts"); a few lucky validation lesions cannot show that
+MIN_VAL_RIM_POS = 5
+
+
+def validation_warning(method: str, training: dict[str, Any]) -> str | None:
+    """One line when the validation set cannot vouch for the model: too few Rim+ to judge it, or a ROC-AUC
+    not significantly above chance; None when it can."""
+    n_pos, n_val = training["n_val_rim_pos"], training["n_val"]
+    measured = (f"validation ROC-AUC {training['val_roc_auc']:.2f} ({n_pos} Rim+ of {n_val} lesions, one-sided "
+                f"Mann-Whitney p = {training['val_chance_p']:.2g})")
+    if n_pos < MIN_VAL_RIM_POS:
+        return (f"{method}: {measured}: fewer than {MIN_VAL_RIM_POS} validation Rim+ lesions are too few to tell "
+                "whether the model learned to tell Rim+ lesions apart, and its threshold and calibration rest on "
+                "them too (a larger validation split: `prlkit train --val-fraction`, config `split.val_fraction`)")
+    if not training["val_chance_p"] < CHANCE_ALPHA:
+        return (f"{method}: {measured} is not significantly better than chance: the model may not have learned "
+                "to tell Rim+ lesions apart, or the validation set is too small to show it")
+    return None
 
 
 def chance_p_value(y_val: np.ndarray, scores: np.ndarray) -> float:
