@@ -177,9 +177,18 @@ class TrainConfig:
     lr_factor: float = 0.1  # multistep and plateau: the rate is multiplied by this at each step
     lr_power: float = 0.9  # poly: rate x (1 - epoch / max_epochs) ** power
     lr_plateau_patience: int = 3  # plateau: epochs without improvement before a step down
+    # intensity augmentation of the training patches, prlkit's option (0: off, as every paper): each patch's
+    # susceptibility and FLAIR channels are multiplied by exp(u), u ~ U(-intensity_scale, intensity_scale), one
+    # draw per channel (sites and dipole inversions differ in contrast), and the susceptibility channel gets
+    # Gaussian noise of a standard deviation drawn from U(0, susceptibility_noise) (normalised units) inside the
+    # gated region (a noisier site); see prlkit.train.augment
+    intensity_scale: float = 0.0
+    susceptibility_noise: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr_milestones", tuple(float(m) for m in self.lr_milestones))
+        if not (0 <= self.intensity_scale <= 1 and 0 <= self.susceptibility_noise <= 1):
+            raise PrlkitError("train.intensity_scale and train.susceptibility_noise must lie in [0, 1]")
         for name in ("max_epochs", "batch_size", "patience", "score_window"):
             if getattr(self, name) < 1:
                 raise PrlkitError(f"train.{name} must be >= 1, not {getattr(self, name)}")

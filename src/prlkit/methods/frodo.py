@@ -17,7 +17,7 @@ from prlkit.methods.finalize import finalize
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
 from prlkit.models.frodo import IMAGE_CHANNELS, FrodoEnsemble, FrodoNet, with_test_time_symmetries
-from prlkit.train.augment import random_symmetries
+from prlkit.train.augment import training_augmentation
 from prlkit.train.loop import FitResult, Split, fit
 from prlkit.train.stages import CrossModalPretraining, SupervisedFinetuning
 from prlkit.weights import resolve_weights
@@ -69,14 +69,14 @@ def _train_one(job: TrainingJob, train: Split, val: Split) -> tuple[FrodoNet, di
         )
         fits["pretrain"] = fit(
             pretraining, pre_train, pre_val, config.pretrain, run_dir / "pretrain", device,
-            augment=random_symmetries, resume=resume, progress=progress, description="pretrain",
+            augment=training_augmentation(config.pretrain), resume=resume, progress=progress, description="pretrain",
         )
         net.load_pretrained_state_dict(pretraining.net.pretrained_state_dict())
     finetuning = SupervisedFinetuning(net, train.y.numpy(), config.finetune.batch_size,
                                       config.finetune.supcon_temperature)
     fits["finetune"] = fit(
         finetuning, train, val, config.finetune, run_dir / "finetune", device,
-        augment=random_symmetries, resume=resume, progress=progress, description="finetune",
+        augment=training_augmentation(config.finetune), resume=resume, progress=progress, description="finetune",
     )
     return net, fits
 

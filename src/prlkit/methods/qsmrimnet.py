@@ -29,7 +29,7 @@ from prlkit.methods.networks import network_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
 from prlkit.models.baselines.qsmrimnet import QSMRimNetClassifier, SeedVote
-from prlkit.train.augment import random_symmetries
+from prlkit.train.augment import training_augmentation
 from prlkit.train.loop import FitResult, fit
 from prlkit.train.sampling import shuffled_batches
 from prlkit.train.stages import validation_pr_auc
@@ -92,8 +92,9 @@ def train_qsmrimnet(job: TrainingJob) -> tuple[TrainedModel, dict[str, FitResult
         net.standardise_from(train.features.numpy())  # training rows only
         stage = QSMRimNetTraining(net, len(train.y), recipe.batch_size)
         name = "train" if model_config.seeds == 1 else f"train-seed{k}"
-        fits[name] = fit(stage, train, val, recipe, job.run_dir / name, job.device, augment=random_symmetries,
-                         resume=job.resume, progress=job.progress, description=f"qsmrimnet {name}")
+        fits[name] = fit(stage, train, val, recipe, job.run_dir / name, job.device,
+                         augment=training_augmentation(recipe), resume=job.resume, progress=job.progress,
+                         description=f"qsmrimnet {name}")
         members.append(net)
     module = members[0] if model_config.seeds == 1 else SeedVote(members)
     prior = smote_prior(train.y.numpy(), model_config.smote_neighbours)

@@ -28,7 +28,7 @@ from prlkit.methods.networks import build_network, network_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
 from prlkit.models.baselines.crop import random_shifts
-from prlkit.train.augment import random_symmetries
+from prlkit.train.augment import training_augmentation
 from prlkit.train.loop import FitResult, fit
 from prlkit.train.losses import focal_loss
 from prlkit.train.sampling import balanced_batches, shuffled_batches
@@ -89,5 +89,6 @@ def train_supervised(job: TrainingJob, *, network: str, recipe: Recipe) -> tuple
     train, val = lesion_split(job.patch_set, job.train_index), lesion_split(job.patch_set, job.val_index)
     stage = SupervisedTraining(net, train.y.numpy(), config.finetune.batch_size, recipe)
     fits = {"train": fit(stage, train, val, config.finetune, job.run_dir / "train", job.device,
-                         augment=random_symmetries, resume=job.resume, progress=job.progress, description=network)}
+                         augment=training_augmentation(config.finetune), resume=job.resume, progress=job.progress,
+                         description=network)}
     return finalize(job, net, network=network, model_config=model_config, val=val, fits=fits), fits

@@ -5,16 +5,25 @@ spatial box, drawn uniformly with a ``torch.Generator``; every channel of that s
 (QSM, FLAIR, mask) gets the same one, so the modalities stay aligned. The 24 proper
 rotations (compositions of 90-degree rotations) are the elements with determinant +1;
 the other 24 are their mirror images.
+
+prlkit's optional intensity augmentation (:func:`training_augmentation`, off unless the stage's
+``intensity_scale`` or ``susceptibility_noise`` is set) follows: a random contrast per image channel
+and random noise on the susceptibility channel, never on the mask channel or outside the gate.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
+from prlkit.config import TrainConfig
+from prlkit.data.patches import CHANNELS
 from prlkit.errors import PrlkitError
+
+IMAGE_CHANNELS = CHANNELS.index("mask")  # susceptibility, FLAIR: what intensity augmentation changes
 
 
 class CubeSymmetry(NamedTuple):
@@ -56,3 +65,31 @@ def random_symmetries(x: torch.Tensor, generator: torch.Generator) -> torch.Tens
     group = cube_symmetries(tuple(x.shape[2:]))
     picks = torch.randint(len(group), (x.shape[0],), generator=generator).tolist()
     return torch.stack([apply_symmetry(sample, group[k]) for sample, k in zip(x, picks)])
+
+
+def random_intensities(x: torch.Tensor, generator: torch.Generator, scale: float, noise: float) -> torch.Tensor:
+    """A (B, C, X, Y, Z) batch whose image channels are each multiplied by exp(U(-scale, scale)) and whose
+    susceptibility channel (0) gets Gaussian noise of std U(0, noise) inside the gate (voxels where an image
+    channel is non-zero); one draw per sample and channel, from ``generator``."""
+    images = x[:, :IMAGE_CHANNELS]
+    gains = torch.exp((2 * torch.rand(images.shape[:2] + (1, 1, 1), generator=generator) - 1) * scale)
+    images = images * gains
+    if noise > 0:
+        inside = (x[:, :IMAGE_CHANNELS] != 0).any(dim=1, keepdim=True)
+        std = noise * torch.rand((x.shape[0], 1, 1, 1, 1), generator=generator)
+        speckle = torch.randn(inside.shape, generator=generator) * std * inside
+        images = torch.cat([images[:, :1] + speckle, images[:, 1:]], dim=1)
+    return torch.cat([images, x[:, IMAGE_CHANNELS:]], dim=1)
+
+
+def training_augmentation(recipe: TrainConfig) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """The augmentation of a training stage: random cube symmetries, then, where the recipe asks for it,
+    random intensities (the symmetries alone draw exactly what they did before the option existed)."""
+    if not (recipe.intensity_scale or recipe.susceptibility_noise):
+        return random_symmetries
+
+    def symmetries_and_intensities(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return random_intensities(random_symmetries(x, generator), generator, recipe.intensity_scale,
+                                  recipe.susceptibility_noise)
+
+    return symmetries_and_intensities
