@@ -128,8 +128,9 @@ def realdata() -> Path:
     return REALDATA
 
 
-def write_toy_rim_cohort(root: Path, n_participants: int = 8, seed: int = 0, shape=(40, 40, 40)) -> Path:
-    """A cohort where the rim is obvious: 4 lesions (radius 4) per person, Rim+ ones with a bright QSM shell.
+def write_toy_rim_cohort(root: Path, n_participants: int = 8, seed: int = 0, shape=(40, 40, 40),
+                         radii=(4, 4, 4, 4)) -> Path:
+    """A cohort where the rim is obvious: 4 lesions (`radii`) per person, Rim+ ones with a bright QSM shell.
 
     For learning tests: a working pipeline must separate the classes almost perfectly.
     """
@@ -145,12 +146,12 @@ def write_toy_rim_cohort(root: Path, n_participants: int = 8, seed: int = 0, sha
         qsm = (0.02 * rng.standard_normal(shape)).astype(np.float32)
         flair = (100 + 5 * rng.standard_normal(shape)).astype(np.float32)
         rims = [(n + k) % 3 == 0 for k in range(4)]
-        for label, (center, rim) in enumerate(zip(centers, rims), start=1):
+        for label, (center, rim, radius) in enumerate(zip(centers, rims, radii), start=1):
             distance = np.linalg.norm(grid - np.asarray(center), axis=-1)
-            instances[distance <= 4] = label
-            flair[distance <= 4] += 60
+            instances[distance <= radius] = label
+            flair[distance <= radius] += 60
             if rim:
-                qsm[(distance > 3) & (distance <= 5)] += 0.15
+                qsm[(distance > radius - 1) & (distance <= radius + 1)] += 0.15
         rel = Path(participant, "anat")
         save(root / rel / f"{participant}_Chimap.nii.gz", qsm)
         save(root / rel / f"{participant}_FLAIR.nii.gz", flair)

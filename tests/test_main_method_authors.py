@@ -202,3 +202,19 @@ def test_chance_p_value_is_scipys_one_sided_mann_whitney():
     assert chance_p_value(y, separated) == mannwhitneyu(separated[:3], separated[3:], alternative="greater").pvalue
     assert chance_p_value(y, separated) < 0.05 < chance_p_value(y, separated[::-1])
     assert chance_p_value(np.zeros(4, int), np.arange(4.0)) == 1.0
+
+
+def test_size_matched_sampler_reaches_the_main_method(tmp_path):
+    """`finetune.sampler: size_matched` (prlkit's option) draws other fine-tuning batches than the default
+    class balance, from the same seed: the trained weights differ, and the setting is saved in model.json."""
+    dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=6, radii=(4, 5, 4, 5))
+    weights = {}
+    for sampler in ("balanced", "size_matched"):
+        config = tiny_config(pretrain={"kind": "none"}, finetune={"max_epochs": 1, "sampler": sampler})
+        (tmp_path / f"{sampler}.yaml").write_text(yaml.safe_dump(config))
+        assert main(["train", str(dataset), "--out", str(tmp_path / sampler), "--config",
+                     str(tmp_path / f"{sampler}.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+        weights[sampler] = load_file(str(tmp_path / sampler / "model.safetensors"))
+        saved = json.loads((tmp_path / sampler / "model.json").read_text())
+        assert saved["config"]["finetune"]["sampler"] == sampler
+    assert any(not torch.equal(weights["balanced"][k], weights["size_matched"][k]) for k in weights["balanced"])

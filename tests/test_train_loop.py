@@ -11,7 +11,13 @@ from sklearn.metrics import average_precision_score
 from prlkit.config import TrainConfig
 from prlkit.errors import PrlkitError
 from prlkit.train.loop import Split, fit, resolve_device
-from prlkit.train.sampling import balanced_batches, balanced_weights, shuffled_batches
+from prlkit.train.sampling import (
+    balanced_batches,
+    balanced_weights,
+    sampling_weights,
+    shuffled_batches,
+    size_matched_weights,
+)
 
 
 class ToyStage:
@@ -121,6 +127,33 @@ def test_balanced_sampler_on_a_rare_class():
     batches = balanced_batches(labels, 10, torch.Generator().manual_seed(0))
     drawn = labels[torch.cat(batches).numpy()]
     assert len(drawn) == 100 and 0.4 < drawn.mean() < 0.6  # 7 % positives become about half
+
+
+def test_size_matched_sampler_gives_both_classes_the_rim_positive_size_distribution():
+    rng = np.random.default_rng(0)
+    labels = np.array([1] * 30 + [0] * 300)
+    voxels = np.where(labels == 1, rng.lognormal(6.2, 0.6, labels.size), rng.lognormal(5.9, 0.6, labels.size))
+    weights = size_matched_weights(labels, voxels).numpy()
+    assert weights[labels == 1].sum() == pytest.approx(0.5) and weights[labels == 0].sum() == pytest.approx(0.5)
+    edges = np.quantile(voxels[labels == 1], [0.25, 0.5, 0.75])
+    bins = np.searchsorted(edges, voxels, side="right")
+    for b in range(4):  # the same mass in every Rim+ volume quartile, for both classes
+        assert weights[(bins == b) & (labels == 1)].sum() == pytest.approx(0.125)
+        assert weights[(bins == b) & (labels == 0)].sum() == pytest.approx(0.125)
+    plain = balanced_weights(labels).numpy()
+    weighted_mean = [np.average(np.log(voxels[labels == c]), weights=w[labels == c]) for w in (plain, weights)
+                     for c in (1, 0)]
+    assert weighted_mean[0] - weighted_mean[1] > 0.2 and abs(weighted_mean[2] - weighted_mean[3]) < 0.1
+
+
+def test_size_matched_sampler_drops_a_bin_without_rim_negatives_and_falls_back_on_one_class():
+    labels = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])
+    voxels = np.array([100, 110, 200, 210, 300, 310, 900, 950, 105, 205, 305.0])
+    weights = size_matched_weights(labels, voxels).numpy()
+    assert weights[-3:].sum() == pytest.approx(0.5) and weights[:8].sum() == pytest.approx(0.5)
+    assert weights[6] == weights[7] == 0  # the largest Rim+ quartile has no Rim- lesion to match
+    torch.testing.assert_close(size_matched_weights(np.zeros(5), np.arange(5.0)), balanced_weights(np.zeros(5)))
+    torch.testing.assert_close(sampling_weights("balanced", labels, voxels), balanced_weights(labels))
 
 
 class ScriptedStage(ToyStage):

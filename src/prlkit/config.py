@@ -269,11 +269,16 @@ class FinetuneConfig(TrainConfig):
     supcon_temperature: float = 0.1
     calibration: str = "prior"  # prior | platt | temperature: maps sampler-inflated scores to probabilities
     threshold_on: str = "raw"
+    # balanced (every paper) | size_matched (prlkit's option, the main method only: classes balanced within
+    # quartiles of Rim+ volume, so size alone cannot separate the sampled classes; prlkit.train.sampling)
+    sampler: str = "balanced"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.calibration not in ("prior", "platt", "temperature"):
             raise PrlkitError(f"finetune.calibration must be prior, platt or temperature, not {self.calibration!r}")
+        if self.sampler not in ("balanced", "size_matched"):
+            raise PrlkitError(f"finetune.sampler must be balanced or size_matched, not {self.sampler!r}")
         if self.threshold_on not in THRESHOLD_SCALES:
             raise PrlkitError(f"finetune.threshold_on must be one of {', '.join(THRESHOLD_SCALES)}, "
                               f"not {self.threshold_on!r}")

@@ -19,6 +19,7 @@ from prlkit.methods.trained import TrainedModel
 from prlkit.models.frodo import IMAGE_CHANNELS, FrodoEnsemble, FrodoNet, with_test_time_symmetries
 from prlkit.train.augment import training_augmentation
 from prlkit.train.loop import FitResult, Split, fit
+from prlkit.train.sampling import sampling_weights
 from prlkit.train.stages import CrossModalPretraining, SupervisedFinetuning
 from prlkit.weights import resolve_weights
 
@@ -72,8 +73,11 @@ def _train_one(job: TrainingJob, train: Split, val: Split) -> tuple[FrodoNet, di
             augment=training_augmentation(config.pretrain), resume=resume, progress=progress, description="pretrain",
         )
         net.load_pretrained_state_dict(pretraining.net.pretrained_state_dict())
-    finetuning = SupervisedFinetuning(net, train.y.numpy(), config.finetune.batch_size,
-                                      config.finetune.supcon_temperature)
+    train_labels = train.y.numpy()
+    voxels = job.patch_set.lesions.loc[job.train_index, "voxels"].to_numpy()
+    finetuning = SupervisedFinetuning(net, train_labels, config.finetune.batch_size,
+                                      config.finetune.supcon_temperature,
+                                      sampling_weights(config.finetune.sampler, train_labels, voxels))
     fits["finetune"] = fit(
         finetuning, train, val, config.finetune, run_dir / "finetune", device,
         augment=training_augmentation(config.finetune), resume=resume, progress=progress, description="finetune",

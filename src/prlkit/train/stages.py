@@ -94,14 +94,16 @@ class SupervisedFinetuning:
     monitor = "max"
     score_name = "val_pr_auc"
 
-    def __init__(self, net: FrodoNet, train_labels: np.ndarray, batch_size: int, temperature: float):
+    def __init__(self, net: FrodoNet, train_labels: np.ndarray, batch_size: int, temperature: float,
+                 sample_weights: torch.Tensor | None = None):
         self.net = net
         self.criterion = CompositeLoss(temperature=temperature)
         self.module = nn.ModuleDict({"net": net, "criterion": self.criterion})
         self.train_labels, self.batch_size = np.asarray(train_labels), batch_size
+        self.sample_weights = sample_weights  # None: class-balanced
 
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
-        return balanced_batches(self.train_labels, self.batch_size, generator)
+        return balanced_batches(self.train_labels, self.batch_size, generator, self.sample_weights)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         output = self.net.forward_features(x)
