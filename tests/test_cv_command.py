@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import shutil
 
 import pandas as pd
@@ -25,6 +26,9 @@ from conftest import tiny_config, write_toy_rim_cohort
 TINY = tiny_config(finetune={"max_epochs": 2, "patience": 2}, split={"n_folds": 3})
 
 
+CV_WARNINGS: list[str] = []  # what the first run of `cv_run` logged at WARNING
+
+
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cv")
@@ -32,8 +36,22 @@ def cv_run(tmp_path_factory):
     (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     args = ["cv", str(dataset), "--out", str(root / "out"), "--methods", "frodo,frodo_scratch",
             "--config", str(root / "tiny.yaml"), "--cache-dir", str(root / "cache"), "--no-progress"]
-    assert main(args) == 0
+    collector = logging.Handler(logging.WARNING)
+    collector.emit = lambda record: CV_WARNINGS.append(record.getMessage())
+    logging.getLogger("prlkit").addHandler(collector)
+    try:
+        assert main(args) == 0
+    finally:
+        logging.getLogger("prlkit").removeHandler(collector)
     return root, args
+
+
+def test_each_fold_whose_validation_cannot_vouch_for_its_model_says_so_naming_the_fold(cv_run):
+    """Six development participants leave one or two for validation: too few Rim+ in every fold."""
+    for method in ("frodo", "frodo_scratch"):
+        for fold in range(3):
+            lines = [w for w in CV_WARNINGS if w.startswith(f"{method} fold {fold}: validation ROC-AUC")]
+            assert len(lines) == 1 and "fewer than 5 validation Rim+" in lines[0], (method, fold, CV_WARNINGS)
 
 
 def test_outputs_and_out_of_fold_coverage(cv_run):

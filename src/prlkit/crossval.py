@@ -29,6 +29,7 @@ from prlkit.eval.predictions import PREDICTION_COLUMNS, read_predictions
 from prlkit.eval.results import seed_summary, summarise, write_results
 from prlkit.eval.subsets import write_confluence_results
 from prlkit.methods.contract import TrainingJob
+from prlkit.methods.finalize import warn_about_validation
 from prlkit.methods.registry import deviations_from_paper, get_method, method_config
 from prlkit.report.plots import write_cv_figures
 
@@ -139,6 +140,7 @@ def fold_predictions(
     job = TrainingJob(method=method, patch_set=patch_set, train_index=split.train, val_index=split.val,
                       config=run_config, run_dir=fold_dir / "runs", device=device, resume=True, progress=progress)
     model, _ = spec.train(job)
+    warn_about_validation(f"{method} fold {fold}", model.training)
     model.save(fold_dir)
     probability = model.lesion_probabilities(patch_set, split.test, device)
     rows = patch_set.lesions.loc[split.test]

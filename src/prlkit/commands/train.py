@@ -21,6 +21,7 @@ from prlkit.commands.common import (
 )
 from prlkit.config import save_config
 from prlkit.errors import PrlkitError
+from prlkit.methods.finalize import warn_about_validation
 
 log = logging.getLogger("prlkit")
 
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         model, fits = spec.train(TrainingJob(method=args.method, patch_set=patch_set, train_index=train_index,
                                              val_index=val_index, config=config, run_dir=out / "runs", device=device,
                                              resume=args.resume, progress=not args.no_progress))
+        warn_about_validation(args.method, model.training)
         save_config(config, staging / "config.yaml")
         lesions = patch_set.lesions.assign(split="")
         lesions.loc[train_index, "split"] = "train"

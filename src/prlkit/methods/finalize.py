@@ -52,9 +52,6 @@ def finalize(
         "stages": {name: {"best_epoch": r.best_epoch, "best_score": r.best_score, "epochs_run": r.epochs_run}
                    for name, r in fits.items()},
     }
-    warning = validation_warning(job.method, training)
-    if warning:
-        log.warning("%s", warning)
     return TrainedModel(
         network=network,
         method=job.method,
@@ -72,6 +69,14 @@ CHANCE_ALPHA = 0.05  # a validation ROC-AUC not significantly above 0.5 at this 
 # three of six `quick` runs were at chance on new participants (benchmarks/README.md, "The `quick` profile since
 # 2026-12-07 on the learning-curve cohorts"); a few lucky validation lesions cannot show that
 MIN_VAL_RIM_POS = 5
+
+
+def warn_about_validation(label: str, training: dict[str, Any]) -> None:
+    """Log :func:`validation_warning` of a trained model's summary, if any; `label` names the model for
+    the user (`train`: the method; `cv`: the method and fold)."""
+    warning = validation_warning(label, training) if "val_chance_p" in training else None  # not prlseg's
+    if warning:
+        log.warning("%s", warning)
 
 
 def validation_warning(method: str, training: dict[str, Any]) -> str | None:
