@@ -17,6 +17,7 @@ from prlkit.config import PatchConfig
 from prlkit.data.session import SessionData
 
 CHANNELS = ("qsm", "flair", "mask")
+IMAGE_CHANNELS = CHANNELS.index("mask")  # the image channels (QSM, FLAIR): all but the mask
 
 
 def normalise_flair(flair: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:

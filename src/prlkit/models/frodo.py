@@ -23,13 +23,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from prlkit.config import FrodoConfig
+from prlkit.data.patches import IMAGE_CHANNELS  # frodo reads QSM and FLAIR, not the gating-mask channel
 from prlkit.errors import PrlkitError
 from prlkit.models.blocks import ResidualBlock3D, SpatialFiLM, squeeze_excite
 from prlkit.train.augment import apply_symmetry, named_symmetries
 
 QSM_CHANNEL = 0
 FLAIR_CHANNEL = 1
-IMAGE_CHANNELS = 2  # frodo reads QSM and FLAIR, not the gating-mask channel
 
 
 @contextlib.contextmanager

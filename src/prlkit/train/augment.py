@@ -20,10 +20,8 @@ from typing import NamedTuple
 import torch
 
 from prlkit.config import TrainConfig
-from prlkit.data.patches import CHANNELS
+from prlkit.data.patches import IMAGE_CHANNELS
 from prlkit.errors import PrlkitError
-
-IMAGE_CHANNELS = CHANNELS.index("mask")  # susceptibility, FLAIR: what intensity augmentation changes
 
 
 class CubeSymmetry(NamedTuple):
@@ -72,10 +70,10 @@ def random_intensities(x: torch.Tensor, generator: torch.Generator, scale: float
     susceptibility channel (0) gets Gaussian noise of std U(0, noise) inside the gate (voxels where an image
     channel is non-zero); one draw per sample and channel, from ``generator``."""
     images = x[:, :IMAGE_CHANNELS]
+    inside = (images != 0).any(dim=1, keepdim=True)
     gains = torch.exp((2 * torch.rand(images.shape[:2] + (1, 1, 1), generator=generator) - 1) * scale)
     images = images * gains
     if noise > 0:
-        inside = (x[:, :IMAGE_CHANNELS] != 0).any(dim=1, keepdim=True)
         std = noise * torch.rand((x.shape[0], 1, 1, 1, 1), generator=generator)
         speckle = torch.randn(inside.shape, generator=generator) * std * inside
         images = torch.cat([images[:, :1] + speckle, images[:, 1:]], dim=1)
