@@ -6,8 +6,10 @@ then `prlkit predict B`; the predicted lesion tables are joined with B's expert 
 lesion index). Scored: every labelled lesion B's predictions classify (not excluded, i.e. at
 least `lesions.min_voxels`, default 110). Reported: ROC-AUC, PR-AUC, lesions / Rim+, and the
 Spearman correlation of the score with lesion volume among Rim- lesions (a size bias a test
-cohort may not share). A training-free row `shell_minus_core` scores B directly with the mean QSM
-of the lesion's edge shell minus that of its core (`prlkit.synth.calibration.lesion_features`).
+cohort may not share); for trained methods also F1, sensitivity and specificity at the model's own
+threshold and the Brier score of its probabilities (`transfer.json` only). A training-free row
+`shell_minus_core` scores B directly with the mean QSM of the lesion's edge shell minus that of its
+core (`prlkit.synth.calibration.lesion_features`).
 
 Usage: PYTHONPATH=src python benchmarks/transfer.py --train A --test B [C ...] --methods frodo,aprl
        --out DIR [--profile quick] [--config FILE] [--threads 1] [--seed 0] [--cache-dir CACHE]
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, recall_score, roc_auc_score
 
 import prlkit
 from prlkit.config import LesionConfig, get_profile, load_config
@@ -74,7 +76,7 @@ def expert_lesions(cohort: Path | str, lesions: LesionConfig) -> pd.DataFrame:
 def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Predicted lesions with their expert labels, one row per lesion of both tables; raises when a
     lesion is in one table only (predictions of another cohort, or a changed lesion map)."""
-    joined = predictions[KEYS + ["probability", "excluded"]].merge(
+    joined = predictions[KEYS + ["probability", "rim_pred", "excluded"]].merge(
         labels[KEYS + ["rim", "volume_mm3"]], on=KEYS, how="outer", validate="one_to_one", indicator=True)
     unmatched = joined[joined["_merge"] != "both"]
     if len(unmatched):
@@ -107,6 +109,21 @@ def transfer_metrics(rim: np.ndarray, score: np.ndarray, volume: np.ndarray) -> 
         "pr_auc": float(average_precision_score(rim, score)) if both else None,
         "spearman_volume_rim_neg": None if np.isnan(rho) else float(rho),
         "spearman_p": None if np.isnan(p) else float(p),
+    }
+
+
+def operating_point(rim: np.ndarray, decision: np.ndarray, probability: np.ndarray) -> dict[str, float | None]:
+    """At the model's own threshold (fitted on its validation split): F1, sensitivity and specificity of
+    its Rim+ decisions, and the Brier score of its probabilities (the calibration the threshold and an
+    expected Rim+ count rely on); None where a class is missing."""
+    rim = np.asarray(rim, dtype=int)
+    decision = np.asarray(decision, dtype=int)
+    both = 0 < rim.sum() < len(rim)
+    return {
+        "f1": float(f1_score(rim, decision, zero_division=0)) if both else None,
+        "sensitivity": float(recall_score(rim, decision)) if both else None,
+        "specificity": float(recall_score(rim, decision, pos_label=0)) if both else None,
+        "brier": float(brier_score_loss(rim, np.asarray(probability, dtype=float))) if len(rim) else None,
     }
 
 
@@ -231,7 +248,8 @@ def main() -> None:
             record, predictions = predict_cohort(method, model, test, args)
             if predictions is not None:
                 table = scored(join_labels(predictions, labels[test.name]), "probability")
-                record.update(transfer_metrics(table["rim"], table["probability"], table["volume_mm3"]))
+                record.update(transfer_metrics(table["rim"], table["probability"], table["volume_mm3"]),
+                              **operating_point(table["rim"], table["rim_pred"], table["probability"]))
                 rows.append({"test": test.name, "method": method, "train_s": train.get("wall_s"),
                              "predict_s": record["wall_s"], **record})
             result["tests"][test.name][method] = record

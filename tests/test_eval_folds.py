@@ -157,6 +157,29 @@ def test_participant_level_split_is_the_authors_redrawn_group_shuffle_split():
         assert set(split.train) | set(split.val) | set(split.test) == _usable_index(lesions)
 
 
+def test_stratified_participant_split_holds_the_validation_fraction_of_the_rim_lesions():
+    """prlkit's `participant_stratified`: as many whole participants as the authors' split, but of 50 draws
+    (random states 50 * seed onwards) the one whose Rim+ share is closest to the validation fraction."""
+    lesions = _cohort()
+    folds = make_folds(lesions, seed=0)
+    stratified_gaps, authors_gaps, validation_sets = [], [], set()
+    for seed in range(6):
+        split = split_fold(lesions, folds, 0, by="participant_stratified", seed=seed)
+        authors = split_fold(lesions, folds, 0, by="participant", seed=seed)
+        val_p = set(lesions.loc[split.val, "participant_id"])
+        assert val_p.isdisjoint(lesions.loc[split.train, "participant_id"])
+        assert len(val_p) == lesions.loc[authors.val, "participant_id"].nunique()
+        assert set(split.train) | set(split.val) == set(authors.train) | set(authors.val)
+        assert (lesions.loc[split.train, "rim"] == 1).any()
+        dev_rim = (lesions.loc[np.r_[split.train, split.val], "rim"] == 1).sum()
+        stratified_gaps.append(abs((lesions.loc[split.val, "rim"] == 1).sum() / dev_rim - 0.2))
+        authors_gaps.append(abs((lesions.loc[authors.val, "rim"] == 1).sum() / dev_rim - 0.2))
+        validation_sets.add(frozenset(val_p))
+        assert np.array_equal(split.val, split_fold(lesions, folds, 0, by="participant_stratified", seed=seed).val)
+    assert max(stratified_gaps) < 0.02 < max(authors_gaps)
+    assert len(validation_sets) == 6  # every seed draws its own validation participants
+
+
 def test_pretraining_split_holds_out_participants():
     lesions = _cohort()
     dev = lesions[(lesions["excluded"] == "") & lesions["rim"].notna()]

@@ -91,13 +91,15 @@ def test_train_without_labels_is_an_error(toy, tmp_path, capsys):
 
 
 def test_train_command_trains_any_registered_method_for_predict(toy, tmp_path, capsys):
-    # the tiny config's `methods.aprl.network` makes a 20-tree forest: the wiring is tested, not the forest
+    # the tiny config's `methods.aprl.network` makes a 20-tree forest: the wiring is tested, not the forest;
+    # also prlkit's stratified validation split reaches the saved config from the command line
     dataset, config_path, root = toy
     out = tmp_path / "aprl"
     assert main(["train", str(dataset), "--method", "aprl", "--out", str(out), "--config", str(config_path),
-                 "--cache-dir", str(root / "cache"), "--no-progress"]) == 0
+                 "--val-split", "participant_stratified", "--cache-dir", str(root / "cache"), "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["method"] == "aprl"
-    assert json.loads((out / "model.json").read_text())["method"] == "aprl"
+    saved = json.loads((out / "model.json").read_text())
+    assert saved["method"] == "aprl" and saved["config"]["split"]["by"] == "participant_stratified"
     assert not (out / "training_curves.png").exists()  # no epochs to plot
     predictions = tmp_path / "predictions"
     assert main(["predict", str(dataset), "--model", str(out), "--out", str(predictions), "--participant-label", "00",

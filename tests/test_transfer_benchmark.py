@@ -64,6 +64,7 @@ def test_join_keeps_labelled_included_lesions_only(predictions):
     assert sorted(zip(joined["participant_id"], joined["index"])) == [("sub-01", 1), ("sub-01", 3), ("sub-02", 2)]
     row = joined[(joined["participant_id"] == "sub-02") & (joined["index"] == 2)].iloc[0]
     assert row["probability"] == pytest.approx(0.1) and row["rim"] == 0 and row["volume_mm3"] == 150.0
+    assert row["rim_pred"] == 0  # the model's own decision travels with its probability
 
 
 def test_join_refuses_lesions_missing_from_either_side(predictions):
@@ -87,6 +88,18 @@ def test_metrics_against_hand_computed_values():
     # Rim- lesions: scores 0.1, 0.7, 0.3, 0.2 and volumes 100, 400, 300, 200 rank alike
     assert metrics["spearman_volume_rim_neg"] == pytest.approx(1.0)
     assert metrics["spearman_p"] == pytest.approx(spearmanr([0.1, 0.7, 0.3, 0.2], [100, 400, 300, 200]).pvalue)
+
+
+def test_operating_point_against_scikit_learn():
+    rim = np.array([0, 0, 1, 0, 1, 0, 1])
+    decision = np.array([0, 1, 1, 0, 0, 0, 1])
+    probability = np.array([0.1, 0.6, 0.8, 0.3, 0.4, 0.2, 0.9])
+    point = transfer.operating_point(rim, decision, probability)
+    # 2 of 3 Rim+ found, 1 of 4 Rim- called Rim+: F1 = 2 * 2 / (2 * 2 + 1 + 1)
+    assert point["sensitivity"] == pytest.approx(2 / 3) and point["specificity"] == pytest.approx(3 / 4)
+    assert point["f1"] == pytest.approx(4 / 6)
+    assert point["brier"] == pytest.approx(np.mean((probability - rim) ** 2))
+    assert transfer.operating_point(np.zeros(3), np.zeros(3), np.zeros(3))["f1"] is None
 
 
 def test_metrics_without_both_classes_are_none():

@@ -284,13 +284,18 @@ class FinetuneConfig(TrainConfig):
                               f"not {self.threshold_on!r}")
 
 
+# development train/validation splits: the authors' code, prlkit's Rim+-stratified one, the paper text
+VAL_SPLITS = ("participant", "participant_stratified", "lesion")
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """Validation split of the development data, and outer folds for cross-validation.
 
     by: ``participant`` (the authors' code: `val_fraction` of the development participants, redrawn
-    until the validation set holds a Rim+ participant) or ``lesion`` (the paper text: `val_fraction`
-    of the lesions, stratified by label).
+    until the validation set holds a Rim+ participant), ``participant_stratified`` (prlkit's choice: whole
+    participants holding about `val_fraction` of the Rim+ lesions) or ``lesion`` (the paper text:
+    `val_fraction` of the lesions, stratified by label).
     """
 
     val_fraction: float = 0.2
@@ -301,8 +306,8 @@ class SplitConfig:
     def __post_init__(self) -> None:
         if not 0 < self.val_fraction < 1:
             raise PrlkitError(f"split.val_fraction must be in (0, 1), not {self.val_fraction}")
-        if self.by not in ("lesion", "participant"):
-            raise PrlkitError(f"split.by must be lesion or participant, not {self.by!r}")
+        if self.by not in VAL_SPLITS:
+            raise PrlkitError(f"split.by must be one of {', '.join(VAL_SPLITS)}, not {self.by!r}")
         if self.n_folds < 2:
             raise PrlkitError(f"split.n_folds must be >= 2, not {self.n_folds}")
 

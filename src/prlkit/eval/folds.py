@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from prlkit.atomic import write_text_atomic
+from prlkit.config import VAL_SPLITS
 from prlkit.errors import InputFileError, PrlkitError
 
 RIM_GROUPS = ("0", "1-3", "4-6", ">6")
@@ -202,11 +203,14 @@ def split_development(dev: pd.DataFrame, *, val_fraction: float = 0.2, by: str =
     ``by="participant"`` (the authors' code, ``split_train_val``): ceil(`val_fraction` · n) of the n
     development participants, drawn by scikit-learn's ``GroupShuffleSplit`` with seed, seed + 1, ...
     until the validation set holds a participant with a Rim+ lesion (it drives early stopping and the
-    F1 threshold); prlkit also requires one left for training. ``by="lesion"`` (the paper text, §3.2)
-    draws `val_fraction` of the lesions at random, stratified by rim label (``train_test_split``).
+    F1 threshold); prlkit also requires one left for training. ``by="participant_stratified"``
+    (prlkit's choice): the same number of whole participants, of 50 such draws the one whose share of the
+    Rim+ lesions is closest to `val_fraction` (not one Rim+ participant's few). ``by="lesion"``
+    (the paper text, §3.2) draws `val_fraction` of the lesions at random, stratified by rim label
+    (``train_test_split``).
     """
-    if by not in ("lesion", "participant"):
-        raise PrlkitError(f"development split: by must be 'lesion' or 'participant', got {by!r}")
+    if by not in VAL_SPLITS:
+        raise PrlkitError(f"development split: by must be one of {', '.join(VAL_SPLITS)}, got {by!r}")
     if not 0 < val_fraction < 1:
         raise PrlkitError(f"development split: val_fraction must be in (0, 1), got {val_fraction}")
     if by == "lesion":
@@ -215,7 +219,8 @@ def split_development(dev: pd.DataFrame, *, val_fraction: float = 0.2, by: str =
         train, val = train_test_split(dev.index.to_numpy(), test_size=val_fraction, stratify=dev["rim"],
                                       random_state=seed)
     else:
-        is_val = dev["participant_id"].isin(_validation_participants(dev, val_fraction, seed)).to_numpy()
+        choose = _stratified_validation_participants if by == "participant_stratified" else _validation_participants
+        is_val = dev["participant_id"].isin(choose(dev, val_fraction, seed)).to_numpy()
         train, val = dev.index.to_numpy()[~is_val], dev.index.to_numpy()[is_val]
     if not (dev.loc[val, "rim"] == 1).any():
         raise PrlkitError("development split: the validation set has no Rim+ lesion")
@@ -227,19 +232,42 @@ SPLIT_ATTEMPTS = 50  # the authors' code redraws the validation participants up 
 
 def _validation_participants(dev: pd.DataFrame, val_fraction: float, seed: int) -> list[str]:
     """The validation participants of the authors' redrawn participant split (see :func:`split_development`)."""
+    return _usable_draws(dev, val_fraction, first_state=seed)[0]
+
+
+def _stratified_validation_participants(dev: pd.DataFrame, val_fraction: float, seed: int) -> list[str]:
+    """The validation participants of prlkit's stratified split (see :func:`split_development`): of the draws
+    from random states `SPLIT_ATTEMPTS` · seed onwards (so that each seed has draws of its own), the first
+    whose share of the Rim+ lesions is closest to `val_fraction`."""
+    rim_per_participant = dev[dev["rim"] == 1].groupby(dev["participant_id"].astype(str)).size()
+
+    def gap(participants: list[str]) -> float:
+        share = rim_per_participant.reindex(participants, fill_value=0).sum() / rim_per_participant.sum()
+        return abs(share - val_fraction)
+
+    return min(_usable_draws(dev, val_fraction, first_state=SPLIT_ATTEMPTS * seed), key=gap)
+
+
+def _usable_draws(dev: pd.DataFrame, val_fraction: float, *, first_state: int) -> list[list[str]]:
+    """The validation participants of each of `SPLIT_ATTEMPTS` ``GroupShuffleSplit`` draws (random states
+    `first_state`, `first_state` + 1, ...)
+    that leave a participant with a Rim+ lesion on both sides, in draw order (at least one, else an error)."""
     ids = np.array(sorted(dev["participant_id"].astype(str).unique()))
     with_rim = set(dev.loc[dev["rim"] == 1, "participant_id"].astype(str))
     if len(with_rim) < 2:
         raise PrlkitError(f"development split: {len(with_rim)} development participant(s) with a Rim+ lesion; a "
                           "participant-level validation split needs at least 2 (one for training, one for validation)"
                           "; use --val-split lesion for the paper text's lesion-level split")
+    draws = []
     for attempt in range(SPLIT_ATTEMPTS):
-        splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed + attempt)
+        splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=first_state + attempt)
         train_rows, val_rows = next(splitter.split(ids, groups=ids))
         if with_rim & set(ids[val_rows]) and with_rim & set(ids[train_rows]):
-            return ids[val_rows].tolist()
-    raise PrlkitError(f"development split: {SPLIT_ATTEMPTS} draws of the validation participants never put a Rim+ "
-                      "participant on both sides; use --val-split lesion or a larger --val-fraction")
+            draws.append(ids[val_rows].tolist())
+    if not draws:
+        raise PrlkitError(f"development split: {SPLIT_ATTEMPTS} draws of the validation participants never put a "
+                          "Rim+ participant on both sides; use --val-split lesion or a larger --val-fraction")
+    return draws
 
 
 def pretraining_split(dev: pd.DataFrame, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -280,7 +308,7 @@ def fold_plan(lesions: pd.DataFrame, folds: pd.DataFrame, *, val_fraction: float
             split_fold(lesions, folds, int(fold), val_fraction=val_fraction, by=by, seed=seed)
             problem = ""
         except PrlkitError as error:
-            other_split = "--val-split lesion" if by == "participant" else "a larger --val-fraction"
+            other_split = "a larger --val-fraction" if by == "lesion" else "--val-split lesion"
             remedy = f"fewer folds (--n-folds) or {other_split}"
             problem = f"{error}; try {remedy}"
         rows.append({"fold": int(fold), **counts, "problem": problem})

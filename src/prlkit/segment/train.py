@@ -70,7 +70,7 @@ def participant_split(lesions: pd.DataFrame, train_index: np.ndarray, val_index:
                       config: Config) -> tuple[list[str], list[str]]:
     """Training and validation participants of a development split; disjoint, because the network
     sees whole volumes (a lesion-level split is redone by participant with the same fraction and seed)."""
-    if config.split.by == "participant":
+    if config.split.by != "lesion":
         train, val = lesions.loc[train_index], lesions.loc[val_index]
     else:
         dev = lesions.loc[np.r_[train_index, val_index]]
