@@ -8,6 +8,7 @@ from sklearn.metrics import f1_score
 
 from prlkit.config import SegmentConfig, config_from_dict, get_profile
 from prlkit.errors import PrlkitError
+from prlkit.eval.folds import split_development
 from prlkit.segment.inference import class_probabilities, lesion_region
 from prlkit.segment.network import build_segmentation_network
 from prlkit.segment.readout import (
@@ -20,6 +21,7 @@ from prlkit.segment.readout import (
 )
 from prlkit.segment.sampling import PatchSampler
 from prlkit.segment.stage import SegmentationTraining
+from prlkit.segment.train import participant_split
 from prlkit.segment.volumes import SegmentVolume, class_targets
 
 from conftest import ball
@@ -204,3 +206,20 @@ def test_segment_norm_switch_reaches_every_normalisation_layer(norm, network, ch
     expected = {"instance": torch.nn.InstanceNorm3d, "batch": torch.nn.BatchNorm3d}[norm]
     norms = [type(m) for m in build_segmentation_network(config).modules() if "Norm3d" in type(m).__name__]
     assert norms and set(norms) == {expected}
+
+
+@pytest.mark.parametrize("by", ["participant", "participant_stratified", "lesion"])
+def test_segmentation_keeps_participant_splits_and_redraws_a_lesion_split_by_participant(by):
+    """The network sees whole volumes: a participant-level split (either kind) is used as given; a
+    lesion-level one is redrawn by participant with the same fraction and seed."""
+    rows = [{"participant_id": f"sub-{p:02d}", "rim": float(k < p % 3)} for p in range(10) for k in range(4)]
+    lesions = pd.DataFrame(rows)
+    train_index, val_index = lesions.index[lesions["participant_id"] >= "sub-02"], lesions.index[:8]
+    config = config_from_dict({"split": {"by": by}})
+    train, val = participant_split(lesions, train_index.to_numpy(), val_index.to_numpy(), config)
+    assert not set(train) & set(val) and set(train) | set(val) == set(lesions["participant_id"])
+    if by == "lesion":
+        _, redrawn = split_development(lesions, by="participant", seed=0)
+        assert val == sorted(lesions.loc[redrawn, "participant_id"].unique()) != ["sub-00", "sub-01"]
+    else:
+        assert val == ["sub-00", "sub-01"]
