@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prlkit.config import PHASE_SIGNS, PROFILES, SUSCEPTIBILITY_INPUTS, Config, get_profile, load_config
+from prlkit.config import PHASE_SIGNS, PROFILES, SUSCEPTIBILITY_INPUTS, VAL_SPLITS, Config, get_profile, load_config
 from prlkit.data.plausibility import QSM_UNITS
 from prlkit.errors import PrlkitError
 from prlkit.synth.profiles import PROFILES as SYNTH_PROFILES
@@ -91,6 +91,13 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, help="patch cache folder (default $PRLKIT_CACHE or ~/.cache/prlkit)")
     add_device_option(parser)
     add_progress_option(parser)
+
+
+def add_val_split_option(parser: argparse.ArgumentParser, inside: str = "") -> None:
+    """`--val-split`: how the development data are split into training and validation (`split.by`)."""
+    parser.add_argument("--val-split", choices=VAL_SPLITS, help=f"validation split{inside}: by participant (the "
+                        "authors' code, default), participant_stratified (whole participants holding about the "
+                        "validation fraction of the Rim+ lesions, prlkit's choice) or lesion (the paper text)")
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:

@@ -10,12 +10,13 @@ from prlkit.cli import positive_int
 from prlkit.commands.common import (
     add_config_options,
     add_data_options,
+    add_val_split_option,
     config_from_args,
     load_patch_set,
     with_split_overrides,
 )
 from prlkit.commands.train import resume_hint
-from prlkit.config import VAL_SPLITS, load_config
+from prlkit.config import load_config
 from prlkit.errors import PrlkitError
 
 
@@ -49,10 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", help="method the others are tested against (default: the first)")
     parser.add_argument("--folds", type=Path, help="folds.tsv of an earlier run, to reuse its split")
     parser.add_argument("--n-folds", type=int, help="number of outer folds (default from the profile: 5)")
-    parser.add_argument("--val-split", choices=VAL_SPLITS, help="validation split inside the development folds: by "
-                        "participant (the authors' code, default), participant_stratified (whole participants "
-                        "holding about the validation fraction of the Rim+ lesions, prlkit's choice) or lesion "
-                        "(the paper text)")
+    add_val_split_option(parser, " inside the development folds")
     parser.add_argument("--seed", type=int, help="seed of folds, splits and training")
     parser.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="participant-level bootstrap "
                         "resamples for the 95 %% CIs of pooled AUCs and AUC differences (default 2000; 0: none)")

@@ -14,12 +14,13 @@ from prlkit.atomic import remove_stale, staged_output
 from prlkit.commands.common import (
     add_config_options,
     add_data_options,
+    add_val_split_option,
     config_from_args,
     load_patch_set,
     require_empty_output,
     with_split_overrides,
 )
-from prlkit.config import VAL_SPLITS, save_config
+from prlkit.config import save_config
 from prlkit.errors import PrlkitError
 from prlkit.methods.finalize import warn_about_validation
 
@@ -40,10 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the main method); prlseg trains with `prlkit segment train`")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the model")
     parser.add_argument("--val-fraction", type=float, help="validation fraction (default from the profile: 0.2)")
-    parser.add_argument("--val-split", choices=VAL_SPLITS, help="validation split: by "
-                        "participant (the authors' code, default), participant_stratified (whole participants "
-                        "holding about the validation fraction of the Rim+ lesions, prlkit's choice) or lesion "
-                        "(the paper text)")
+    add_val_split_option(parser)
     parser.add_argument("--seed", type=int, help="seed of the split and of training")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     parser.add_argument("--pretrained-encoders", type=Path, metavar="FILE", help="frodo: start fine-tuning from "
