@@ -10,13 +10,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from prlkit.data.patches import IMAGE_CHANNELS
 from prlkit.errors import InputFileError
 from prlkit.eval.folds import pretraining_split
 from prlkit.methods.contract import TrainingJob
 from prlkit.methods.finalize import finalize
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import TrainedModel
-from prlkit.models.frodo import IMAGE_CHANNELS, FrodoEnsemble, FrodoNet, with_test_time_symmetries
+from prlkit.models.frodo import FrodoEnsemble, FrodoNet, with_test_time_symmetries
 from prlkit.train.augment import training_augmentation
 from prlkit.train.loop import FitResult, Split, fit
 from prlkit.train.sampling import sampling_weights
