@@ -32,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train the two-stream QSM-FLAIR network (or another --method) on a labelled cohort",
         description="Train on all labelled lesions of a cohort: a seeded validation split (--val-fraction) "
-        "drives early stopping, the F1-optimal threshold and probability calibration. Writes model.safetensors, "
-        "model.json, config.yaml, lesions.tsv (with the split), training_curves.png (epoch-trained methods) and "
-        "per-stage logs to --out.",
+        "drives early stopping (profile paper; quick trains a fixed budget), the F1-optimal threshold and "
+        "probability calibration. Writes model.safetensors, model.json, config.yaml, lesions.tsv (with the split), "
+        "training_curves.png (epoch-trained methods) and per-stage logs to --out.",
     )
     parser.add_argument("dataset", help="BIDS folder or manifest .csv")
     parser.add_argument("--method", default="frodo", help="registered method (prlkit cv --list-methods; default frodo, "
