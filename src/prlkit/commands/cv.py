@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cross-validate methods on participant-level folds and compare them",
         description="Five participant-level folds stratified by Rim+ burden; per fold every method trains on the "
         "development folds (validation split for early stopping where the profile stops early, threshold and "
-        "calibration) and predicts the "
-        "held-out fold once. Writes folds.tsv, oof_predictions.tsv, per_fold_metrics.tsv, results.md/json, "
+        "calibration) and predicts the held-out fold once. Writes folds.tsv, oof_predictions.tsv, "
+        "per_fold_metrics.tsv, results.md/json, "
         "cv_curves.png, counts.png and calibration.png to --out. Rerunning skips finished (method, fold) pairs.",
     )
     parser.add_argument("dataset", help="BIDS folder or manifest .csv")
