@@ -12,6 +12,7 @@ from prlkit.errors import PrlkitError
 from prlkit.synth.cohort import write_cohort
 from prlkit.synth.phase import DEFAULT_PHASE_SIGN, PHASE_SIGNS
 from prlkit.synth.profiles import PROFILES, get_profile
+from prlkit.synth.real_anatomy import AnatomySource
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         replacement="--synth-profile", help="deprecated alias of --synth-profile, removed in the "
                         "next release")
     parser.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), help="override the voxel grid")
+    parser.add_argument("--anatomy", type=Path, nargs="+", metavar="T1W",
+                        help="draw the participants on these real brains (skull-stripped T1w images on a 1 mm grid, "
+                             "used in turn) instead of the phantom's; tissues are read from the T1w intensities "
+                             "(README, *The synthetic cohort*)")
+    parser.add_argument("--anatomy-lesions", type=Path, nargs="+", metavar="MASK",
+                        help="the lesion masks of the --anatomy images, in the same order: their lesions are "
+                             "filled in as white matter, so the simulated lesions are the only ones")
     parser.add_argument("--preview", action="store_true",
                         help="also write OUT/sourcedata/preview.png, a montage of Rim+ and Rim- lesions")
     parser.add_argument("--phase-sign", choices=sorted(PHASE_SIGNS), default=DEFAULT_PHASE_SIGN,
@@ -39,13 +47,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def anatomy_sources(args: argparse.Namespace) -> tuple[AnatomySource, ...]:
+    """(T1w, lesion mask or None) pairs of --anatomy and --anatomy-lesions, as strings for the workers."""
+    if not args.anatomy:
+        if args.anatomy_lesions:
+            raise PrlkitError("--anatomy-lesions needs --anatomy (the T1w images the masks belong to)")
+        return ()
+    if args.shape:
+        raise PrlkitError("--shape and --anatomy exclude each other: with --anatomy the grid is the T1w's")
+    masks = args.anatomy_lesions or [None] * len(args.anatomy)
+    if len(masks) != len(args.anatomy):
+        raise PrlkitError(f"--anatomy-lesions: {len(masks)} mask(s) for {len(args.anatomy)} --anatomy image(s); "
+                          "give one per image, in the same order")
+    return tuple((str(t1w), None if mask is None else str(mask)) for t1w, mask in zip(args.anatomy, masks))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise PrlkitError(f"--jobs {args.jobs}: need at least 1")
     profile = replace(get_profile(args.synth_profile, tuple(args.shape) if args.shape else None),
                       phase_sign=args.phase_sign)
     truth = write_cohort(args.out, args.subjects, args.seed, profile, jobs=args.jobs, preview=args.preview,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, anatomies=anatomy_sources(args))
     log.info("wrote %d subjects, %d lesions (%d Rim+) to %s", args.subjects, len(truth), int(truth["rim"].sum()),
              args.out)
     if args.preview:

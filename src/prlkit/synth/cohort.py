@@ -22,6 +22,7 @@ from prlkit.synth.phase import HIGHPASS_SIGMA_MM, simulate_phase
 from prlkit.synth.profiles import Profile
 from prlkit.synth.qsm import BRAIN_PAD, measured_field, tkd_inversion
 from prlkit.synth.randomise import randomised_profile
+from prlkit.synth.real_anatomy import AnatomySource, anatomy_from_template, load_template
 
 # Per-site acquisition: QSM field noise (ppm), TKD threshold, residual background field (ppm),
 # FLAIR lesion contrast range, MR noise (fraction of WM), bias field strength, and the T2*-weighted
@@ -74,26 +75,34 @@ def ras_affine(shape: tuple[int, int, int]) -> np.ndarray:
     return affine
 
 
-def generate_subject(seed: int, index: int, n_subjects: int, profile: Profile) -> Subject:
-    """Generate subject `index` of a cohort: anatomy, lesions, QSM and phase by physics, FLAIR, T1w."""
+def generate_subject(seed: int, index: int, n_subjects: int, profile: Profile,
+                     anatomies: tuple[AnatomySource, ...] = ()) -> Subject:
+    """Generate subject `index` of a cohort: anatomy, lesions, QSM and phase by physics, FLAIR, T1w.
+    With `anatomies` (real T1w images, optionally with their lesion masks) subject `index` is drawn on
+    brain `index mod len(anatomies)` instead of the phantom's (`prlkit.synth.real_anatomy`)."""
     rng = subject_rng(seed, index)
     site = list(SITES)[int(rng.integers(len(SITES)))]
     if profile.randomise:
         profile = randomised_profile(rng, profile)
     acq = SITES[site]
     specs = sample_lesions(rng, profile.lesions)
-    anatomy = make_anatomy(rng, profile.shape)
+    if anatomies:
+        template = load_template(*anatomies[index % len(anatomies)])
+        anatomy, affine = anatomy_from_template(rng, template), template.affine
+    else:
+        anatomy, affine = make_anatomy(rng, profile.shape), ras_affine(profile.shape)
+    shape = anatomy.tissue.shape
     add_medullary_veins(rng, anatomy, profile.n_medullary_veins)
     labels, drawn = render_lesions(rng, anatomy, specs, profile.lesions.streak_chi)
-    veins = rasterize_veins(anatomy.veins, profile.shape) * anatomy.brain
+    veins = rasterize_veins(anatomy.veins, shape) * anatomy.brain
     chi = ndimage.gaussian_filter(anatomy.chi + veins, 0.5)
     qsm_mask = ndimage.binary_erosion(anatomy.brain, iterations=2)
     field = measured_field(chi * anatomy.brain, rng, acq["field_noise"] * profile.field_noise_scale,
-                           acq["background"], smooth_noise(rng, profile.shape, 20.0))
+                           acq["background"], smooth_noise(rng, shape, 20.0))
     qsm = tkd_inversion(field, qsm_mask, threshold=acq["tkd"] * profile.tkd_scale, pad=BRAIN_PAD)
     phase = simulate_phase(field, qsm_mask, acq["b0"], acq["te"], profile.phase_sign)
     n = int(labels.max())
-    texture = tissue_texture(rng, profile.shape)
+    texture = tissue_texture(rng, shape)
     flair = mr_image(rng, anatomy.tissue, labels, lesion_intensities(rng, n, *acq["flair_lesion"]),
                      FLAIR_TISSUE, texture, acq["noise"], acq["bias"])
     t1w = mr_image(rng, anatomy.tissue, labels, lesion_intensities(rng, n, 0.5, 0.9), T1_TISSUE,
@@ -106,7 +115,7 @@ def generate_subject(seed: int, index: int, n_subjects: int, profile: Profile) -
                  confluent=int(d.confluent), core_delta_ppm=round(d.spec.core_delta_ppm, 5),
                  center_i=d.centre[0], center_j=d.centre[1], center_k=d.centre[2], site=site) for d in drawn]
     labels, truth = _relabel(labels, pd.DataFrame(rows, columns=TRUTH_COLUMNS))
-    return Subject(pid, site, ras_affine(profile.shape), qsm, phase, acq["b0"], acq["te"], flair, t1w, labels, truth)
+    return Subject(pid, site, affine, qsm, phase, acq["b0"], acq["te"], flair, t1w, labels, truth)
 
 
 def _relabel(labels: np.ndarray, truth: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
@@ -136,25 +145,29 @@ def write_subject(root: Path, subject: Subject) -> None:
     table.to_csv(lesions / f"{pid}_desc-lesions_dseg.tsv", sep="\t", index=False)
 
 
-def _subject_job(task: tuple[Path, int, int, int, Profile]) -> tuple[str, str, pd.DataFrame]:
-    root, seed, index, n_subjects, profile = task
-    subject = generate_subject(seed, index, n_subjects, profile)
+def _subject_job(task: tuple[Path, int, int, int, Profile, tuple[AnatomySource, ...]]) -> tuple[str, str, pd.DataFrame]:
+    root, seed, index, n_subjects, profile, anatomies = task
+    subject = generate_subject(seed, index, n_subjects, profile, anatomies)
     write_subject(root, subject)
     return subject.participant_id, subject.site, subject.truth
 
 
 def write_cohort(out: Path, n_subjects: int, seed: int, profile: Profile, jobs: int = 2,
-                 preview: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Write a whole cohort to `out` atomically (all or nothing); returns the truth table."""
+                 preview: bool = False, progress: bool = True,
+                 anatomies: tuple[AnatomySource, ...] = ()) -> pd.DataFrame:
+    """Write a whole cohort to `out` atomically (all or nothing); returns the truth table. `anatomies`:
+    real brains to draw the participants on (`generate_subject`), checked before anything is written."""
     out = Path(out)
     if n_subjects < 1:
         raise PrlkitError(f"--subjects {n_subjects}: need at least one subject")
+    for source in anatomies:
+        load_template(*source)
     if out.exists():
         if not out.is_dir() or any(out.iterdir()):
             raise PrlkitError(f"{out}: already exists and is not an empty folder; choose a new output folder")
         out.rmdir()
     with atomic_directory(out) as root:
-        tasks = [(root, seed, i, n_subjects, profile) for i in range(n_subjects)]
+        tasks = [(root, seed, i, n_subjects, profile, anatomies) for i in range(n_subjects)]
         bar = dict(total=n_subjects, desc="subjects", unit="subject", disable=not progress)
         if jobs > 1 and n_subjects > 1:
             with ProcessPoolExecutor(max_workers=min(jobs, n_subjects)) as pool:
@@ -163,7 +176,7 @@ def write_cohort(out: Path, n_subjects: int, seed: int, profile: Profile, jobs: 
             results = [_subject_job(task) for task in tqdm(tasks, **bar)]
         participants = pd.DataFrame([r[:2] for r in results], columns=["participant_id", "site"])
         truth = pd.concat([r[2] for r in results], ignore_index=True)
-        _write_cohort_files(root, participants, truth, seed, profile)
+        _write_cohort_files(root, participants, truth, seed, profile, anatomies)
         if preview:
             from prlkit.synth.preview import write_preview
 
@@ -172,14 +185,16 @@ def write_cohort(out: Path, n_subjects: int, seed: int, profile: Profile, jobs: 
 
 
 def _write_cohort_files(root: Path, participants: pd.DataFrame, truth: pd.DataFrame, seed: int,
-                        profile: Profile) -> None:
+                        profile: Profile, anatomies: tuple[AnatomySource, ...]) -> None:
     """dataset_description.json, participants.tsv and sourcedata/truth.tsv."""
+    grid = (f"anatomy of {', '.join(Path(t1w).name for t1w, _ in anatomies)} (in turn)" if anatomies
+            else f"grid {list(profile.shape)}")
     description = {
         "Name": f"prlkit synthetic MS cohort (seed {seed}, profile {profile.name})",
         "BIDSVersion": "1.9.0",
         "DatasetType": "raw",
         "GeneratedBy": [{"Name": "prlkit simulate",
-                         "Description": f"{len(participants)} subjects, grid {list(profile.shape)}; phase "
+                         "Description": f"{len(participants)} subjects, {grid}; phase "
                                         f"(part-phase_T2starw): unwrapped, high-pass filtered (Gaussian sigma "
                                         f"{HIGHPASS_SIGMA_MM:g} mm), sign convention {profile.phase_sign} "
                                         f"(paramagnetic = {profile.phase_sign} phase)"}],

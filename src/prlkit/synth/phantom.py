@@ -57,9 +57,21 @@ class Anatomy:
     centre: np.ndarray  # brain centre (voxel coordinates)
     radii: np.ndarray  # brain semi-axes (voxels)
     veins: list = field(default_factory=list)  # (points (n, 3), chi) polylines
+    real: bool = False  # a real brain (prlkit.synth.real_anatomy): tissue distances are mm, not phantom-scaled
+
+    @property
+    def size_scale(self) -> float:
+        """The brain's size relative to the default phantom's (47-voxel mean semi-axis)."""
+        return float(self.radii.mean() / 47.0)
+
+    @property
+    def distance_scale(self) -> float:
+        """Voxels per millimetre of the default phantom's tissue distances (cortex depth, distance to the
+        ventricles): the phantom is drawn small and scales them with its size; a real brain is at 1 mm."""
+        return 1.0 if self.real else self.size_scale
 
 
-def _grid(shape: tuple[int, int, int], centre: np.ndarray, radii: np.ndarray) -> list[np.ndarray]:
+def normalised_grid(shape: tuple[int, int, int], centre: np.ndarray, radii: np.ndarray) -> list[np.ndarray]:
     """Coordinates normalised by the brain radii (broadcastable, not materialised)."""
     return [((np.arange(n) - c) / r).reshape([-1 if i == j else 1 for j in range(3)]).astype(np.float32)
             for i, (n, c, r) in enumerate(zip(shape, centre, radii))]
@@ -71,7 +83,7 @@ def make_anatomy(rng: np.random.Generator, shape: tuple[int, int, int]) -> Anato
     centre = (np.asarray(shape) - 1) / 2.0 + rng.normal(0, 1.0, 3)
     radii = np.asarray(shape) * np.array([0.40, 0.42, 0.38]) * rng.uniform(0.94, 1.0)
     scale = float(radii.mean() / 47.0)
-    ux, uy, uz = _grid(shape, centre, radii)
+    ux, uy, uz = normalised_grid(shape, centre, radii)
     r = np.sqrt(ux**2 + uy**2 + (uz - 0.25 * np.minimum(uz, 0) ** 2) ** 2)  # flatter base
     r = r * (1.0 + 0.035 * smooth_noise(rng, shape, 10.0 * scale))
     brain = r < 1.0
@@ -99,11 +111,17 @@ def make_anatomy(rng: np.random.Generator, shape: tuple[int, int, int]) -> Anato
     tissue[cortex & (tissue == WM)] = GM
     tissue[(sulcus | (depth < 1.0)) & brain] = CSF
 
-    chi = np.zeros(shape, dtype=np.float32)
+    return Anatomy(tissue, tissue_susceptibility(rng, tissue, brain), brain, depth, centre, radii)
+
+
+def tissue_susceptibility(rng: np.random.Generator, tissue: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Susceptibility (ppm) of a tissue map: each tissue's literature value scaled by ±15 % for this
+    participant, plus fine texture inside the brain."""
+    chi = np.zeros(tissue.shape, dtype=np.float32)
     for code, value in TISSUE_CHI.items():
         chi[tissue == code] = value * rng.uniform(0.85, 1.15)
-    chi += 0.004 * smooth_noise(rng, shape, 1.5) * brain
-    return Anatomy(tissue, chi, brain, depth, centre, radii)
+    chi += 0.004 * smooth_noise(rng, tissue.shape, 1.5) * brain
+    return chi
 
 
 def tortuous_paths(rng: np.random.Generator, starts: np.ndarray, targets: np.ndarray, n_steps: int,
@@ -125,8 +143,9 @@ def tortuous_paths(rng: np.random.Generator, starts: np.ndarray, targets: np.nda
 
 def add_medullary_veins(rng: np.random.Generator, anatomy: Anatomy, n_veins: int) -> None:
     """Thin tortuous veins from under the cortex towards the ventricles, plus internal cerebral veins."""
-    scale = float(anatomy.radii.mean() / 47.0)
-    candidates = np.flatnonzero((anatomy.tissue == WM) & (anatomy.depth > 3 * scale) & (anatomy.depth < 6 * scale))
+    scale, depth_scale = anatomy.size_scale, anatomy.distance_scale
+    candidates = np.flatnonzero((anatomy.tissue == WM) & (anatomy.depth > 3 * depth_scale)
+                                & (anatomy.depth < 6 * depth_scale))
     starts = np.column_stack(np.unravel_index(rng.choice(candidates, n_veins), anatomy.tissue.shape)).astype(float)
     side = np.sign(starts[:, 0] - anatomy.centre[0])
     targets = anatomy.centre + np.column_stack([side * 0.12 * anatomy.radii[0], np.zeros(n_veins),
@@ -184,7 +203,7 @@ class RenderedLesion:
 def _candidate_centres(anatomy: Anatomy) -> dict[str, np.ndarray]:
     """Flat voxel indices where lesions of each location class may be centred."""
     wm = anatomy.tissue == WM
-    scale = float(anatomy.radii.mean() / 47.0)
+    scale = anatomy.distance_scale
 
     def near(code_mask: np.ndarray, distance: float) -> np.ndarray:
         """Within `distance` voxels (chessboard) of `code_mask`: a separable maximum filter."""
@@ -316,8 +335,9 @@ def render_lesions(rng: np.random.Generator, anatomy: Anatomy, specs: list[Lesio
             centre = centres[spec.confluent_with] + direction * 0.8 * (radius_est + partner_radius)
             centre = np.clip(np.rint(centre), 0, np.asarray(shape) - 1)
         else:
-            pool = candidates[spec.location]
-            centre = np.array(np.unravel_index(rng.choice(pool), shape), dtype=float)
+            if candidates[spec.location].size == 0:  # a real brain may lack, e.g., deep white matter
+                spec.location = max(candidates, key=lambda location: candidates[location].size)
+            centre = np.array(np.unravel_index(rng.choice(candidates[spec.location]), shape), dtype=float)
         reach = int(np.ceil(2.2 * radius_est)) + 4
         box = _box(centre, reach, shape)
         origin = np.array([s.start for s in box], dtype=float)
