@@ -16,7 +16,6 @@ from prlkit.synth.phantom import BACKGROUND, CSF, GM, VENTRICLE, WM, make_anatom
 from prlkit.synth.profiles import get_profile
 from prlkit.synth.real_anatomy import load_template, segment_tissues
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "open_ms_data"
 SHAPE = (80, 96, 80)
 
 
@@ -136,10 +135,8 @@ def test_simulate_with_a_bad_anatomy_writes_nothing(tmp_path):
 
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_real_t1w_gives_a_plausible_brain_and_cohort(tmp_path):
-    t1w, mask = REALDATA / "patient26" / "T1.nii.gz", REALDATA / "patient26" / "lesion_mask.nii.gz"
-    if not t1w.exists():
-        pytest.skip(f"{REALDATA} is absent")
+def test_real_t1w_gives_a_plausible_brain_and_cohort(tmp_path, realdata):
+    t1w, mask = realdata / "patient26" / "T1.nii.gz", realdata / "patient26" / "lesion_mask.nii.gz"
     template = load_template(str(t1w), str(mask))
     brain = template.tissue[template.tissue != BACKGROUND]
     assert 0.35 < np.mean(brain == WM) < 0.7
