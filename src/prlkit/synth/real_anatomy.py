@@ -52,7 +52,6 @@ class AnatomyTemplate:
 
     tissue: np.ndarray  # uint8 codes of prlkit.synth.phantom
     affine: np.ndarray
-    source: str  # the T1w file name, for the cohort's description
 
 
 def _canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +129,7 @@ def load_template(t1w_path: str, lesions_path: str | None = None) -> AnatomyTemp
     affine = affine.copy()
     affine[:3, 3] = affine[:3, :3] @ low + affine[:3, 3]
     tissue = segment_tissues(data[crop], brain[crop], None if own_lesions is None else own_lesions[crop])
-    return AnatomyTemplate(tissue=tissue, affine=affine, source=t1w.path.name)
+    return AnatomyTemplate(tissue=tissue, affine=affine)
 
 
 def anatomy_from_template(rng: np.random.Generator, template: AnatomyTemplate) -> Anatomy:
