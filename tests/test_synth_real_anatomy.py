@@ -11,7 +11,7 @@ import pytest
 from prlkit.commands import simulate
 from prlkit.errors import InputFileError, PrlkitError
 from prlkit.synth.cohort import generate_subject, write_cohort
-from prlkit.synth.mri import T1_TISSUE
+from prlkit.synth.mri import FLAIR_TISSUE, T1_TISSUE
 from prlkit.synth.phantom import BACKGROUND, CSF, GM, VENTRICLE, WM, make_anatomy
 from prlkit.synth.profiles import get_profile
 from prlkit.synth.real_anatomy import load_template, segment_tissues
@@ -84,6 +84,16 @@ def test_template_refuses_what_the_simulator_cannot_use(tmp_path, problem, expec
     path = tmp_path / f"{problem}_T1w.nii.gz"
     nib.save(nib.Nifti1Image(t1w, affine), path)
     with pytest.raises(InputFileError, match=expected) as error:
+        load_template(str(path))
+    assert str(path) in str(error.value)
+
+
+def test_a_flair_is_refused_as_anatomy(tmp_path):
+    tissue = make_anatomy(np.random.default_rng(0), SHAPE).tissue
+    flair = 300 * np.vectorize(FLAIR_TISSUE.get)(tissue).astype(np.float32)  # grey matter brightest
+    path = tmp_path / "sub-01_FLAIR.nii.gz"
+    nib.save(nib.Nifti1Image(flair, np.eye(4)), path)
+    with pytest.raises(InputFileError, match="give a T1w") as error:
         load_template(str(path))
     assert str(path) in str(error.value)
 

@@ -75,7 +75,8 @@ def _check_grid(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
 
 def segment_tissues(t1w: np.ndarray, brain: np.ndarray, own_lesions: np.ndarray | None = None) -> np.ndarray:
     """Tissue codes of a skull-stripped T1w: mixture classes CSF/GM/WM, deep CSF as ventricle, the
-    phantom's nucleus ellipsoids (see the module); the image's own lesions count as WM."""
+    phantom's nucleus ellipsoids (see the module); the image's own lesions count as WM. ValueError when
+    the contrast is not a T1w's (the brightest class is not the deeper one)."""
     lesions = np.zeros_like(brain) if own_lesions is None else ndimage.binary_dilation(own_lesions & brain)
     fit_voxels = t1w[brain & ~lesions].astype(np.float64)
     step = max(1, fit_voxels.size // MIXTURE_SAMPLE)
@@ -85,9 +86,12 @@ def segment_tissues(t1w: np.ndarray, brain: np.ndarray, own_lesions: np.ndarray 
     codes[order] = (CSF, GM, WM)
     tissue = np.full(t1w.shape, BACKGROUND, dtype=np.uint8)
     tissue[brain] = codes[mixture.predict(t1w[brain].astype(np.float64)[:, None])]
+    depth = ndimage.distance_transform_edt(brain)
+    if depth[tissue == WM].mean() < depth[tissue == GM].mean():
+        raise ValueError("the brightest tissue lies nearer the brain surface than the middle one, as grey matter "
+                         "does on FLAIR or T2w: give a T1w (white matter brightest)")
     tissue[lesions] = WM
 
-    depth = ndimage.distance_transform_edt(brain)
     deep_csf, n = ndimage.label((tissue == CSF) & (depth > VENTRICLE_DEPTH_MM))
     sizes = ndimage.sum_labels(np.ones_like(deep_csf), deep_csf, index=np.arange(1, n + 1))
     tissue[np.isin(deep_csf, 1 + np.flatnonzero(sizes >= MIN_VENTRICLE_VOXELS))] = VENTRICLE
@@ -128,7 +132,10 @@ def load_template(t1w_path: str, lesions_path: str | None = None) -> AnatomyTemp
     crop = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
     affine = affine.copy()
     affine[:3, 3] = affine[:3, :3] @ low + affine[:3, 3]
-    tissue = segment_tissues(data[crop], brain[crop], None if own_lesions is None else own_lesions[crop])
+    try:
+        tissue = segment_tissues(data[crop], brain[crop], None if own_lesions is None else own_lesions[crop])
+    except ValueError as error:
+        raise InputFileError(t1w.path, str(error)) from None
     return AnatomyTemplate(tissue=tissue, affine=affine)
 
 
