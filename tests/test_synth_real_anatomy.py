@@ -161,3 +161,23 @@ def test_real_t1w_gives_a_plausible_brain_and_cohort(tmp_path, realdata):
     truth = pd.read_csv(out / "sourcedata" / "truth.tsv", sep="\t")
     assert len(truth) > 0
     assert "anatomy of T1.nii.gz" in (out / "dataset_description.json").read_text()
+
+
+def test_a_location_without_candidates_falls_back_to_the_largest(monkeypatch):
+    """A real brain may have no deep white matter far enough from grey matter: such lesions move, and the
+    truth says where they went."""
+    from prlkit.synth import phantom
+    from prlkit.synth.lesions import sample_lesions
+
+    rng = np.random.default_rng(3)
+    specs = sample_lesions(rng, get_profile("default").lesions)
+    for spec in specs:
+        spec.location, spec.confluent_with = "deep", 0
+    anatomy = make_anatomy(rng, SHAPE)
+    full = phantom._candidate_centres(anatomy)
+    without_deep = {**full, "deep": np.array([], dtype=np.int64)}
+    monkeypatch.setattr(phantom, "_candidate_centres", lambda _: without_deep)
+    labels, drawn = phantom.render_lesions(rng, anatomy, specs, (0.4, 0.8))
+    largest = max(full, key=lambda location: full[location].size if location != "deep" else -1)
+    assert drawn and labels.max() > 0
+    assert {lesion.spec.location for lesion in drawn} == {largest}

@@ -44,6 +44,7 @@ MARGIN = 8  # voxels kept around the brain when cropping
 VENTRICLE_DEPTH_MM = 12.0  # CSF deeper than this inside the brain is ventricle
 MIN_VENTRICLE_VOXELS = 300  # smaller deep-CSF pieces stay CSF
 MIXTURE_SAMPLE = 200_000  # brain voxels the Gaussian mixture is fitted to
+MIN_BRAIN_VOXELS = 48**3 // 4  # the smallest brain the simulator's grid and lesion placement are meant for
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def _canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _check_grid(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+    """Refuse a T1w that is not on a 1 mm grid, not skull-stripped, or has too small a brain."""
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     if np.any(np.abs(spacing - 1.0) > MAX_SPACING_ERROR_MM):
         raise InputFileError(path, f"voxel size {' x '.join(f'{s:.3g}' for s in spacing)} mm; the simulator works "
@@ -69,7 +71,7 @@ def _check_grid(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     if brain_fraction > MAX_BRAIN_FRACTION:
         raise InputFileError(path, f"{brain_fraction:.0%} of the voxels are non-zero: give a skull-stripped T1w "
                                    "(brain only, 0 outside)")
-    if np.count_nonzero(data > 0) < 48**3 // 4:
+    if np.count_nonzero(data > 0) < MIN_BRAIN_VOXELS:
         raise InputFileError(path, "the brain (non-zero voxels) is too small to place lesions in")
 
 
@@ -127,8 +129,9 @@ def load_template(t1w_path: str, lesions_path: str | None = None) -> AnatomyTemp
         own_lesions = own_lesions.astype(bool)
     data, affine = _canonical(data, t1w.affine)
     brain = ndimage.binary_fill_holes(data > 0)
-    low = np.maximum(np.argwhere(brain).min(axis=0) - MARGIN, 0)
-    high = np.argwhere(brain).max(axis=0) + MARGIN + 1
+    index = np.argwhere(brain)
+    low = np.maximum(index.min(axis=0) - MARGIN, 0)
+    high = index.max(axis=0) + MARGIN + 1
     crop = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
     affine = affine.copy()
     affine[:3, 3] = affine[:3, :3] @ low + affine[:3, 3]
