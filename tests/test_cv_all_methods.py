@@ -10,6 +10,7 @@ import yaml
 
 from prlkit.cli import main
 from prlkit.methods.registry import METHODS
+from prlkit.train.checkpoint import RESUME_FILES
 
 from conftest import tiny_config, write_toy_rim_cohort
 
@@ -37,3 +38,6 @@ def test_every_method_in_one_table_with_participant_statistics(tmp_path):
     assert "| qsmrimnet [" in markdown  # its switches that differ from the paper are named in the row
     assert results["methods"] == list(METHODS)
     assert all((out / method / "fold-0" / "fingerprint.json").is_file() for method in METHODS)
+    # finished folds are read back from predictions.tsv: their checkpoints (0.5 GB per ResNet-18 stage) are gone
+    assert [str(p.relative_to(out)) for name in RESUME_FILES for p in out.rglob(name)] == []
+    assert next(out.rglob("metrics.jsonl"), None) is not None

@@ -22,6 +22,7 @@ from prlkit.segment.model import UNCALIBRATED, load_segmentation_model
 from prlkit.segment.stage import validation_outputs
 from prlkit.segment.train import train_segmentation
 from prlkit.segment.volumes import load_segment_volume
+from prlkit.train.checkpoint import RESUME_FILES
 
 from conftest import write_toy_rim_cohort
 
@@ -51,6 +52,7 @@ def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(t
     assert (pd.read_csv(model_dir / "split.tsv", sep="\t")["split"] == "val").sum() == 1
     for name in ("config.yaml", "training_curves.png", "model.safetensors", "runs/metrics.jsonl"):
         assert (model_dir / name).is_file(), name
+    assert not any((model_dir / "runs" / name).exists() for name in RESUME_FILES)  # the model is complete
 
     assert run_segment(["predict", str(dataset), "--model", str(model_dir), "--out", str(out), "--device", "cpu",
                         "--no-progress"]) == 0

@@ -76,6 +76,13 @@ def test_train_command_writes_a_loadable_model(toy, capsys):
     np.testing.assert_array_equal(loaded.probabilities(patches, torch.device("cpu")), again)
     assert main(args) == 1  # a second run into the same folder needs --resume
     assert "use --resume" in capsys.readouterr().err
+    # a finished run keeps its per-stage metrics, not the checkpoints that only a resume needs
+    assert {p.name for p in (out / "runs").rglob("*") if p.is_file()} == {"metrics.jsonl"}
+    assert sorted(p.parent.name for p in (out / "runs").rglob("metrics.jsonl")) == ["finetune", "pretrain"]
+    assert main([*args, "--resume"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"prlkit: error: {out}: --resume: this run finished (model.json is there), nothing to continue; " \
+                  "choose another --out to train again"
 
 
 def test_train_without_labels_is_an_error(toy, tmp_path, capsys):

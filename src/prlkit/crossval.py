@@ -32,6 +32,7 @@ from prlkit.methods.contract import TrainingJob
 from prlkit.methods.finalize import warn_about_validation
 from prlkit.methods.registry import deviations_from_paper, get_method, method_config
 from prlkit.report.plots import write_cv_figures
+from prlkit.train.checkpoint import discard_resume_state
 
 log = logging.getLogger("prlkit")
 
@@ -160,6 +161,7 @@ def fold_predictions(
     )
     with atomic_path(done) as tmp:
         predictions.to_csv(tmp, sep="\t", index=False)
+    discard_resume_state(fold_dir / "runs")  # the fold is read back from predictions.tsv from now on
     return predictions
 
 

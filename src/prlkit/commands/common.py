@@ -148,10 +148,13 @@ def checked_cohort(dataset: str | Path, config: Config | None = None):
 
 def require_empty_output(out: Path, resume: bool) -> None:
     """Refuse to train into a folder that already holds something, unless the run is resumed there;
-    refuse to resume in a folder that does not exist."""
+    refuse to resume in a folder that does not exist or whose run finished (its checkpoints are gone)."""
     if resume and not out.is_dir():
         raise PrlkitError(f"{out}: --resume: no such folder, so no run to continue; check --out, or drop --resume "
                           "to start a new run")
+    if resume and (out / "model.json").is_file():
+        raise PrlkitError(f"{out}: --resume: this run finished (model.json is there), nothing to continue; "
+                          "choose another --out to train again")
     if out.exists() and any(out.iterdir()) and not resume:
         raise PrlkitError(f"{out}: output folder is not empty; use --resume to continue a run or choose another --out")
 

@@ -74,6 +74,7 @@ def _train(args: argparse.Namespace) -> int:
     from prlkit.report.plots import plot_training_curves
     from prlkit.segment.train import train_segmentation
     from prlkit.segment.volumes import load_segment_volume
+    from prlkit.train.checkpoint import discard_resume_state
     from prlkit.train.loop import resolve_device
 
     config = with_split_overrides(config_from_args(args), val_fraction=args.val_fraction, seed=args.seed)
@@ -102,6 +103,7 @@ def _train(args: argparse.Namespace) -> int:
     write_text_atomic(out / "split.tsv", split.to_csv(sep="\t", index=False))
     plot_training_curves({"prlseg": (result.history, result.best_epoch)}, out / "training_curves.png")
     model.save(out)
+    discard_resume_state(out / "runs")  # the model is complete: nothing left to resume
     print(json.dumps({k: v for k, v in model.training.items() if k != "stages"} | {"threshold": model.threshold,
                                                                                  "out": str(out)}))
     return 0

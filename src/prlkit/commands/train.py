@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from prlkit.methods.contract import TrainingJob
     from prlkit.methods.registry import get_method, method_config
     from prlkit.report.plots import plot_training_curves
-    from prlkit.train.checkpoint import has_resumable_work
+    from prlkit.train.checkpoint import discard_resume_state, has_resumable_work
     from prlkit.train.loop import resolve_device
 
     if args.method == "prlseg":
@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             plot_training_curves({name: (fit.history, fit.best_epoch) for name, fit in fits.items()},
                                  staging / "training_curves.png")
         model.save(staging)
+    discard_resume_state(out / "runs")  # the model is complete: nothing left to resume
     summary = model.training
     print(json.dumps({"method": args.method}
                      | {k: summary[k] for k in ("n_train", "n_val", "val_pr_auc", "val_roc_auc", "val_brier")}
