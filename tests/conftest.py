@@ -160,3 +160,18 @@ def write_toy_rim_cohort(root: Path, n_participants: int = 8, seed: int = 0, sha
         rows = "".join(f"{k}\t{int(r)}\n" for k, r in enumerate(rims, start=1))
         (lesion_dir / f"{participant}_desc-lesions_dseg.tsv").write_text("index\trim\n" + rows)
     return root
+
+
+def write_predicted_lesions(path: Path, rows: list[dict]) -> None:
+    """A `_lesions.tsv` as `prlkit predict` writes it (excluded lesions: empty probability); `rows` give at
+    least `index` and `probability`, the other columns take neutral defaults."""
+    import pandas as pd
+
+    from prlkit.predict import LESION_OUTPUT_COLUMNS
+
+    defaults = dict(voxels=200, volume_mm3=200.0, center_vox_i=1, center_vox_j=1, center_vox_k=1,
+                    center_mm_x=0.0, center_mm_y=0.0, center_mm_z=0.0, rim_pred=0, touches_border=False,
+                    excluded="")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame([{**defaults, **row} for row in rows])[LESION_OUTPUT_COLUMNS]
+    table.to_csv(path, sep="\t", index=False, float_format="%.6g")

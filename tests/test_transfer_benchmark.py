@@ -10,33 +10,22 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from conftest import write_subject
+from conftest import write_predicted_lesions, write_subject
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import transfer
 from prlkit.config import LesionConfig
-from prlkit.predict import LESION_OUTPUT_COLUMNS
 from prlkit.synth.calibration import lesion_features
-
-
-def _predicted(path: Path, rows: list[dict]) -> None:
-    """A `_lesions.tsv` as `prlkit predict` writes it (excluded lesions: empty probability)."""
-    defaults = dict(voxels=200, volume_mm3=200.0, center_vox_i=1, center_vox_j=1, center_vox_k=1,
-                    center_mm_x=0.0, center_mm_y=0.0, center_mm_z=0.0, rim_pred=0, touches_border=False,
-                    excluded="")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame([{**defaults, **row} for row in rows])[LESION_OUTPUT_COLUMNS]
-    table.to_csv(path, sep="\t", index=False, float_format="%.6g")
 
 
 @pytest.fixture
 def predictions(tmp_path):
     base = tmp_path / "derivatives" / "prlkit"
-    _predicted(base / "sub-01" / "anat" / "sub-01_lesions.tsv",
+    write_predicted_lesions(base / "sub-01" / "anat" / "sub-01_lesions.tsv",
                [dict(index=1, probability=0.9), dict(index=2, probability=np.nan, excluded="too_small"),
                 dict(index=3, probability=0.2)])
-    _predicted(base / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_lesions.tsv",
+    write_predicted_lesions(base / "sub-02" / "ses-1" / "anat" / "sub-02_ses-1_lesions.tsv",
                [dict(index=1, probability=0.4), dict(index=2, probability=0.1)])
     return transfer.read_predictions(tmp_path)
 
