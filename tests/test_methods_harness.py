@@ -23,6 +23,7 @@ from prlkit.methods.registry import METHODS, get_method, method_config
 from prlkit.methods.splits import lesion_split
 from prlkit.methods.trained import load_trained_model
 from prlkit.models.frodo import SymmetryAveraged
+from prlkit.train.checkpoint import discard_resume_state
 
 from conftest import tiny_config, write_toy_rim_cohort
 
@@ -61,6 +62,7 @@ def trained(data, tmp_path_factory):
             folder = tmp_path_factory.mktemp(method)
             model, fits = train_method(data, method, folder)  # APRL: 20 trees (tiny config)
             model.save(folder / "model")
+            discard_resume_state(folder / "runs")  # as the commands do: ResNet-18's checkpoints hold 0.5 GB
             models[method] = model, fits, folder / "model"
         return models[method]
 
