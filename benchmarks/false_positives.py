@@ -7,7 +7,8 @@ score is its percentile among the cohort's scored lesions (0 = ranked last, 1 = 
 different probability scales compare; several DIRs (training seeds) are averaged. Only lesions that every
 run of every method scored are kept (excluded ones, e.g. under `lesions.min_voxels`, have no score).
 Rim- rows: a high mean percentile = the method mistakes that kind of lesion for Rim+; Rim+ rows: a low
-one = it misses that kind.
+one = it misses that kind; among Rim- lesions also the Spearman correlation of the percentile with the
+core's susceptibility offset and the volume.
 
 Usage: PYTHONPATH=src python benchmarks/false_positives.py --cohort TEST --runs DIR [DIR ...]
        --methods aprl,frodo_simpretrained [--out FILE.md]
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from transfer import read_predictions
@@ -28,6 +30,7 @@ KEYS = ["participant_id", "index"]
 RIM_NEGATIVE_GROUPS = ("confounder", "location")
 RIM_POSITIVE_GROUPS = ("rim_strength_ppm", "rim_coverage", "rim_thickness", "volume_voxels", "location")
 BINNED = ("rim_strength_ppm", "rim_coverage", "volume_voxels")  # continuous: grouped in tertiles
+RIM_NEGATIVE_TRENDS = ("core_delta_ppm", "volume_voxels")  # Spearman with the score among Rim- lesions
 
 
 def percentile_scores(truth: pd.DataFrame, cohort_name: str, runs: list[Path], method: str) -> pd.DataFrame:
@@ -65,6 +68,14 @@ def grouped_means(frame: pd.DataFrame, methods: list[str], by: str) -> pd.DataFr
     return grouped[methods].mean().assign(lesions=grouped.size())
 
 
+def rim_negative_trends(frame: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Spearman correlation of each method's percentile with RIM_NEGATIVE_TRENDS among Rim- lesions: what a
+    method mistakes for a rim (e.g. a dark core: negative with core_delta_ppm; size: positive with volume)."""
+    negatives = frame[frame["rim"] == 0]
+    return pd.DataFrame({column: [spearmanr(negatives[m], negatives[column]).statistic for m in methods]
+                         for column in RIM_NEGATIVE_TRENDS}, index=pd.Index(methods, name="Spearman, Rim-"))
+
+
 def top_false_positives(frame: pd.DataFrame, method: str) -> pd.Series:
     """Confounder counts of the Rim- lesions among the method's top k, k = the number of Rim+ lesions."""
     top = frame.nlargest(int(frame["rim"].sum()), method)
@@ -88,6 +99,7 @@ def markdown(frame: pd.DataFrame, methods: list[str], n_runs: dict[str, int]) ->
                      f"{average_precision_score(frame['rim'], frame[method]):.3f}; Rim- among its top k: "
                      + (", ".join(f"{name} {count}" for name, count in top_false_positives(frame, method).items())
                         or "none"))
+    lines += ["", "Rim-: Spearman of the percentile with", "", markdown_table(rim_negative_trends(frame, methods))]
     for label, groups in ((0, RIM_NEGATIVE_GROUPS), (1, RIM_POSITIVE_GROUPS)):
         subset = frame[frame["rim"] == label]
         for by in groups:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from conftest import write_predicted_lesions
@@ -25,6 +26,7 @@ TRUTH = pd.DataFrame({
     "rim_coverage": [0.9, 0, 0, 0, 0.4, 0, 0, 0.6],
     "rim_thickness": [1, 0, 0, 0, 2, 0, 0, 1],
     "volume_voxels": [150, 300, 120, 800, 400, 200, 260, 900],
+    "core_delta_ppm": [0.01, -0.02, 0.03, 0.0, 0.01, -0.01, 0.02, 0.0],
 })
 # per run: sub-001 lesions 1-4, sub-002 lesions 1-4; NaN = excluded by prlkit predict
 RUNS = {"run-a": [0.9, 0.8, 0.1, 0.3, 0.6, 0.7, 0.2, 0.95],
@@ -64,6 +66,9 @@ def test_scores_are_percentiles_averaged_over_runs_on_lesions_every_run_scored(r
     assert by_volume["lesions"].tolist() == [1, 1, 1]  # tertiles of the three Rim+ volumes
     # top k = 3 Rim+: sub-002/4 (Rim+), sub-001/2 (vein_hug, Rim-) and sub-001/1 (Rim+)
     assert false_positives.top_false_positives(frame, "aprl").to_dict() == {"vein_hug": 1}
+    trends = false_positives.rim_negative_trends(frame, ["aprl"])
+    for column in ("core_delta_ppm", "volume_voxels"):
+        assert trends.loc["aprl", column] == pytest.approx(spearmanr(rim_negative["aprl"], rim_negative[column])[0])
     text = false_positives.markdown(frame, ["aprl"], n_runs)
     assert f"ROC-AUC {roc_auc_score(frame['rim'], frame['aprl']):.3f}" in text
     assert "| confounder | aprl | lesions |" in text and "Rim+ by rim_thickness" in text

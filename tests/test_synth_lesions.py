@@ -54,3 +54,22 @@ def test_label_noise_only_on_ambiguous_lesions(subjects):
 def test_confounders_present_on_rim_negative_lesions(subjects):
     kinds = {lesion.confounder for s in subjects for lesion in s if not lesion.true_rim}
     assert {"vein_cross", "vein_hug", "hyperintense", "streak", "none"} <= kinds
+
+
+def _cores(lesion_lists):
+    """Core offsets (ppm) of Rim+ lesions and of Rim- lesions without a confounder."""
+    lesions = [lesion for s in lesion_lists for lesion in s]
+    rim = np.array([lesion.core_delta_ppm for lesion in lesions if lesion.true_rim])
+    plain = np.array([lesion.core_delta_ppm for lesion in lesions if not lesion.true_rim and lesion.confounder == "none"])
+    return rim, plain
+
+
+def test_default_cores_are_a_class_cue_and_core_balanced_removes_it(subjects):
+    rim, plain = _cores(subjects)
+    assert plain.mean() - rim.mean() == pytest.approx(0.018, abs=0.003)  # Rim+ cores darker by ~1.8 SD
+    model = get_profile("core_balanced").lesions
+    balanced = [sample_lesions(np.random.default_rng(np.random.SeedSequence([7, i])), model) for i in range(250)]
+    rim, plain = _cores(balanced)
+    assert abs(plain.mean() - rim.mean()) < 0.003 and rim.std() == pytest.approx(plain.std(), rel=0.15)
+    assert 0.5 * (plain.mean() + rim.mean()) == pytest.approx(0.003, abs=0.002)
+    assert [len(s) for s in balanced] == [len(s) for s in subjects]  # only the cores differ

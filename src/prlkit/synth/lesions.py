@@ -66,12 +66,12 @@ def sample_lesions(rng: np.random.Generator, model: LesionModel) -> list[LesionS
             coverage = float(rng.uniform(*model.rim_coverage))
             thickness = int(rng.choice([1, 2], p=[0.8, 0.2]))
             confounder = "vein_cross" if rng.random() < model.rim_vein_p else "none"
-            core = float(rng.normal(-0.006, 0.01))
+            core = float(rng.normal(*model.rim_core_ppm))
         else:
             strength, coverage, thickness = 0.0, 0.0, 0
             p = np.asarray(model.confounder_p)
             confounder = str(rng.choice(CONFOUNDERS + ("none",), p=np.append(p, 1.0 - p.sum())))
-            core = float(rng.uniform(0.035, 0.08)) if confounder == "hyperintense" else float(rng.normal(0.012, 0.01))
+            core = float(rng.uniform(0.035, 0.08)) if confounder == "hyperintense" else float(rng.normal(*model.plain_core_ppm))
         expert, flagged = _expert_label(rng, model, true_rim, strength, coverage, confounder)
         specs.append(LesionSpec(i + 1, location, volume, true_rim, strength, coverage, thickness, confounder,
                                 core, confluent_with, expert, flagged))

@@ -35,6 +35,10 @@ class LesionModel:
     confounder_p: tuple[float, float, float, float] = (0.12, 0.10, 0.10, 0.06)
     streak_chi: tuple[float, float] = (0.5, 1.0)  # ppm of the microbleed-like source of a `streak`
     rim_vein_p: float = 0.2  # Rim+ lesions crossed by a central vein
+    # Core susceptibility relative to white matter (ppm), normal (mean, SD): Rim+ cores darker than those of
+    # Rim- lesions without a confounder (hyperintense ones draw 0.035-0.08), so the core alone is a class cue.
+    rim_core_ppm: tuple[float, float] = (-0.006, 0.01)
+    plain_core_ppm: tuple[float, float] = (0.012, 0.01)
     # Label noise: ambiguous lesions (weak rims, rim-like confounders) get consensus_needed=1 with
     # this probability, and of those a fraction carries the wrong expert label.
     ambiguous_flag_p: float = 0.3
@@ -80,6 +84,10 @@ PROFILES: dict[str, Profile] = {
         field_noise_scale=2.0,
         tkd_scale=0.8,
     ),
+    # `default` with one core distribution for Rim+ and plain Rim- lesions (their pooled mean and spread): a
+    # test cohort where only the rim tells the classes apart, which shows how much a method leans on the core.
+    "core_balanced": Profile("core_balanced", (112, 128, 112),
+                             LesionModel(rim_core_ppm=(0.003, 0.0135), plain_core_ppm=(0.003, 0.0135))),
     # Domain randomisation for pretraining: each subject draws its own lesion model, vein count and
     # noise (prlkit.synth.randomise); truth labels, no expert label noise.
     "randomised": Profile("randomised", (112, 128, 112), LesionModel(), randomise=True),
