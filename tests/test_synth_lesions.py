@@ -60,7 +60,8 @@ def _cores(lesion_lists):
     """Core offsets (ppm) of Rim+ lesions and of Rim- lesions without a confounder."""
     lesions = [lesion for s in lesion_lists for lesion in s]
     rim = np.array([lesion.core_delta_ppm for lesion in lesions if lesion.true_rim])
-    plain = np.array([lesion.core_delta_ppm for lesion in lesions if not lesion.true_rim and lesion.confounder == "none"])
+    plain = np.array([lesion.core_delta_ppm for lesion in lesions
+                      if not lesion.true_rim and lesion.confounder == "none"])
     return rim, plain
 
 
@@ -73,3 +74,13 @@ def test_default_cores_are_a_class_cue_and_core_balanced_removes_it(subjects):
     assert abs(plain.mean() - rim.mean()) < 0.003 and rim.std() == pytest.approx(plain.std(), rel=0.15)
     assert 0.5 * (plain.mean() + rim.mean()) == pytest.approx(0.003, abs=0.002)
     assert [len(s) for s in balanced] == [len(s) for s in subjects]  # only the cores differ
+
+
+def test_randomised_core_balanced_redraws_the_lesion_model_but_keeps_one_core_distribution():
+    from prlkit.synth.randomise import randomised_profile
+
+    base = get_profile("randomised_core_balanced")
+    drawn = [randomised_profile(np.random.default_rng(i), base).lesions for i in range(5)]
+    assert len({model.rim_strength_median for model in drawn}) == 5  # redrawn per subject
+    assert {(model.rim_core_ppm, model.plain_core_ppm) for model in drawn} == {((0.003, 0.0135), (0.003, 0.0135))}
+    assert get_profile("randomised").lesions.rim_core_ppm != get_profile("randomised").lesions.plain_core_ppm

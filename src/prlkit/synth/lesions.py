@@ -71,7 +71,8 @@ def sample_lesions(rng: np.random.Generator, model: LesionModel) -> list[LesionS
             strength, coverage, thickness = 0.0, 0.0, 0
             p = np.asarray(model.confounder_p)
             confounder = str(rng.choice(CONFOUNDERS + ("none",), p=np.append(p, 1.0 - p.sum())))
-            core = float(rng.uniform(0.035, 0.08)) if confounder == "hyperintense" else float(rng.normal(*model.plain_core_ppm))
+            hyperintense = confounder == "hyperintense"
+            core = float(rng.uniform(0.035, 0.08)) if hyperintense else float(rng.normal(*model.plain_core_ppm))
         expert, flagged = _expert_label(rng, model, true_rim, strength, coverage, confounder)
         specs.append(LesionSpec(i + 1, location, volume, true_rim, strength, coverage, thickness, confounder,
                                 core, confluent_with, expert, flagged))

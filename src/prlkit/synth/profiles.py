@@ -64,6 +64,8 @@ class Profile:
     phase_sign: str = DEFAULT_PHASE_SIGN
 
 
+CORE_BALANCED = LesionModel(rim_core_ppm=(0.003, 0.0135), plain_core_ppm=(0.003, 0.0135))
+
 PROFILES: dict[str, Profile] = {
     "default": Profile("default", (112, 128, 112), LesionModel()),
     "tiny": Profile(
@@ -86,11 +88,12 @@ PROFILES: dict[str, Profile] = {
     ),
     # `default` with one core distribution for Rim+ and plain Rim- lesions (their pooled mean and spread): a
     # test cohort where only the rim tells the classes apart, which shows how much a method leans on the core.
-    "core_balanced": Profile("core_balanced", (112, 128, 112),
-                             LesionModel(rim_core_ppm=(0.003, 0.0135), plain_core_ppm=(0.003, 0.0135))),
+    "core_balanced": Profile("core_balanced", (112, 128, 112), CORE_BALANCED),
     # Domain randomisation for pretraining: each subject draws its own lesion model, vein count and
     # noise (prlkit.synth.randomise); truth labels, no expert label noise.
     "randomised": Profile("randomised", (112, 128, 112), LesionModel(), randomise=True),
+    # the same without the core cue, as pretraining data that cannot teach it
+    "randomised_core_balanced": Profile("randomised_core_balanced", (112, 128, 112), CORE_BALANCED, randomise=True),
 }
 
 
