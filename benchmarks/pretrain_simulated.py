@@ -7,7 +7,8 @@ BatchNorm: at lr 1e-3 the BatchNorm network stayed at chance on this cohort, the
 learned (benchmarks/README.md, "Pretraining on simulated lesions: what stopped the network").
 
 Steps (each skipped when its output exists, so an interrupted run continues):
-1. `prlkit simulate WORK/cohort --synth-profile randomised --subjects N --seed S` (every subject draws its
+1. `prlkit simulate WORK/cohort --synth-profile randomised --subjects N --seed S` (`--synth-profile
+   randomised_core_balanced`: the same without the simulator's dark-core cue; every subject draws its
    own rim, lesion-size, vein and noise settings; truth labels);
 2. `prlkit train WORK/cohort --method frodo_scratch --config WORK/pretrain.yaml --seed 0 --out WORK/model`
    (`TRAINING`: quick with GroupNorm, the fine-tuning stage only, 24 epochs, the epoch with the best
@@ -21,6 +22,7 @@ Steps (each skipped when its output exists, so an interrupted run continues):
    commit, the weights' SHA-256, the susceptibility input and the frodo settings the weights need.
 
 Usage: PYTHONPATH=src python benchmarks/pretrain_simulated.py --work WORK [--subjects 300] [--seed 2026]
+       [--synth-profile randomised|randomised_core_balanced]
        [--susceptibility qsm|phase] [--threads 1] --out OUT
 """
 
@@ -65,6 +67,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for the cohort and the trained model")
     parser.add_argument("--subjects", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2026, help="generator seed")
+    parser.add_argument("--synth-profile", default="randomised", choices=["randomised", "randomised_core_balanced"],
+                        help="generator profile (default randomised, the shipped weights'; randomised_core_balanced: "
+                             "Rim+ and plain Rim- cores drawn alike, benchmarks/README.md)")
     parser.add_argument("--susceptibility", choices=sorted(SIMULATED_QUICK), default="qsm",
                         help="the input the network learns from (default qsm)")
     parser.add_argument("--threads", type=int, default=1)
@@ -75,8 +80,8 @@ def main() -> None:
     training = TRAINING if args.susceptibility == "qsm" else \
         {**TRAINING, "susceptibility": args.susceptibility, "phase_sign": DEFAULT_PHASE_SIGN}
     if not (cohort / "participants.tsv").exists():
-        prlkit_command(["simulate", str(cohort), "--synth-profile", "randomised", "--subjects", str(args.subjects),
-                        "--seed", str(args.seed), "--jobs", "1"], args.threads)
+        prlkit_command(["simulate", str(cohort), "--synth-profile", args.synth_profile,
+                        "--subjects", str(args.subjects), "--seed", str(args.seed), "--jobs", "1"], args.threads)
     if not (model / "model.safetensors").exists():
         settings = args.work / f"pretrain{suffix}.yaml"
         settings.write_text(yaml.safe_dump(training), encoding="utf-8")
@@ -89,8 +94,9 @@ def main() -> None:
     shutil.copyfile(model / "model.safetensors", weights)
     provenance = {
         "command": shlex.join([sys.executable, *sys.argv]),
-        "generator": {"command": f"prlkit simulate COHORT --synth-profile randomised --subjects {args.subjects} "
-                                 f"--seed {args.seed}", "lesions": len(truth), "rim_pos": int(truth["rim"].sum())},
+        "generator": {"command": f"prlkit simulate COHORT --synth-profile {args.synth_profile} "
+                                 f"--subjects {args.subjects} --seed {args.seed}",
+                      "lesions": len(truth), "rim_pos": int(truth["rim"].sum())},
         "training": {"command": f"prlkit train COHORT --method frodo_scratch --config pretrain{suffix}.yaml --seed 0",
                      "config": training, **{k: v for k, v in meta["training"].items() if k != "stages"}},
         "prlkit_version": meta["prlkit_version"],
