@@ -115,6 +115,17 @@ def test_shell_minus_core_known_answer():
     assert features.loc[1, "voxels"] == 125
 
 
+def test_a_lesion_enclosed_by_another_has_no_shell_and_no_contrast():
+    """A 1-voxel-thin lesion inside a bigger one: no core of its own, no background around it (found on a
+    simulated cohort, where it crashed the transfer benchmark)."""
+    labels = np.zeros((12, 12, 12), dtype=np.int32)
+    labels[2:9, 2:9, 2:9] = 1
+    labels[5, 4:7, 4:7] = 2
+    features = lesion_features(np.ones(labels.shape, dtype=np.float32), labels).set_index("index")
+    assert np.isnan(features.loc[2, "shell_minus_core"]) and np.isnan(features.loc[2, "shell_p90"])
+    assert features.loc[2, "voxels"] == 9 and np.isfinite(features.loc[1, "shell_minus_core"])
+
+
 def test_expert_lesions_read_labels_and_feature(tmp_path):
     paths = write_subject(tmp_path, "sub-01", rims=(1, 0))
     write_subject(tmp_path, "sub-02", session="ses-1", rims=(0, 1), seed=1)

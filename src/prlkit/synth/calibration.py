@@ -21,7 +21,8 @@ BASELINE_FEATURES = ["shell_minus_core", "shell_p90", "log_volume"]
 
 def lesion_features(qsm: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     """Per lesion: volume, mean QSM, core and edge-shell statistics (shell = 1 voxel either side
-    of the lesion border, other lesions excluded; core = lesion minus its border)."""
+    of the lesion border, other lesions excluded; core = lesion minus its border). A lesion too thin to
+    have a core and wholly enclosed by other lesions has no shell: its shell statistics are NaN."""
     rows = []
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
         if found is None:
@@ -34,9 +35,10 @@ def lesion_features(qsm: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
             core = lesion
         ring = ndimage.binary_dilation(lesion, structure=FULL) & (labels[box] == 0)
         shell = (lesion & ~core) | ring
+        has_shell = bool(shell.any())
         rows.append(dict(index=index, voxels=int(lesion.sum()), mean_qsm=float(values[lesion].mean()),
-                         shell_minus_core=float(values[shell].mean() - values[core].mean()),
-                         shell_p90=float(np.percentile(values[shell], 90)),
+                         shell_minus_core=float(values[shell].mean() - values[core].mean()) if has_shell else np.nan,
+                         shell_p90=float(np.percentile(values[shell], 90)) if has_shell else np.nan,
                          log_volume=float(np.log(lesion.sum()))))
     return pd.DataFrame(rows)
 
