@@ -45,8 +45,10 @@ from prlkit.synth.phase import DEFAULT_PHASE_SIGN
 from prlkit.weights import SIMULATED_QUICK
 
 STRUCTURE = ("base_width", "norm", "se_reduction", "stem_stride")  # what the weights' shapes and layers depend on
+# average_fraction 0: `quick` later gained a weight average over its last epochs, which needs keep: last;
+# the shipped weights were trained without it (the best validation epoch kept)
 TRAINING = {"profile": "quick", "frodo": {"norm": "group"},
-            "finetune": {"max_epochs": 24, "patience": 24, "keep": "best"}}
+            "finetune": {"max_epochs": 24, "patience": 24, "keep": "best", "average_fraction": 0.0}}
 
 
 def prlkit_command(arguments: list[str], threads: int) -> None:

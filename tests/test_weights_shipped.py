@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from prlkit.cli import main
-from prlkit.config import get_profile
+from prlkit.config import get_profile, load_config
 from prlkit.errors import PrlkitError
 from prlkit.methods.frodo import load_network_weights
 from prlkit.methods.registry import method_config
@@ -91,3 +93,14 @@ def test_a_symmetry_averaged_models_weights_start_another_network(tmp_path):
     load_network_weights(net, tmp_path / "model.safetensors")
     for key, value in source.net.state_dict().items():
         assert torch.equal(net.state_dict()[key], value), key
+
+
+def test_the_pretraining_recipe_of_the_shipped_weights_is_a_valid_config(tmp_path):
+    """benchmarks/pretrain_simulated.py's settings still load under today's `quick` profile (its documented
+    reproduction command failed once `quick` gained a weight average that `keep: best` forbids)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from pretrain_simulated import TRAINING
+
+    (tmp_path / "pretrain.yaml").write_text(yaml.safe_dump(TRAINING))
+    config = load_config(tmp_path / "pretrain.yaml")
+    assert config.frodo.norm == "group" and config.finetune.keep == "best" and config.finetune.max_epochs == 24
