@@ -33,9 +33,9 @@ BINNED = ("rim_strength_ppm", "rim_coverage", "volume_voxels")  # continuous: gr
 RIM_NEGATIVE_TRENDS = ("core_delta_ppm", "volume_voxels")  # Spearman with the score among Rim- lesions
 
 
-def percentile_scores(truth: pd.DataFrame, cohort_name: str, runs: list[Path], method: str) -> pd.DataFrame:
-    """Per lesion (KEYS), `method`'s score percentile in every run that holds its predictions of the cohort,
-    one column per run; error when no run has them."""
+def percentile_scores(cohort_name: str, runs: list[Path], method: str) -> pd.DataFrame:
+    """Per lesion (KEYS) scored in every run that holds `method`'s predictions of the cohort, its score
+    percentile in each, one column per run; error when no run has them."""
     columns = []
     for number, run in enumerate(runs):
         folder = run / method / f"pred-{cohort_name}"
@@ -46,7 +46,7 @@ def percentile_scores(truth: pd.DataFrame, cohort_name: str, runs: list[Path], m
         columns.append(ranked.rename(columns={"probability": f"run{number}"}).set_index(KEYS))
     if not columns:
         raise SystemExit(f"{method}: no predictions of {cohort_name} under any of {', '.join(map(str, runs))}")
-    return pd.concat(columns, axis=1, join="inner").reindex(truth.set_index(KEYS).index).dropna()
+    return pd.concat(columns, axis=1, join="inner")
 
 
 def scored_lesions(cohort: Path, runs: list[Path], methods: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -55,7 +55,7 @@ def scored_lesions(cohort: Path, runs: list[Path], methods: list[str]) -> tuple[
     truth = pd.read_csv(cohort / "sourcedata" / "truth.tsv", sep="\t")
     frame, n_runs = truth.set_index(KEYS), {}
     for method in methods:
-        scores = percentile_scores(truth, cohort.name, runs, method)
+        scores = percentile_scores(cohort.name, runs, method)
         n_runs[method] = scores.shape[1]
         frame = frame.join(scores.mean(axis=1).rename(method), how="inner")
     return frame.reset_index(), n_runs
