@@ -16,8 +16,10 @@ Steps (each skipped when its output exists, so an interrupted run continues):
    the last kept, and the validation PR-AUC was still rising: benchmarks/README.md). Phase:
    `WORK/pretrain_phase.yaml` and `WORK/model_phase`, with `susceptibility: phase` and the sign the
    simulator wrote (`phase_sign`, known, so not detected);
-3. copy the model's weights to OUT/frodo_quick_simulated.safetensors (phase:
-   frodo_quick_simulated_phase.safetensors) and write its provenance JSON beside it: this command,
+3. copy the model's network (without the symmetry average around it) to OUT/frodo_quick_simulated.safetensors (phase:
+   frodo_quick_simulated_phase.safetensors; `randomised_core_balanced`: frodo_quick_simulated_core_balanced
+   and frodo_quick_simulated_core_balanced_phase, `pretrain.weights: simulated_core_balanced`, the second
+   start of method frodo_simpretrained_pair) and write its provenance JSON beside it: this command,
    the generator settings, the cohort's lesion counts, the validation scores, the prlkit version and
    commit, the weights' SHA-256, the susceptibility input and the frodo settings the weights need.
 
@@ -32,17 +34,17 @@ import argparse
 import hashlib
 import json
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
+from safetensors.torch import load_file, save_file
 
 import prlkit
 from prlkit.synth.phase import DEFAULT_PHASE_SIGN
-from prlkit.weights import SIMULATED_QUICK
+from prlkit.weights import PRETRAINING_PROFILES, SHIPPED_WEIGHTS, SIMULATED_QUICK
 
 STRUCTURE = ("base_width", "norm", "se_reduction", "stem_stride")  # what the weights' shapes and layers depend on
 # average_fraction 0: `quick` later gained a weight average over its last epochs, which needs keep: last;
@@ -54,6 +56,15 @@ TRAINING = {"profile": "quick", "frodo": {"norm": "group"},
 def prlkit_command(arguments: list[str], threads: int) -> None:
     """Run `python -m prlkit --threads N ...` with this prlkit; a failure stops the script."""
     subprocess.run([sys.executable, "-m", "prlkit", "--threads", str(threads), *arguments], check=True)
+
+
+def export_network(model_weights: Path, out: Path) -> None:
+    """The trained network's weights without the symmetry average's `net.` prefix (quick's model folders
+    save the network inside it), so the shipped file holds the plain network `FrodoNet` loads."""
+    state = load_file(str(model_weights))
+    if all(key.startswith("net.") for key in state):
+        state = {key.removeprefix("net."): value for key, value in state.items()}
+    save_file(state, str(out))
 
 
 def git_commit() -> str | None:
@@ -69,9 +80,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for the cohort and the trained model")
     parser.add_argument("--subjects", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2026, help="generator seed")
-    parser.add_argument("--synth-profile", default="randomised", choices=["randomised", "randomised_core_balanced"],
-                        help="generator profile (default randomised, the shipped weights'; randomised_core_balanced: "
-                             "Rim+ and plain Rim- cores drawn alike, benchmarks/README.md)")
+    parser.add_argument("--synth-profile", default="randomised", choices=sorted(PRETRAINING_PROFILES.values()),
+                        help="generator profile: randomised (default; the shipped `simulated` weights) or "
+                             "randomised_core_balanced (Rim+ and plain Rim- cores drawn alike; the shipped "
+                             "`simulated_core_balanced` weights, benchmarks/README.md)")
     parser.add_argument("--susceptibility", choices=sorted(SIMULATED_QUICK), default="qsm",
                         help="the input the network learns from (default qsm)")
     parser.add_argument("--threads", type=int, default=1)
@@ -91,9 +103,10 @@ def main() -> None:
                         "--out", str(model), "--no-progress"], args.threads)
     meta = json.loads((model / "model.json").read_text(encoding="utf-8"))
     truth = pd.read_csv(cohort / "sourcedata" / "truth.tsv", sep="\t")
-    weights = args.out / SIMULATED_QUICK[args.susceptibility].name
+    shipped_name = {profile: name for name, profile in PRETRAINING_PROFILES.items()}[args.synth_profile]
+    weights = args.out / SHIPPED_WEIGHTS[shipped_name][args.susceptibility].name
     args.out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model / "model.safetensors", weights)
+    export_network(model / "model.safetensors", weights)
     provenance = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "generator": {"command": f"prlkit simulate COHORT --synth-profile {args.synth_profile} "

@@ -130,15 +130,15 @@ def test_quick_gives_every_supervised_method_the_same_budget_and_its_own_papers_
     for name in supervised:
         ours, theirs = method_config(name, quick), method_config(name, paper)
         assert ours.patches.size == 24
-        # quick: a fixed 40 epochs, the last 10 averaged; the fixed recipes of prlkit's two variants and
+        # quick: a fixed 40 epochs, the last 10 averaged; the fixed recipes of prlkit's variants and
         # QSMRim-Net's paper keep their own budget and their last epoch in both profiles
-        fixed = {"frodo_ensemble": 40, "qsmrimnet": 40, "frodo_simpretrained": 10}
+        fixed = {"frodo_ensemble": 40, "qsmrimnet": 40, "frodo_simpretrained": 10, "frodo_simpretrained_pair": 10}
         recipe = ours.finetune.max_epochs, ours.finetune.keep, ours.finetune.averaged_epochs
         assert recipe == ((fixed[name], "last", 0) if name in fixed else (40, "last", 10)), name
         assert ours.finetune.patience >= ours.finetune.max_epochs, name
         if name not in fixed:
             assert (theirs.finetune.keep, theirs.finetune.averaged_epochs) == ("best", 0), name  # the papers stop early
-        if name == "frodo_simpretrained":  # fine-tunes shipped weights at its own gentle rate in every profile
+        if name.startswith("frodo_simpretrained"):  # shipped weights fine-tuned at their own gentle rate, any profile
             assert ours.finetune.learning_rate == theirs.finetune.learning_rate == 1e-4
         elif METHODS[name].network == "frodo":  # the main method's own quick steps, named in its table row
             assert ours.finetune.learning_rate == 1e-3

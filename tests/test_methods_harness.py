@@ -267,11 +267,12 @@ def test_frodo_ensemble_is_the_measured_recipe_on_the_same_network():
     assert dataclasses.replace(config.frodo, seeds=1) == faithful.frodo
 
 
-def test_the_paper_profile_averages_over_symmetries_only_in_the_pretrained_variant():
+def test_the_paper_profile_averages_over_symmetries_only_in_the_pretrained_variants():
     paper, quick = config_from_dict({"profile": "paper"}), config_from_dict({"profile": "quick"})
-    assert method_config("frodo_simpretrained", paper).frodo.test_time_symmetries == "cube"
+    pretrained = ("frodo_simpretrained", "frodo_simpretrained_pair")
+    assert {method_config(name, paper).frodo.test_time_symmetries for name in pretrained} == {"cube"}
     assert {method_config(name, paper).frodo.test_time_symmetries for name in METHODS
-            if name != "frodo_simpretrained"} == {"none"}  # the authors' code: one forward pass
+            if name not in pretrained} == {"none"}  # the authors' code: one forward pass
     assert {method_config(name, quick).frodo.test_time_symmetries for name in METHODS} == {"cube"}
 
 

@@ -20,23 +20,27 @@ from prlkit.errors import PrlkitError
 from prlkit.methods.frodo import load_network_weights
 from prlkit.methods.registry import method_config
 from prlkit.models.frodo import FrodoNet, build_frodo
-from prlkit.weights import SIMULATED_QUICK, read_provenance, resolve_weights
+from prlkit.weights import PRETRAINING_PROFILES, SHIPPED_WEIGHTS, SIMULATED_QUICK, read_provenance, resolve_weights
 
 from conftest import write_toy_rim_cohort
 
 
+@pytest.mark.parametrize("name", sorted(SHIPPED_WEIGHTS))
 @pytest.mark.parametrize("susceptibility", ["qsm", "phase"])
-def test_shipped_weights_load_into_the_methods_network_and_say_how_they_were_made(susceptibility):
-    provenance = read_provenance(SIMULATED_QUICK[susceptibility])
-    assert provenance["sha256"] == hashlib.sha256(SIMULATED_QUICK[susceptibility].read_bytes()).hexdigest()
-    assert "profile randomised" in provenance["generator"]["command"] and provenance["generator"]["rim_pos"] > 100
+def test_shipped_weights_load_into_the_methods_network_and_say_how_they_were_made(name, susceptibility):
+    path = SHIPPED_WEIGHTS[name][susceptibility]
+    provenance = read_provenance(path)
+    assert provenance["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    generator = provenance["generator"]["command"].split()
+    assert generator[generator.index("--synth-profile") + 1] == PRETRAINING_PROFILES[name]
+    assert provenance["generator"]["rim_pos"] > 100
     assert provenance["prlkit_version"] and "pretrain_simulated.py" in provenance["command"]
     assert provenance["susceptibility"] == provenance["training"]["config"].get("susceptibility", "qsm") \
         == susceptibility
     config = method_config("frodo_simpretrained", get_profile("quick"))
     net = FrodoNet(config.frodo, seed=1)
-    load_network_weights(net, resolve_weights(config.pretrain.weights, config.frodo, susceptibility))
-    shipped = load_file(str(SIMULATED_QUICK[susceptibility]))
+    load_network_weights(net, resolve_weights(name, config.frodo, susceptibility))
+    shipped = load_file(str(path))
     assert set(shipped) == set(net.state_dict())
     for key, value in net.state_dict().items():
         assert torch.equal(value, shipped[key]), key
@@ -82,6 +86,35 @@ def test_fine_tuning_starts_from_the_shipped_weights(tmp_path, learning_rate, mo
     assert set(trained) == {f"net.{key}" for key in shipped}  # the network inside the symmetry average
     changed = [key for key in shipped if not torch.allclose(trained[f"net.{key}"], shipped[key], atol=1e-6)]
     assert bool(changed) is moves, changed[:5]
+
+
+def test_the_pair_starts_one_network_from_each_shipped_file(tmp_path):
+    """frodo_simpretrained_pair: member k of the two-network average starts from `pretrain.weights[k]`."""
+    dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=4)
+    config = {"profile": "quick", "methods": {"frodo_simpretrained_pair": {"finetune": {
+        "max_epochs": 1, "learning_rate": 1e-12, "weight_decay": 0.0}}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--method", "frodo_simpretrained_pair",
+                 "--config", str(tmp_path / "c.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    trained = load_file(str(tmp_path / "model" / "model.safetensors"))
+    for k, name in enumerate(["simulated", "simulated_core_balanced"]):
+        shipped = load_file(str(SHIPPED_WEIGHTS[name]["qsm"]))
+        assert {key for key in trained if key.startswith(f"net.members.{k}.")} == \
+            {f"net.members.{k}.{key}" for key in shipped}
+        for key, value in shipped.items():
+            assert torch.allclose(trained[f"net.members.{k}.{key}"], value, atol=1e-6), (name, key)
+
+
+def test_a_weights_list_needs_one_file_per_network(tmp_path):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"profile": "quick", "frodo": {"seeds": 3},
+                                                     "pretrain": {"weights": ["simulated", "simulated"]}}))
+    with pytest.raises(PrlkitError, match=r"lists 2 files for frodo.seeds: 3 networks") as error:
+        load_config(tmp_path / "c.yaml")
+    assert "\n" not in str(error.value)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"profile": "quick", "methods": {
+        "frodo_simpretrained_pair": {"frodo": {"seeds": 3}}}}))
+    with pytest.raises(PrlkitError, match=r"lists 2 files for frodo.seeds: 3"):
+        method_config("frodo_simpretrained_pair", load_config(tmp_path / "c.yaml"))
 
 
 def test_a_symmetry_averaged_models_weights_start_another_network(tmp_path):

@@ -238,9 +238,9 @@ class PretrainConfig(TrainConfig):
     val_fraction: float = 0.15  # participants held out for stage-1 early stopping
     encoders: str = ""  # a safetensors file of pretrained encoders (convert-checkpoint of best.pt): replaces stage 1
     # a safetensors file of a whole frodo network with the same frodo settings (e.g. another model folder's
-    # model.safetensors), or `simulated` for the shipped weights (prlkit.weights): every layer starts from it and
-    # stage 1 is skipped
-    weights: str = ""
+    # model.safetensors), or the name of shipped weights (`simulated`, `simulated_core_balanced`: prlkit.weights):
+    # every layer starts from it and stage 1 is skipped; a list gives one per network of a `frodo.seeds` ensemble
+    weights: str | tuple[str, ...] = ""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -422,6 +422,9 @@ class Config:
             raise PrlkitError(f"susceptibility must be qsm or phase, not {self.susceptibility!r}")
         if self.phase_sign not in PHASE_SIGNS:
             raise PrlkitError(f"phase_sign must be auto, positive or negative, not {self.phase_sign!r}")
+        if isinstance(self.pretrain.weights, tuple) and len(self.pretrain.weights) != self.frodo.seeds:
+            raise PrlkitError(f"pretrain.weights lists {len(self.pretrain.weights)} files for frodo.seeds: "
+                              f"{self.frodo.seeds} networks; list one per network, or give one for all")
         for name, overrides in self.methods.items():
             if not isinstance(overrides, dict):
                 raise PrlkitError(f"config methods.{name} must be a mapping of config sections")

@@ -39,7 +39,7 @@ def train_frodo(job: TrainingJob) -> tuple[TrainedModel, dict[str, FitResult]]:
     for k in range(config.frodo.seeds):  # one network, or prlkit's seed ensemble
         member_config = dataclasses.replace(config, finetune=dataclasses.replace(
             config.finetune, seed=config.finetune.seed + k), pretrain=dataclasses.replace(
-            config.pretrain, seed=config.pretrain.seed + k))
+            config.pretrain, seed=config.pretrain.seed + k, weights=member_weights(config.pretrain.weights, k)))
         member_dir = job.run_dir if config.frodo.seeds == 1 else job.run_dir / f"seed{k}"
         member = dataclasses.replace(job, config=member_config, run_dir=member_dir)
         net, member_fits = _train_one(member, train, val)
@@ -49,6 +49,11 @@ def train_frodo(job: TrainingJob) -> tuple[TrainedModel, dict[str, FitResult]]:
                                        config.frodo.test_time_symmetries)
     model = finalize(job, module, network="frodo", model_config=config.frodo, val=val, fits=fits)
     return model, fits
+
+
+def member_weights(weights: str | tuple[str, ...], k: int) -> str:
+    """The `pretrain.weights` source of ensemble member `k`: its own entry of a list, else the one source."""
+    return weights[k] if isinstance(weights, tuple) else weights
 
 
 def _train_one(job: TrainingJob, train: Split, val: Split) -> tuple[FrodoNet, dict[str, FitResult]]:

@@ -9,6 +9,7 @@ A method is a network (`methods.networks`) plus its training recipe; every train
 | frodo (+ablations)| frodo     | methods.frodo (two stages)         | patch (QSM, FLAIR)             |
 | frodo_ensemble    | frodo     | methods.frodo (3 seeds, stage 2)   | patch (QSM, FLAIR)             |
 | frodo_simpretrained | frodo   | methods.frodo (shipped init, stage 2) | patch (QSM, FLAIR)          |
+| frodo_simpretrained_pair | frodo | methods.frodo (2 shipped inits, stage 2) | patch (QSM, FLAIR)   |
 | resnet18          | resnet18  | methods.supervised                 | patch (QSM, FLAIR)             |
 | rimnet            | rimnet    | methods.supervised                 | patch (QSM, FLAIR), 28^3 crop  |
 | deepprl           | deepprl   | methods.supervised                 | patch (mask, FLAIR, QSM)       |
@@ -72,6 +73,12 @@ SIMPRETRAINED_RECIPE = {"frodo": {"base_width": 8, "se_reduction": 16, "stem_str
                         "finetune": {"learning_rate": 1e-4, "max_epochs": 10, "patience": 10, "keep": "last",
                                      "average_fraction": 0.0}}
 
+# frodo_simpretrained_pair: two networks of the recipe above, one from each shipped start (with and without the
+# simulator's dark-core cue), logits averaged; chosen from per-lesion averages of runs that had been made for
+# comparing the two starts (benchmarks/README.md, "Pretraining without the core cue at the shipped scale")
+PAIR_RECIPE = {**SIMPRETRAINED_RECIPE, "frodo": {**SIMPRETRAINED_RECIPE["frodo"], "seeds": 2},
+               "pretrain": {"weights": ["simulated", "simulated_core_balanced"]}}
+
 METHODS: dict[str, MethodSpec] = {
     "frodo": MethodSpec("frodo", train_frodo, "the main method as its authors' code builds it: two-stream QSM-FLAIR "
                         "network, cross-modal pretraining, BCE + SupCon (profile paper = their recipe)"),
@@ -92,6 +99,11 @@ METHODS: dict[str, MethodSpec] = {
         "weights shipped with prlkit (trained on 300 domain-randomised simulated participants, prlkit.weights) and is "
         "fine-tuned on the cohort (AdamW 1e-4, a fixed 10 epochs, the last kept); its logits are averaged over the 48 "
         "symmetries of the patch cube", SIMPRETRAINED_RECIPE,
+    ),
+    "frodo_simpretrained_pair": MethodSpec(
+        "frodo", train_frodo, "prlkit's variant, not the authors': frodo_simpretrained twice, one network fine-tuned "
+        "from each shipped start (pretrained with and without the simulator's dark Rim+ cores), logits averaged",
+        PAIR_RECIPE,
     ),
     "resnet18": MethodSpec(
         "resnet18", _supervised("resnet18", loss="bce", balanced=True),
