@@ -233,8 +233,9 @@ def test_list_methods_prints_every_registered_method_without_a_dataset(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["cv", "--list-methods"])
     assert exit_info.value.code == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == list(METHODS)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(METHODS)
+    assert len({line.index(METHODS[line.split()[0]].description) for line in lines}) == 1  # one column
 
 
 @pytest.mark.parametrize(("error", "code", "message"), [

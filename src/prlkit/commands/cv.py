@@ -29,7 +29,8 @@ class ListMethods(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace, values, option_string=None) -> None:
         from prlkit.methods.registry import METHODS
 
-        print("".join(f"{name:18} {spec.description}\n" for name, spec in METHODS.items()), end="")
+        width = max(map(len, METHODS))
+        print("".join(f"{name:{width}} {spec.description}\n" for name, spec in METHODS.items()), end="")
         parser.exit()
 
 
