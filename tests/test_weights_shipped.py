@@ -137,3 +137,17 @@ def test_the_pretraining_recipe_of_the_shipped_weights_is_a_valid_config(tmp_pat
     (tmp_path / "pretrain.yaml").write_text(yaml.safe_dump(TRAINING))
     config = load_config(tmp_path / "pretrain.yaml")
     assert config.frodo.norm == "group" and config.finetune.keep == "best" and config.finetune.max_epochs == 24
+
+
+def test_the_pretraining_script_ships_the_plain_network(tmp_path):
+    """pretrain_simulated.py's export drops the symmetry average's `net.` prefix, so the file loads into FrodoNet."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from pretrain_simulated import export_network
+
+    config = method_config("frodo_simpretrained", get_profile("quick"))
+    averaged = build_frodo(config.frodo)
+    save_file(averaged.state_dict(), str(tmp_path / "model.safetensors"))
+    export_network(tmp_path / "model.safetensors", tmp_path / "shipped.safetensors")
+    shipped = load_file(str(tmp_path / "shipped.safetensors"))
+    assert shipped.keys() == averaged.net.state_dict().keys()
+    assert all(torch.equal(shipped[key], value) for key, value in averaged.net.state_dict().items())
