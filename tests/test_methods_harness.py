@@ -284,3 +284,14 @@ def test_deviations_from_paper_list_only_the_sections_a_method_uses():
     assert "frodo.base_width=8" in frodo and "patches.size=24" in frodo and "pretrain.max_epochs=8" in frodo
     assert "patches.size=24" in aprl and not any(d.startswith(("frodo.", "pretrain.")) for d in aprl)
     assert deviations_from_paper("frodo", config_from_dict({"profile": "paper"})) == []
+
+
+def test_deviations_from_paper_leave_out_stage1_settings_a_given_start_skips():
+    from prlkit.methods.registry import deviations_from_paper
+
+    given_start = config_from_dict({"profile": "quick", "pretrain": {"weights": "simulated"}})
+    started = deviations_from_paper("frodo", given_start)
+    assert "pretrain.weights=simulated" in started and "frodo.base_width=8" in started
+    assert not any(d.startswith("pretrain.") and d != "pretrain.weights=simulated" for d in started)
+    assert not any(d.startswith("pretrain.") for d in deviations_from_paper("frodo_simpretrained",
+                                                                             config_from_dict({"profile": "quick"})))

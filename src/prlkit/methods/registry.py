@@ -168,6 +168,9 @@ def method_config(name: str, config: Config) -> Config:
 
 COMPARED_SECTIONS = ("lesions", "patches", "frodo", "network", "pretrain", "finetune", "split")
 
+# the stage-1 settings still read when a network starts from given weights or encoders
+STAGE1_START_KEYS = {"pretrain.weights", "pretrain.encoders"}
+
 
 # the config sections a method's training reads, where they are not COMPARED_SECTIONS less frodo's own
 SECTIONS_READ = {"frodo": COMPARED_SECTIONS, "aprl": ("lesions", "patches", "network", "split"),
@@ -177,12 +180,15 @@ SECTIONS_READ = {"frodo": COMPARED_SECTIONS, "aprl": ("lesions", "patches", "net
 def deviations_from_paper(name: str, config: Config) -> list[str]:
     """The settings in which method `name` run with `config` differs from the same method under the `paper`
     profile (the authors' code for the main method), as 'section.key=value' ('segment.train.key=value');
-    seeds are left out, and so are the sections the method does not read (`SECTIONS_READ`)."""
+    seeds are left out, and so are the sections the method does not read (`SECTIONS_READ`) and the stage-1
+    settings of a network that starts from given weights or encoders (stage 1 is skipped)."""
     ours, paper = (_flat(config_to_dict(method_config(name, c))) for c in (config, get_profile("paper")))
     network = get_method(name).network
     own = SECTIONS_READ.get(network, tuple(s for s in COMPARED_SECTIONS if s not in ("frodo", "pretrain")))
+    stage1_skipped = any(ours.get(key) for key in STAGE1_START_KEYS)
     return [f"{key}={value}" for key, value in ours.items()
-            if key.split(".")[0] in own and not key.endswith(".seed") and paper.get(key) != value]
+            if key.split(".")[0] in own and not key.endswith(".seed") and paper.get(key) != value
+            and not (stage1_skipped and key.startswith("pretrain.") and key not in STAGE1_START_KEYS)]
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
