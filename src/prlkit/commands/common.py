@@ -119,7 +119,8 @@ def add_synth_profile_option(parser: argparse.ArgumentParser) -> None:
                              "lower TKD threshold: stronger streaking, 1.6x medullary veins, more vein and streak "
                              "confounders on Rim- lesions); randomised = every subject draws its own rim, lesion-size, "
                              "vein and noise settings far beyond default and noisy, truth labels (pretraining data); "
-                             "tiny = 64x72x64, few lesions (tests)")
+                             "core_balanced, randomised_core_balanced = default, randomised with Rim+ and plain Rim- "
+                             "cores drawn alike (no dark-core cue); tiny = 64x72x64, few lesions (tests)")
 
 
 class DeprecatedAlias(argparse.Action):
