@@ -12,7 +12,12 @@ merge or overwrite each other); shrinking removes a lesion's voxels within `-gro
 and a lesion that would vanish keeps its mask (counted in the printed summary). The images are copied
 unchanged; the input cohort is only read.
 
+Growing makes more lesions pass `lesions.min_voxels` and shrinking fewer, so each convention scores its own
+set of lesions; `--compare` rescores `benchmarks/transfer.py` runs of several conventions on the lesions that
+every method scored in every one of them.
+
 Usage: PYTHONPATH=src python benchmarks/mask_convention.py --cohort IN --out OUT --grow N   (N < 0 shrinks)
+       PYTHONPATH=src python benchmarks/mask_convention.py --compare RUN_DIR=TEST_COHORT ... --methods a,b
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from prlkit.config import get_profile
 from prlkit.data.bids import discover_cohort
+from transfer import KEYS, TRAINING_FREE, expert_lesions, markdown_table, read_predictions, scored, transfer_metrics
 
 
 def grow_lesions(labels: np.ndarray, voxels: int) -> np.ndarray:
@@ -76,12 +83,43 @@ def convert_cohort(cohort: Path, out: Path, grow: int) -> dict[str, int]:
     return {"participants": len(sessions), "lesions": lesions, "kept_unshrunk": kept}
 
 
+def common_lesion_metrics(runs: dict[Path, Path], methods: list[str], profile: str = "quick") -> list[dict]:
+    """ROC/PR-AUC of every method (and the training-free contrast) in every transfer run (run folder -> its test
+    cohort), on the lesions (KEYS) that all of them scored: one row per run and method, as transfer.py's."""
+    tables = {}
+    for run, cohort in runs.items():
+        labels = expert_lesions(cohort, get_profile(profile).lesions)
+        table = scored(labels, TRAINING_FREE).set_index(KEYS)[["rim", "volume_mm3", TRAINING_FREE]]
+        for method in methods:
+            predicted = read_predictions(run / method / f"pred-{cohort.name}").set_index(KEYS)["probability"]
+            table = table.join(predicted.dropna().rename(method), how="inner")
+        tables[run] = table
+    common = set.intersection(*(set(table.index) for table in tables.values()))
+    rows = []
+    for run, table in tables.items():
+        shared = table.loc[sorted(common)]
+        for method in [*methods, TRAINING_FREE]:
+            rows.append({"test": f"{run.name}: {runs[run].name}", "method": method,
+                         **transfer_metrics(shared["rim"], shared[method], shared["volume_mm3"])})
+    return rows
+
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cohort", type=Path, required=True, help="BIDS cohort to copy (read only)")
-    parser.add_argument("--out", type=Path, required=True, help="new folder for the copy")
-    parser.add_argument("--grow", type=int, required=True, help="voxels to grow every lesion by (negative: shrink)")
+    parser.add_argument("--cohort", type=Path, help="BIDS cohort to copy (read only)")
+    parser.add_argument("--out", type=Path, help="new folder for the copy")
+    parser.add_argument("--grow", type=int, help="voxels to grow every lesion by (negative: shrink)")
+    parser.add_argument("--compare", nargs="+", metavar="RUN_DIR=TEST_COHORT",
+                        help="transfer.py run folders, each with the test cohort it predicted")
+    parser.add_argument("--methods", default="aprl,frodo_simpretrained", help="methods to compare (--compare)")
     args = parser.parse_args()
+    if args.compare:
+        runs = {Path(run): Path(cohort) for run, cohort in (spec.split("=", 1) for spec in args.compare)}
+        print(markdown_table(common_lesion_metrics(runs, [m.strip() for m in args.methods.split(",") if m.strip()])))
+        return
+    if args.cohort is None or args.out is None or args.grow is None:
+        parser.error("--cohort, --out and --grow are required (or --compare)")
     if args.grow == 0:
         raise SystemExit("--grow 0 would copy the cohort unchanged")
     summary = convert_cohort(args.cohort.resolve(), args.out.resolve(), args.grow)
