@@ -87,3 +87,4 @@ def test_compare_scores_every_run_on_the_lesions_all_of_them_scored(tmp_path):
         assert row["roc_auc"] == pytest.approx(roc_auc_score(truth, [scores[run][i] for i in keep]))
         assert row["pr_auc"] == pytest.approx(average_precision_score(truth, [scores[run][i] for i in keep]))
     assert {r["method"] for r in rows} == {"m", "shell_minus_core"}
+
