@@ -1,6 +1,9 @@
 """Patch centring, zero padding, gating and normalisation, exact on known geometry."""
 
+import dataclasses
+
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from prlkit.config import LesionConfig, PatchConfig
@@ -16,6 +19,7 @@ from prlkit.data.patches import (
     session_patches,
 )
 from prlkit.data.session import SessionData
+from prlkit.errors import PrlkitError
 
 from conftest import ball
 
@@ -160,3 +164,43 @@ def test_empty_lesion_selection_gives_empty_array():
     session = make_session()
     assert session_patches(session, session.lesions.iloc[:0], PatchConfig(size=8)).shape == (0, 3, 8, 8, 8)
 
+
+
+def session_on_grid(voxel_mm: float, extent_mm: int = 30, radius_mm: float = 4.0) -> SessionData:
+    """A lesion ball at (15, 15, 15) mm and a QSM linear in millimetres, on a `voxel_mm` isotropic grid."""
+    shape = (round(extent_mm / voxel_mm),) * 3
+    centre = 15.0 / voxel_mm
+    instances = ball(shape, (centre,) * 3, radius_mm / voxel_mm).astype(np.int32)
+    x, y, z = np.indices(shape) * voxel_mm
+    qsm = (0.004 * (x - 15) - 0.003 * (y - 15) + 0.002 * (z - 15)).astype(np.float32)
+    affine = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
+    lesions = lesion_table(instances, affine, LesionConfig(min_voxels=0))
+    return SessionData(files=SessionFiles("sub-01", None, None, None, None), qsm=qsm,
+                       flair=np.ones(shape, np.float32), instances=instances, affine=affine, lesions=lesions)
+
+
+def test_cubes_resampled_to_the_images_own_voxel_size_are_the_plain_cubes():
+    session = make_session()
+    for gate in (True, False):
+        config = PatchConfig(size=16, gate=gate, gate_rule="cbrt", gate_k=0.5)
+        plain = session_patches(session, session.lesions, config)
+        resampled = session_patches(session, session.lesions, dataclasses.replace(config, voxel_mm=1.0))
+        np.testing.assert_array_equal(resampled, plain)
+
+
+def test_resampled_cubes_span_millimetres_whatever_the_voxel_size():
+    coarse, fine = session_on_grid(1.0), session_on_grid(0.5)
+    config = PatchConfig(size=16, gate=False, qsm_scale="signed")
+    expected = session_patches(coarse, coarse.lesions, config)[0, 0]
+    resampled = session_patches(fine, fine.lesions, dataclasses.replace(config, voxel_mm=1.0))[0, 0]
+    np.testing.assert_allclose(resampled, expected, atol=1e-6)  # a linear map is interpolated exactly
+    assert not np.allclose(session_patches(fine, fine.lesions, config)[0, 0], expected, atol=1e-3)
+    gated = dataclasses.replace(config, gate=True, gate_rule="cbrt", gate_k=0.5)
+    coarse_mask = session_patches(coarse, coarse.lesions, gated)[0, 2]
+    fine_mask = session_patches(fine, fine.lesions, dataclasses.replace(gated, voxel_mm=1.0))[0, 2]
+    assert np.mean(coarse_mask != fine_mask) < 0.02  # the same radius in mm: only the ball's voxelisation differs
+
+
+def test_voxel_mm_must_not_be_negative():
+    with pytest.raises(PrlkitError, match=r"patches\.voxel_mm"):
+        PatchConfig(voxel_mm=-1.0)

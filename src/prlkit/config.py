@@ -67,6 +67,10 @@ class PatchConfig:
     gate_rule: str = "authors"  # authors | cbrt (see the class docstring)
     gate_k: float = 0.75  # radius factor of either rule
     gate_bounds: tuple[int, int] = (5, 16)  # authors rule: the radius is clipped to these voxels
+    # > 0: cut every cube on a grid of this spacing (mm) along the image axes, linearly interpolated (labels:
+    # nearest), so a lesion spans the same cube whatever the acquisition's voxel size (prlkit's choice); 0: the
+    # image's own voxels (the authors' code)
+    voxel_mm: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gate_bounds", tuple(int(b) for b in self.gate_bounds))
@@ -85,6 +89,8 @@ class PatchConfig:
             raise PrlkitError(f"patches.gate_rule must be one of {', '.join(GATE_RULES)}, not {self.gate_rule!r}")
         if self.gate_k <= 0:
             raise PrlkitError(f"patches.gate_k must be > 0, not {self.gate_k}")
+        if self.voxel_mm < 0:
+            raise PrlkitError(f"patches.voxel_mm must be >= 0 (0: the image's own voxels), not {self.voxel_mm}")
         if len(self.gate_bounds) != 2 or not 0 <= self.gate_bounds[0] <= self.gate_bounds[1]:
             raise PrlkitError(f"patches.gate_bounds must be two radii 0 <= low <= high, not {self.gate_bounds}")
 

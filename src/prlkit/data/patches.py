@@ -66,6 +66,25 @@ def extract_cubes(volume: np.ndarray, corners: np.ndarray, size: int) -> np.ndar
     return windows[i, j, k]
 
 
+def voxel_steps(affine: np.ndarray, voxel_mm: float) -> np.ndarray:
+    """Per image axis, the step in voxels between samples `voxel_mm` apart (the axis' voxel size from the affine)."""
+    return voxel_mm / np.linalg.norm(np.asarray(affine, dtype=float)[:3, :3], axis=0)
+
+
+def sample_cubes(volume: np.ndarray, centers_vox: np.ndarray, size: int, steps: np.ndarray,
+                 order: int) -> np.ndarray:
+    """Cubes of edge `size` sampled every `steps` voxels along the image axes, the rounded centre of mass at
+    index size // 2 as in `extract_cubes` (which this equals for unit steps); zero outside the volume.
+    `order` 1 interpolates linearly (images), 0 takes the nearest voxel (label maps)."""
+    offsets = np.arange(size) - size // 2
+    cubes = np.zeros((len(centers_vox), size, size, size), dtype=volume.dtype)
+    for n, centre in enumerate(np.floor(np.asarray(centers_vox, dtype=float) + 0.5)):
+        axes = [centre[a] + offsets * steps[a] for a in range(3)]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"))
+        cubes[n] = ndimage.map_coordinates(volume, grid, order=order, mode="constant", cval=0)
+    return cubes
+
+
 def gating_radius(voxels: np.ndarray, config: PatchConfig) -> np.ndarray:
     """Dilation radius in voxels, growing with lesion size V.
 
@@ -107,17 +126,26 @@ def session_patches(session: SessionData, lesions: pd.DataFrame, config: PatchCo
     if lesions.empty:
         return np.zeros((0, len(CHANNELS), size, size, size), dtype=np.float32)
     centers = lesions[["center_vox_i", "center_vox_j", "center_vox_k"]].to_numpy()
-    corners = patch_corners(centers, size)
-    qsm = extract_cubes(normalise_susceptibility(session, config), corners, size)
-    flair = extract_cubes(normalise_flair(session.flair, config.flair_percentiles), corners, size)
+    steps = voxel_steps(session.affine, config.voxel_mm) if config.voxel_mm > 0 else None
+
+    def cubes(volume: np.ndarray, edge: int, order: int) -> np.ndarray:
+        if steps is None:
+            return extract_cubes(volume, patch_corners(centers, edge), edge)
+        return sample_cubes(volume, centers, edge, steps, order)
+
+    qsm = cubes(normalise_susceptibility(session, config), size, order=1)
+    flair = cubes(normalise_flair(session.flair, config.flair_percentiles), size, order=1)
     labels = lesions["index"].to_numpy()
     if config.gate:
-        radii = gating_radius(lesions["voxels"].to_numpy(), config)
+        voxels = lesions["voxels"].to_numpy()  # in the cube's voxels when it is resampled
+        if steps is not None:
+            voxels = voxels / np.prod(steps)
+        radii = gating_radius(voxels, config)
         margin = int(radii.max())  # lesion voxels up to the radius outside the cube still gate inside it
-        wide = extract_cubes(session.instances, corners - margin, size + 2 * margin)
+        wide = cubes(session.instances, size + 2 * margin, order=0)
         mask = gating_masks(wide, labels, radii, config.gate_rule)[:, margin:margin + size, margin:margin + size,
                                                                      margin:margin + size]
         qsm, flair = qsm * mask, flair * mask
     else:
-        mask = extract_cubes(session.instances, corners, size) == labels[:, None, None, None]
+        mask = cubes(session.instances, size, order=0) == labels[:, None, None, None]
     return np.stack([qsm, flair, mask.astype(np.float32)], axis=1).astype(np.float32)
