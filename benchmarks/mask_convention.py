@@ -120,6 +120,8 @@ def main() -> None:
         return
     if args.cohort is None or args.out is None or args.grow is None:
         parser.error("--cohort, --out and --grow are required (or --compare)")
+    if not args.cohort.is_dir():
+        parser.error(f"{args.cohort}: no such cohort folder")
     if args.grow == 0:
         raise SystemExit("--grow 0 would copy the cohort unchanged")
     summary = convert_cohort(args.cohort.resolve(), args.out.resolve(), args.grow)

@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="new folder for the copy")
     parser.add_argument("--voxel-mm", type=float, required=True, help="isotropic voxel size of the copy")
     args = parser.parse_args()
+    if not args.cohort.is_dir():
+        parser.error(f"{args.cohort}: no such cohort folder")
     if args.voxel_mm <= 0:
         raise SystemExit(f"--voxel-mm must be > 0, not {args.voxel_mm}")
     count = resample_cohort(args.cohort.resolve(), args.out.resolve(), args.voxel_mm)

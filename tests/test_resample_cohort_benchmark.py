@@ -30,3 +30,15 @@ def test_resampled_cohort_keeps_labels_and_one_grid_per_session(tmp_path):
     before = np.asarray(nib.load(discover_cohort(cohort).sessions[0].lesions).dataobj)
     assert (data.instances == 1).sum() == pytest.approx(8 * (before == 1).sum(), rel=0.1)  # same volume in mm³
     assert list(data.lesions["rim"]) == [1, 0, 0, 1]
+
+
+def test_a_missing_cohort_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    import mask_convention
+
+    for script, extra in [(resample_cohort, ["--voxel-mm", "0.65"]), (mask_convention, ["--grow", "1"])]:
+        arguments = ["--cohort", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), *extra]
+        monkeypatch.setattr(sys, "argv", ["x", *arguments])
+        with pytest.raises(SystemExit):
+            script.main()
+        assert f"{tmp_path / 'nope'}: no such cohort folder" in capsys.readouterr().err
+        assert not (tmp_path / "o").exists()
