@@ -8,7 +8,7 @@ from prlkit.config import LesionConfig
 from prlkit.data.bids import PrlkitWarning, discover_cohort
 from prlkit.data.lesions import attach_rim_labels, instance_map, lesion_table, read_rim_table
 from prlkit.data.session import load_session
-from prlkit.errors import InputFileError
+from prlkit.errors import InputFileError, PrlkitError
 
 from conftest import save, write_bids
 
@@ -53,6 +53,27 @@ def test_table_on_known_geometry_with_anisotropic_voxels():
     assert first.excluded == "" and not first.touches_border
     assert second.excluded == "too_small" and second.touches_border
 
+
+
+@pytest.mark.parametrize("threshold, kept", [(100.0, True), (150.0, False)])
+def test_min_volume_mm3_decides_alike_at_any_voxel_size(threshold, kept):
+    """The same 125 mm³ cube at 1 mm (125 voxels) and at 0.5 mm (1,000 voxels): one volume rule, one answer."""
+    config = LesionConfig(min_voxels=0, min_volume_mm3=threshold)
+    for voxel_mm, edge in ((1.0, 5), (0.5, 10)):
+        instances = np.zeros((16, 16, 16), np.int32)
+        instances[2:2 + edge, 2:2 + edge, 2:2 + edge] = 1
+        table = lesion_table(instances, np.diag([voxel_mm] * 3 + [1.0]), config)
+        assert table.volume_mm3.iloc[0] == pytest.approx(125.0)
+        assert (table.excluded.iloc[0] == "") == kept
+    voxel_rule = LesionConfig(min_voxels=200)  # the voxel count tells the two grids apart
+    small_grid = np.zeros((16, 16, 16), np.int32)
+    small_grid[2:12, 2:12, 2:12] = 1
+    assert lesion_table(small_grid, np.diag([0.5] * 3 + [1.0]), voxel_rule).excluded.iloc[0] == ""
+
+
+def test_negative_min_volume_is_a_config_error():
+    with pytest.raises(PrlkitError, match=r"lesions\.min_volume_mm3 must be >= 0"):
+        LesionConfig(min_volume_mm3=-1.0)
 
 def test_empty_map_gives_empty_table_and_warning(tmp_path):
     table = lesion_table(np.zeros((4, 4, 4), np.int32), np.eye(4), LesionConfig())

@@ -32,6 +32,7 @@ class LesionConfig:
 
     connectivity: int = 26  # 6, 18 or 26: neighbourhood for connected components of a binary mask
     min_voxels: int = 110  # smaller lesions are kept in the table with excluded=too_small
+    min_volume_mm3: float = 0.0  # prlkit's option: also too_small under this volume (0 = off), for any voxel size
     map_kind: str = "auto"  # auto | binary | instance (auto: instance if labels > 1 or a rim table exists)
 
     def __post_init__(self) -> None:
@@ -41,6 +42,8 @@ class LesionConfig:
             raise PrlkitError(f"lesions.map_kind must be auto, binary or instance, not {self.map_kind!r}")
         if self.min_voxels < 0:
             raise PrlkitError(f"lesions.min_voxels must be >= 0, not {self.min_voxels}")
+        if not self.min_volume_mm3 >= 0:
+            raise PrlkitError(f"lesions.min_volume_mm3 must be >= 0, not {self.min_volume_mm3}")
 
 
 @dataclass(frozen=True)

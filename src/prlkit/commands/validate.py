@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.add_argument("--connectivity", type=int, choices=(6, 18, 26), help="override lesions.connectivity")
     parser.add_argument("--min-voxels", type=int, help="override lesions.min_voxels")
+    parser.add_argument("--min-volume-mm3", type=float, help="override lesions.min_volume_mm3")
     add_config_options(parser)
     parser.set_defaults(func=run)
 
@@ -29,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     lesion_config = config.lesions
-    overrides = {"connectivity": args.connectivity, "min_voxels": args.min_voxels}
+    overrides = {"connectivity": args.connectivity, "min_voxels": args.min_voxels,
+                 "min_volume_mm3": args.min_volume_mm3}
     lesion_config = dataclasses.replace(lesion_config, **{k: v for k, v in overrides.items() if v is not None})
     report = validate_cohort(discovered(args.dataset, config), lesion_config)
     if args.json:

@@ -59,6 +59,7 @@ def lesion_table(instances: np.ndarray, affine: np.ndarray, config: LesionConfig
         on_border |= (axis == 0) | (axis == size - 1)
     touches_border = np.bincount(dense, weights=on_border) > 0
     voxel_mm3 = abs(np.linalg.det(affine[:3, :3]))
+    too_small = (counts < config.min_voxels) | (counts * voxel_mm3 < config.min_volume_mm3)
     table = pd.DataFrame(
         {
             "index": ids.astype(int),
@@ -72,7 +73,7 @@ def lesion_table(instances: np.ndarray, affine: np.ndarray, config: LesionConfig
             "center_mm_z": centers_mm[:, 2],
             "rim": pd.array([pd.NA] * len(ids), dtype="Int64"),
             "touches_border": touches_border,
-            "excluded": np.where(counts < config.min_voxels, "too_small", ""),
+            "excluded": np.where(too_small, "too_small", ""),
         }
     )
     return table
