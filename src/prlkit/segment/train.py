@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 import torch
 
 from prlkit.config import Config
+from prlkit.data.bids import PrlkitWarning
 from prlkit.errors import PrlkitError
 from prlkit.eval.calibration import brier_score, fit_calibrator
 from prlkit.eval.folds import split_development
@@ -29,6 +31,9 @@ def train_segmentation(train_volumes: list[SegmentVolume], val_volumes: list[Seg
     """Fit the network on patches of `train_volumes`; on `val_volumes` (whole): early stopping, then the
     calibration of the lesion score (`segment.calibration`) and the threshold that maximises the
     lesion-level F1 of the calibrated probability."""
+    if config.patches.voxel_mm > 0:
+        warnings.warn("prlseg segments whole volumes on the image's own grid: patches.voxel_mm is ignored",
+                      PrlkitWarning, stacklevel=2)
     seg = config.segment
     val_labels = pd.concat([v.lesions for v in val_volumes])["rim"] if val_volumes else pd.Series(dtype="Int64")
     if not ((val_labels == 1).any() and (val_labels == 0).any()):
