@@ -23,8 +23,16 @@ Steps (each skipped when its output exists, so an interrupted run continues):
    the generator settings, the cohort's lesion counts, the validation scores, the prlkit version and
    commit, the weights' SHA-256, the susceptibility input and the frodo settings the weights need.
 
+With `--anatomy T1W` (the shipped `simulated_anatomy` weights): step 1 draws the participants on that real
+skull-stripped brain (`prlkit simulate --anatomy`), and step 2 is method `frodo_simpretrained` itself
+(`prlkit train WORK/cohort --method frodo_simpretrained --seed 0`): the shipped `simulated` weights fine-tuned
+on them with the variant's recipe, a second pretraining stage that shows the network real cortex, sulci and
+ventricles. The shipped file used the ICBM 2009a symmetric MNI152 template that nilearn packages, a brain in none of
+prlkit's test cohorts (`pip download nilearn==0.14.1 --no-deps`, then unzip
+`nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz`; its SHA-256 is in the JSON).
+
 Usage: PYTHONPATH=src python benchmarks/pretrain_simulated.py --work WORK [--subjects 300] [--seed 2026]
-       [--synth-profile randomised|randomised_core_balanced]
+       [--synth-profile randomised|randomised_core_balanced] [--anatomy T1W]
        [--susceptibility qsm|phase] [--threads 1] --out OUT
 """
 
@@ -80,39 +88,52 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for the cohort and the trained model")
     parser.add_argument("--subjects", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2026, help="generator seed")
-    parser.add_argument("--synth-profile", default="randomised", choices=sorted(PRETRAINING_PROFILES.values()),
+    parser.add_argument("--synth-profile", default="randomised", choices=sorted(set(PRETRAINING_PROFILES.values())),
                         help="generator profile: randomised (default; the shipped `simulated` weights) or "
                              "randomised_core_balanced (Rim+ and plain Rim- cores drawn alike; the shipped "
                              "`simulated_core_balanced` weights, benchmarks/README.md)")
+    parser.add_argument("--anatomy", type=Path, metavar="T1W",
+                        help="draw the participants on this skull-stripped 1 mm T1w and fine-tune the shipped "
+                             "`simulated` weights on them (method frodo_simpretrained): the `simulated_anatomy` "
+                             "weights (module docstring)")
     parser.add_argument("--susceptibility", choices=sorted(SIMULATED_QUICK), default="qsm",
                         help="the input the network learns from (default qsm)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True, help="where the weights and their JSON go")
     args = parser.parse_args()
+    if args.anatomy and args.synth_profile != "randomised":
+        parser.error("--anatomy makes the `simulated_anatomy` weights: use it with --synth-profile randomised")
     suffix = "" if args.susceptibility == "qsm" else f"_{args.susceptibility}"
     cohort, model = args.work / "cohort", args.work / f"model{suffix}"
-    training = TRAINING if args.susceptibility == "qsm" else \
-        {**TRAINING, "susceptibility": args.susceptibility, "phase_sign": DEFAULT_PHASE_SIGN}
+    method, training = ("frodo_simpretrained", {"profile": "quick"}) if args.anatomy else ("frodo_scratch", TRAINING)
+    if args.susceptibility != "qsm":
+        training = {**training, "susceptibility": args.susceptibility, "phase_sign": DEFAULT_PHASE_SIGN}
+    anatomy = ["--anatomy", str(args.anatomy)] if args.anatomy else []
     if not (cohort / "participants.tsv").exists():
-        prlkit_command(["simulate", str(cohort), "--synth-profile", args.synth_profile,
+        prlkit_command(["simulate", str(cohort), "--synth-profile", args.synth_profile, *anatomy,
                         "--subjects", str(args.subjects), "--seed", str(args.seed), "--jobs", "1"], args.threads)
     if not (model / "model.safetensors").exists():
         settings = args.work / f"pretrain{suffix}.yaml"
         settings.write_text(yaml.safe_dump(training), encoding="utf-8")
-        prlkit_command(["train", str(cohort), "--method", "frodo_scratch", "--config", str(settings), "--seed", "0",
+        prlkit_command(["train", str(cohort), "--method", method, "--config", str(settings), "--seed", "0",
                         "--out", str(model), "--no-progress"], args.threads)
     meta = json.loads((model / "model.json").read_text(encoding="utf-8"))
     truth = pd.read_csv(cohort / "sourcedata" / "truth.tsv", sep="\t")
-    shipped_name = {profile: name for name, profile in PRETRAINING_PROFILES.items()}[args.synth_profile]
+    by_profile = {profile: name for name, profile in PRETRAINING_PROFILES.items() if name != "simulated_anatomy"}
+    shipped_name = "simulated_anatomy" if args.anatomy else by_profile[args.synth_profile]
     weights = args.out / SHIPPED_WEIGHTS[shipped_name][args.susceptibility].name
     args.out.mkdir(parents=True, exist_ok=True)
     export_network(model / "model.safetensors", weights)
     provenance = {
         "command": shlex.join([sys.executable, *sys.argv]),
-        "generator": {"command": f"prlkit simulate COHORT --synth-profile {args.synth_profile} "
-                                 f"--subjects {args.subjects} --seed {args.seed}",
-                      "lesions": len(truth), "rim_pos": int(truth["rim"].sum())},
-        "training": {"command": f"prlkit train COHORT --method frodo_scratch --config pretrain{suffix}.yaml --seed 0",
+        "generator": {"command": shlex.join(["prlkit", "simulate", "COHORT", "--synth-profile", args.synth_profile,
+                                             *(["--anatomy", "T1W"] if args.anatomy else []),
+                                             "--subjects", str(args.subjects), "--seed", str(args.seed)]),
+                      "lesions": len(truth), "rim_pos": int(truth["rim"].sum()),
+                      **({"anatomy": {"file": args.anatomy.name,
+                                      "sha256": hashlib.sha256(args.anatomy.read_bytes()).hexdigest()}}
+                         if args.anatomy else {})},
+        "training": {"command": f"prlkit train COHORT --method {method} --config pretrain{suffix}.yaml --seed 0",
                      "config": training, **{k: v for k, v in meta["training"].items() if k != "stages"}},
         "prlkit_version": meta["prlkit_version"],
         "commit": git_commit(),

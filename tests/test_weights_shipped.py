@@ -34,6 +34,9 @@ def test_shipped_weights_load_into_the_methods_network_and_say_how_they_were_mad
     generator = provenance["generator"]["command"].split()
     assert generator[generator.index("--synth-profile") + 1] == PRETRAINING_PROFILES[name]
     assert provenance["generator"]["rim_pos"] > 100
+    if name == "simulated_anatomy":  # a second stage, from the `simulated` file, on participants drawn on a real brain
+        assert "--anatomy" in generator and len(provenance["generator"]["anatomy"]["sha256"]) == 64
+        assert "--method frodo_simpretrained " in provenance["training"]["command"]
     assert provenance["prlkit_version"] and "pretrain_simulated.py" in provenance["command"]
     assert provenance["susceptibility"] == provenance["training"]["config"].get("susceptibility", "qsm") \
         == susceptibility
@@ -74,15 +77,17 @@ def test_phase_input_gets_the_phase_weights_or_one_line_saying_why_not(tmp_path,
     assert resolve_weights("simulated", frodo) == SIMULATED_QUICK["qsm"]
 
 
-@pytest.mark.parametrize("learning_rate, moves", [(1e-12, False), (1e-3, True)])
-def test_fine_tuning_starts_from_the_shipped_weights(tmp_path, learning_rate, moves):
+@pytest.mark.parametrize("weights, learning_rate, moves",
+                         [("simulated", 1e-12, False), ("simulated", 1e-3, True), ("simulated_anatomy", 1e-12, False)])
+def test_fine_tuning_starts_from_the_shipped_weights(tmp_path, weights, learning_rate, moves):
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=4)
-    config = {"profile": "quick", "methods": {"frodo_simpretrained": {"finetune": {
+    config = {"profile": "quick", "methods": {"frodo_simpretrained": {"pretrain": {"weights": weights}, "finetune": {
         "max_epochs": 1, "learning_rate": learning_rate, "weight_decay": 0.0}}}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--method", "frodo_simpretrained",
                  "--config", str(tmp_path / "c.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
-    trained, shipped = load_file(str(tmp_path / "model" / "model.safetensors")), load_file(str(SIMULATED_QUICK["qsm"]))
+    trained = load_file(str(tmp_path / "model" / "model.safetensors"))
+    shipped = load_file(str(SHIPPED_WEIGHTS[weights]["qsm"]))
     assert set(trained) == {f"net.{key}" for key in shipped}  # the network inside the symmetry average
     changed = [key for key in shipped if not torch.allclose(trained[f"net.{key}"], shipped[key], atol=1e-6)]
     assert bool(changed) is moves, changed[:5]

@@ -247,8 +247,9 @@ class PretrainConfig(TrainConfig):
     val_fraction: float = 0.15  # participants held out for stage-1 early stopping
     encoders: str = ""  # a safetensors file of pretrained encoders (convert-checkpoint of best.pt): replaces stage 1
     # a safetensors file of a whole frodo network with the same frodo settings (e.g. another model folder's
-    # model.safetensors), or the name of shipped weights (`simulated`, `simulated_core_balanced`: prlkit.weights):
-    # every layer starts from it and stage 1 is skipped; a list gives one per network of a `frodo.seeds` ensemble
+    # model.safetensors), or the name of shipped weights (`simulated`, `simulated_core_balanced`,
+    # `simulated_anatomy`: prlkit.weights): every layer starts from it and stage 1 is skipped; a list gives one
+    # per network of a `frodo.seeds` ensemble
     weights: str | tuple[str, ...] = ""
 
     def __post_init__(self) -> None:

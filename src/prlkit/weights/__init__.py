@@ -8,8 +8,11 @@ the file of the run's `susceptibility` input (the `frodo_simpretrained` method).
 `frodo_quick_simulated_core_balanced[_phase].safetensors` (`pretrain.weights: simulated_core_balanced`):
 the same recipe on `--synth-profile randomised_core_balanced`, whose Rim+ and plain Rim- lesion cores are
 drawn alike, so the weights cannot have learned the simulator's dark-core cue (method
-`frodo_simpretrained_pair` starts one network from each). Each JSON says how its file was made: the
-command, the generator settings, the prlkit version and commit, its SHA-256, the susceptibility input
+`frodo_simpretrained_pair` starts one network from each). `frodo_quick_simulated_anatomy[_phase].safetensors`
+(`pretrain.weights: simulated_anatomy`): the `simulated` file fine-tuned further, with method
+`frodo_simpretrained`'s recipe, on simulated participants drawn on a real brain (the MNI152 template;
+`pretrain_simulated.py --anatomy`), a brain in none of prlkit's test cohorts. Each JSON says how its file was
+made: the command, the generator settings, the prlkit version and commit, its SHA-256, the susceptibility input
 and the frodo settings it needs.
 """
 
@@ -30,8 +33,11 @@ SHIPPED_WEIGHTS = {
     "simulated": SIMULATED_QUICK,
     "simulated_core_balanced": {"qsm": HERE / "frodo_quick_simulated_core_balanced.safetensors",
                                 "phase": HERE / "frodo_quick_simulated_core_balanced_phase.safetensors"},
+    "simulated_anatomy": {"qsm": HERE / "frodo_quick_simulated_anatomy.safetensors",
+                          "phase": HERE / "frodo_quick_simulated_anatomy_phase.safetensors"},
 }
-PRETRAINING_PROFILES = {"simulated": "randomised", "simulated_core_balanced": "randomised_core_balanced"}
+PRETRAINING_PROFILES = {"simulated": "randomised", "simulated_core_balanced": "randomised_core_balanced",
+                        "simulated_anatomy": "randomised"}
 
 
 def read_provenance(weights: Path) -> dict:
