@@ -442,7 +442,9 @@ class Config:
             if shared:
                 raise PrlkitError(f"config methods.{name}.{shared[0]}: every method of a run shares "
                                   f"{', '.join(SHARED_SECTIONS)}; set it for the whole run")
-            _merge(dataclasses.replace(self, methods={}), overrides, prefix=f"methods.{name}.")  # key check
+            # keys and types only: checks across sections (pretrain.weights against frodo.seeds) wait for
+            # `method_config`, which applies the method's own recipe first
+            _merged_fields(dataclasses.replace(self, methods={}), overrides, prefix=f"methods.{name}.")
 
 
 # one patch set and one fold plan per run
@@ -528,6 +530,18 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str) -> Any:
 
     `prefix` is the dotted path of `obj` in the config (e.g. ``segment.train.``); errors name the full key.
     """
+    changes = _merged_fields(obj, data, prefix)
+    try:
+        return dataclasses.replace(obj, **changes)
+    except PrlkitError as error:  # a section's own check; name its full path where it names a shorter one
+        section = prefix.rstrip(".")
+        if not section or str(error).startswith(section):
+            raise
+        raise PrlkitError(f"config {section}: {error}") from None
+
+
+def _merged_fields(obj: Any, data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The new values of the fields of `obj` that `data` names, each checked (nested sections merged whole)."""
     if not isinstance(data, dict):
         raise PrlkitError(f"config section {prefix.rstrip('.') or '(top)'} must be a mapping")
     fields = {f.name: f for f in dataclasses.fields(obj)}
@@ -544,13 +558,7 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str) -> Any:
             changes[key] = value
         else:
             changes[key] = _typed(type(obj), key, value, f"{prefix}{key}")
-    try:
-        return dataclasses.replace(obj, **changes)
-    except PrlkitError as error:  # a section's own check; name its full path where it names a shorter one
-        section = prefix.rstrip(".")
-        if not section or str(error).startswith(section):
-            raise
-        raise PrlkitError(f"config {section}: {error}") from None
+    return changes
 
 
 @functools.cache
