@@ -54,7 +54,6 @@ def test_table_on_known_geometry_with_anisotropic_voxels():
     assert second.excluded == "too_small" and second.touches_border
 
 
-
 @pytest.mark.parametrize("threshold, kept", [(100.0, True), (150.0, False)])
 def test_min_volume_mm3_decides_alike_at_any_voxel_size(threshold, kept):
     """The same 125 mm³ cube at 1 mm (125 voxels) and at 0.5 mm (1,000 voxels): one volume rule, one answer."""
@@ -74,6 +73,7 @@ def test_min_volume_mm3_decides_alike_at_any_voxel_size(threshold, kept):
 def test_negative_min_volume_is_a_config_error():
     with pytest.raises(PrlkitError, match=r"lesions\.min_volume_mm3 must be >= 0"):
         LesionConfig(min_volume_mm3=-1.0)
+
 
 def test_empty_map_gives_empty_table_and_warning(tmp_path):
     table = lesion_table(np.zeros((4, 4, 4), np.int32), np.eye(4), LesionConfig())

@@ -38,11 +38,11 @@ def run_segment(argv: list[str]) -> int:
     return args.func(args)
 
 
-
 def test_voxel_mm_is_named_as_ignored(tmp_path):
     config = config_from_dict({**TINY, "patches": {"voxel_mm": 1.0}})
     with pytest.warns(PrlkitWarning, match=r"patches\.voxel_mm is ignored"), pytest.raises(PrlkitError):
         train_segmentation([], [], config, tmp_path, torch.device("cpu"))
+
 
 @pytest.mark.slow
 def test_train_segments_obvious_rims_and_predict_writes_maps_on_the_input_grid(tmp_path):

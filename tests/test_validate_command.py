@@ -44,10 +44,10 @@ def test_min_voxels_override(bids, capsys):
     assert report["totals"]["included"] == 4 and report["totals"]["rim_neg"] == 2
 
 
-
 def test_min_volume_override(bids, capsys):
     _, report, _ = run_json(capsys, bids, "--min-voxels", "0", "--min-volume-mm3", "1e6")
     assert report["totals"]["included"] == 0 and report["totals"]["excluded_too_small"] == 4
+
 
 def corrupt(root):
     (root / ANAT / "sub-02_Chimap.nii.gz").write_bytes(gzip.compress(b"garbage" * 100))

@@ -122,7 +122,6 @@ def test_a_weights_list_needs_one_file_per_network(tmp_path):
         method_config("frodo_simpretrained_pair", load_config(tmp_path / "c.yaml"))
 
 
-
 def test_the_pairs_own_section_may_name_its_two_starts(tmp_path):
     """A `methods.frodo_simpretrained_pair` section listing two files is checked against the pair's two networks,
     not against the run's single-network default."""
@@ -131,6 +130,7 @@ def test_the_pairs_own_section_may_name_its_two_starts(tmp_path):
         "frodo_simpretrained_pair": {"pretrain": {"weights": weights}}}}))
     config = method_config("frodo_simpretrained_pair", load_config(tmp_path / "c.yaml"))
     assert config.pretrain.weights == tuple(weights) and config.frodo.seeds == 2
+
 
 def test_a_symmetry_averaged_models_weights_start_another_network(tmp_path):
     """A frodo_simpretrained model folder's weights (saved inside the symmetry average) load as `pretrain.weights`."""
