@@ -1,0 +1,103 @@
+"""Weight interpolation between a fine-tuned network and its start: does the middle transfer better?
+
+`frodo_simpretrained` fine-tunes shipped weights on the user's cohort, and on several held-out cohorts the
+shipped weights alone (no fine-tuning) scored as well or better. Averaging the weights of the start and the
+fine-tuned network (WiSE-FT, Wortsman et al., CVPR 2022: robust fine-tuning of zero-shot models) keeps part
+of both. Per model folder, test cohort and mixing weight `alpha` (0 = the fine-tuned network as saved,
+1 = its start, `pretrain.weights`): the scored lesions' ROC-AUC / PR-AUC and the Spearman correlation of the
+score with lesion volume among Rim- lesions, logits averaged over the model's own test-time symmetries.
+Uncalibrated scores (calibration is increasing, so the AUCs are the same). Single networks only.
+
+Usage: PYTHONPATH=src python benchmarks/weight_interpolation.py --models NAME=MODEL [...] --test COHORT [...]
+       [--alphas 0 0.25 0.5 0.75 1] [--cache-dir CACHE] [--threads 1] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from prlkit.data.bids import discover_cohort
+from prlkit.data.cache import build_patch_set
+from prlkit.methods.splits import lesion_split
+from prlkit.methods.trained import load_trained_model
+from prlkit.models.frodo import IMAGE_CHANNELS, FrodoNet, SymmetryAveraged
+from prlkit.weights import resolve_weights
+
+
+def interpolated(net: torch.nn.Module, start: dict[str, torch.Tensor], alpha: float) -> torch.nn.Module:
+    """A copy of `net` whose floating-point tensors are (1 - alpha) * its own + alpha * `start`'s."""
+    mixed = copy.deepcopy(net)
+    state = mixed.state_dict()
+    mixed.load_state_dict({key: torch.lerp(value, start[key].to(value.dtype), alpha)
+                           if value.is_floating_point() else value for key, value in state.items()})
+    return mixed.eval()
+
+
+def start_state(model) -> dict[str, torch.Tensor]:
+    """The weights fine-tuning of `model` started from (its `pretrain.weights`), keyed like its network."""
+    config = model.config
+    if not config.pretrain.weights or isinstance(config.pretrain.weights, tuple):
+        raise SystemExit(f"{model.method}: a single network fine-tuned from pretrain.weights is needed")
+    state = load_file(str(resolve_weights(config.pretrain.weights, config.frodo, config.susceptibility)))
+    return {key.removeprefix("net."): value for key, value in state.items()}
+
+
+def main() -> None:
+    """Command line: see the module docstring."""
+    from symmetry_averaging import averaged_logits  # benchmarks/ siblings
+    from transfer import transfer_metrics
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", required=True, metavar="NAME=MODEL")
+    parser.add_argument("--test", type=Path, nargs="+", required=True)
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--cache-dir", type=Path)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started, rows = time.perf_counter(), []
+    print("| model | test cohort | lesions (Rim+) | " + " | ".join(f"alpha {a:g}" for a in args.alphas) + " |\n|"
+          + "---|" * (3 + len(args.alphas)))
+    for spec in args.models:
+        name, folder = spec.split("=", 1)
+        model = load_trained_model(Path(folder))
+        net = model.module.net if isinstance(model.module, SymmetryAveraged) else model.module
+        if not isinstance(net, FrodoNet):
+            raise SystemExit(f"{folder}: a single frodo network is needed, not {type(net).__name__}")
+        start = start_state(model)
+        nets = {alpha: interpolated(net, start, alpha) for alpha in args.alphas}
+        symmetries = model.config.frodo.test_time_symmetries
+        for test in args.test:
+            patch_set = build_patch_set(discover_cohort(test), model.config, args.cache_dir, progress=False)
+            table = patch_set.labelled()
+            split = lesion_split(patch_set, table.index.to_numpy(), IMAGE_CHANNELS)
+            row, cells = {"model": name, "test": test.name, "symmetries": symmetries}, []
+            for alpha, mixed in nets.items():
+                scores = averaged_logits(mixed, split.x.float(), symmetries)
+                metrics = transfer_metrics(split.y.numpy(), scores, table["volume_mm3"].to_numpy())
+                row[f"alpha={alpha:g}"] = metrics
+                cells.append(f"{metrics['roc_auc']:.3f} / {metrics['pr_auc']:.3f} "
+                             f"({metrics['spearman_volume_rim_neg']:.2f})")
+            rows.append(row)
+            print(f"| {name} | {test.name} | {metrics['n_lesions']} ({metrics['n_rim_pos']}) | " + " | ".join(cells)
+                  + " |", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps({"command": shlex.join([sys.executable, *sys.argv]), "rows": rows,
+                                        "load": os.getloadavg(), "wall_s": round(time.perf_counter() - started, 1)},
+                                       indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    main()
