@@ -17,6 +17,7 @@ Usage: PYTHONPATH=src python benchmarks/symmetry_averaging.py --models NAME=MODE
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -42,43 +43,67 @@ def averaged_logits(net: torch.nn.Module, x: torch.Tensor, symmetries: str) -> n
         return predict_logits(with_test_time_symmetries(net, symmetries), x).numpy()
 
 
-def main() -> None:
-    """Command line: see the module docstring."""
+def score_cohorts(name: str, config, scorers: dict, tests: list[Path], cache_dir: Path | None) -> list[dict]:
+    """Per test cohort: `transfer_metrics` of each scorer's logits (label -> function of the patch tensor) on the
+    scored lesions, one markdown table row printed per cohort; the rows as dicts."""
     from transfer import transfer_metrics  # benchmarks/ sibling: the same metrics as the transfer table
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    rows = []
+    for test in tests:
+        patch_set = build_patch_set(discover_cohort(test), config, cache_dir, progress=False)
+        table = patch_set.labelled()
+        split = lesion_split(patch_set, table.index.to_numpy(), IMAGE_CHANNELS)
+        cells, row = [], {"model": name, "test": test.name}
+        for label, scorer in scorers.items():
+            metrics = transfer_metrics(split.y.numpy(), scorer(split.x.float()), table["volume_mm3"].to_numpy())
+            row[label] = metrics
+            cells.append(f"{metrics['roc_auc']:.3f} / {metrics['pr_auc']:.3f} "
+                         f"({metrics['spearman_volume_rim_neg']:.2f})")
+        rows.append(row)
+        print(f"| {name} | {test.name} | {metrics['n_lesions']} ({metrics['n_rim_pos']}) | " + " | ".join(cells)
+              + " |", flush=True)
+    return rows
+
+
+def write_result(out: Path, rows: list[dict], started: float) -> None:
+    """The rows, the command that made them, the load and the wall time, as JSON."""
+    out.write_text(json.dumps({"command": shlex.join([sys.executable, *sys.argv]), "rows": rows,
+                               "load": os.getloadavg(), "wall_s": round(time.perf_counter() - started, 1)},
+                              indent=2) + "\n", encoding="utf-8")
+
+
+def model_parser(description: str) -> argparse.ArgumentParser:
+    """The options of the scripts that rescore saved models: models, test cohorts, cache, threads, JSON out."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME=MODEL")
     parser.add_argument("--test", type=Path, nargs="+", required=True)
     parser.add_argument("--cache-dir", type=Path)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def saved_network(folder: Path):
+    """A saved model and its network without the test-time average it may have been saved with."""
+    model = load_trained_model(folder)
+    net = model.module.eval()
+    return model, net.net if isinstance(net, SymmetryAveraged) else net
+
+
+def main() -> None:
+    """Command line: see the module docstring."""
+    args = model_parser(__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(args.threads)
     started, rows = time.perf_counter(), []
     print("| model | test cohort | lesions (Rim+) | none | flips (8) | cube (48) |\n|---|---|---|---|---|---|")
     for spec in args.models:
         name, folder = spec.split("=", 1)
-        model = load_trained_model(Path(folder))
-        net = model.module.eval()
-        net = net.net if isinstance(net, SymmetryAveraged) else net  # a model saved with averaging: its network
-        for test in args.test:
-            patch_set = build_patch_set(discover_cohort(test), model.config, args.cache_dir, progress=False)
-            rows_table = patch_set.labelled()
-            split = lesion_split(patch_set, rows_table.index.to_numpy(), IMAGE_CHANNELS)
-            cells, row = [], {"model": name, "test": test.name}
-            for set_name in TEST_TIME_SYMMETRIES:
-                scores = averaged_logits(net, split.x.float(), set_name)
-                metrics = transfer_metrics(split.y.numpy(), scores, rows_table["volume_mm3"].to_numpy())
-                row[set_name] = metrics
-                cells.append(f"{metrics['roc_auc']:.3f} / {metrics['pr_auc']:.3f} "
-                             f"({metrics['spearman_volume_rim_neg']:.2f})")
-            rows.append(row)
-            print(f"| {name} | {test.name} | {metrics['n_lesions']} ({metrics['n_rim_pos']}) | " + " | ".join(cells)
-                  + " |", flush=True)
+        model, net = saved_network(Path(folder))
+        scorers = {set_name: functools.partial(averaged_logits, net, symmetries=set_name)
+                   for set_name in TEST_TIME_SYMMETRIES}
+        rows += score_cohorts(name, model.config, scorers, args.test, args.cache_dir)
     if args.out:
-        args.out.write_text(json.dumps({"command": shlex.join([sys.executable, *sys.argv]), "rows": rows,
-                                        "load": os.getloadavg(), "wall_s": round(time.perf_counter() - started, 1)},
-                                       indent=2) + "\n", encoding="utf-8")
+        write_result(args.out, rows, started)
 
 
 if __name__ == "__main__":

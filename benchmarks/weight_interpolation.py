@@ -14,11 +14,8 @@ Usage: PYTHONPATH=src python benchmarks/weight_interpolation.py --models NAME=MO
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import os
-import shlex
+import functools
 import sys
 import time
 from pathlib import Path
@@ -26,11 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from prlkit.data.bids import discover_cohort
-from prlkit.data.cache import build_patch_set
-from prlkit.methods.splits import lesion_split
-from prlkit.methods.trained import load_trained_model
-from prlkit.models.frodo import IMAGE_CHANNELS, FrodoNet, SymmetryAveraged
+from prlkit.models.frodo import FrodoNet
 from prlkit.weights import resolve_weights
 
 
@@ -54,16 +47,10 @@ def start_state(model) -> dict[str, torch.Tensor]:
 
 def main() -> None:
     """Command line: see the module docstring."""
-    from symmetry_averaging import averaged_logits  # benchmarks/ siblings
-    from transfer import transfer_metrics
+    from symmetry_averaging import averaged_logits, model_parser, saved_network, score_cohorts, write_result
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", required=True, metavar="NAME=MODEL")
-    parser.add_argument("--test", type=Path, nargs="+", required=True)
+    parser = model_parser(__doc__.splitlines()[0])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
-    parser.add_argument("--cache-dir", type=Path)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started, rows = time.perf_counter(), []
@@ -71,31 +58,15 @@ def main() -> None:
           + "---|" * (3 + len(args.alphas)))
     for spec in args.models:
         name, folder = spec.split("=", 1)
-        model = load_trained_model(Path(folder))
-        net = model.module.net if isinstance(model.module, SymmetryAveraged) else model.module
+        model, net = saved_network(Path(folder))
         if not isinstance(net, FrodoNet):
             raise SystemExit(f"{folder}: a single frodo network is needed, not {type(net).__name__}")
-        start = start_state(model)
-        nets = {alpha: interpolated(net, start, alpha) for alpha in args.alphas}
-        symmetries = model.config.frodo.test_time_symmetries
-        for test in args.test:
-            patch_set = build_patch_set(discover_cohort(test), model.config, args.cache_dir, progress=False)
-            table = patch_set.labelled()
-            split = lesion_split(patch_set, table.index.to_numpy(), IMAGE_CHANNELS)
-            row, cells = {"model": name, "test": test.name, "symmetries": symmetries}, []
-            for alpha, mixed in nets.items():
-                scores = averaged_logits(mixed, split.x.float(), symmetries)
-                metrics = transfer_metrics(split.y.numpy(), scores, table["volume_mm3"].to_numpy())
-                row[f"alpha={alpha:g}"] = metrics
-                cells.append(f"{metrics['roc_auc']:.3f} / {metrics['pr_auc']:.3f} "
-                             f"({metrics['spearman_volume_rim_neg']:.2f})")
-            rows.append(row)
-            print(f"| {name} | {test.name} | {metrics['n_lesions']} ({metrics['n_rim_pos']}) | " + " | ".join(cells)
-                  + " |", flush=True)
+        start, symmetries = start_state(model), model.config.frodo.test_time_symmetries
+        scorers = {f"alpha={alpha:g}": functools.partial(averaged_logits, interpolated(net, start, alpha),
+                                                          symmetries=symmetries) for alpha in args.alphas}
+        rows += score_cohorts(name, model.config, scorers, args.test, args.cache_dir)
     if args.out:
-        args.out.write_text(json.dumps({"command": shlex.join([sys.executable, *sys.argv]), "rows": rows,
-                                        "load": os.getloadavg(), "wall_s": round(time.perf_counter() - started, 1)},
-                                       indent=2) + "\n", encoding="utf-8")
+        write_result(args.out, rows, started)
 
 
 if __name__ == "__main__":
