@@ -59,6 +59,9 @@ STRUCTURE = ("base_width", "norm", "se_reduction", "stem_stride")  # what the we
 # the shipped weights were trained without it (the best validation epoch kept)
 TRAINING = {"profile": "quick", "frodo": {"norm": "group"},
             "finetune": {"max_epochs": 24, "patience": 24, "keep": "best", "average_fraction": 0.0}}
+# `--anatomy`: method frodo_simpretrained's own recipe, its start pinned to the `simulated` weights so that the
+# stage stays reproducible whatever start the method defaults to
+ANATOMY_STAGE = {"profile": "quick", "methods": {"frodo_simpretrained": {"pretrain": {"weights": "simulated"}}}}
 
 
 def prlkit_command(arguments: list[str], threads: int) -> None:
@@ -105,7 +108,7 @@ def main() -> None:
         parser.error("--anatomy makes the `simulated_anatomy` weights: use it with --synth-profile randomised")
     suffix = "" if args.susceptibility == "qsm" else f"_{args.susceptibility}"
     cohort, model = args.work / "cohort", args.work / f"model{suffix}"
-    method, training = ("frodo_simpretrained", {"profile": "quick"}) if args.anatomy else ("frodo_scratch", TRAINING)
+    method, training = ("frodo_simpretrained", ANATOMY_STAGE) if args.anatomy else ("frodo_scratch", TRAINING)
     if args.susceptibility != "qsm":
         training = {**training, "susceptibility": args.susceptibility, "phase_sign": DEFAULT_PHASE_SIGN}
     anatomy = ["--anatomy", str(args.anatomy)] if args.anatomy else []

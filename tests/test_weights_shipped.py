@@ -147,11 +147,13 @@ def test_the_pretraining_recipe_of_the_shipped_weights_is_a_valid_config(tmp_pat
     """benchmarks/pretrain_simulated.py's settings still load under today's `quick` profile (its documented
     reproduction command failed once `quick` gained a weight average that `keep: best` forbids)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from pretrain_simulated import TRAINING
+    from pretrain_simulated import ANATOMY_STAGE, TRAINING
 
     (tmp_path / "pretrain.yaml").write_text(yaml.safe_dump(TRAINING))
     config = load_config(tmp_path / "pretrain.yaml")
     assert config.frodo.norm == "group" and config.finetune.keep == "best" and config.finetune.max_epochs == 24
+    (tmp_path / "anatomy.yaml").write_text(yaml.safe_dump(ANATOMY_STAGE))  # `--anatomy`: the `simulated` file's stage
+    assert method_config("frodo_simpretrained", load_config(tmp_path / "anatomy.yaml")).pretrain.weights == "simulated"
 
 
 def test_the_pretraining_script_ships_the_plain_network(tmp_path):
