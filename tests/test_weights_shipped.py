@@ -78,11 +78,15 @@ def test_phase_input_gets_the_phase_weights_or_one_line_saying_why_not(tmp_path,
 
 
 @pytest.mark.parametrize("weights, learning_rate, moves",
-                         [("simulated", 1e-12, False), ("simulated", 1e-3, True), ("simulated_anatomy", 1e-12, False)])
+                         [("simulated", 1e-12, False), ("simulated", 1e-3, True), ("simulated_anatomy", 1e-12, False),
+                          (None, 1e-12, False)])
 def test_fine_tuning_starts_from_the_shipped_weights(tmp_path, weights, learning_rate, moves):
+    """None: the method's own start, `simulated_anatomy` since 2026-12-08."""
     dataset = write_toy_rim_cohort(tmp_path / "bids", n_participants=4)
-    config = {"profile": "quick", "methods": {"frodo_simpretrained": {"pretrain": {"weights": weights}, "finetune": {
+    start = {"pretrain": {"weights": weights}} if weights else {}
+    config = {"profile": "quick", "methods": {"frodo_simpretrained": {**start, "finetune": {
         "max_epochs": 1, "learning_rate": learning_rate, "weight_decay": 0.0}}}}
+    weights = weights or "simulated_anatomy"
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["train", str(dataset), "--out", str(tmp_path / "model"), "--method", "frodo_simpretrained",
                  "--config", str(tmp_path / "c.yaml"), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0

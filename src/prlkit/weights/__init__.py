@@ -4,14 +4,15 @@
 domain-randomised simulated cohort (`prlkit simulate --synth-profile randomised`, made by
 `benchmarks/pretrain_simulated.py`); `frodo_quick_simulated_phase.safetensors`: the same network
 trained on the same cohort's phase images. `pretrain: {weights: simulated}` starts fine-tuning from
-the file of the run's `susceptibility` input (the `frodo_simpretrained` method).
+the file of the run's `susceptibility` input (the `frodo_simpretrained` method until 2026-12-08).
 `frodo_quick_simulated_core_balanced[_phase].safetensors` (`pretrain.weights: simulated_core_balanced`):
 the same recipe on `--synth-profile randomised_core_balanced`, whose Rim+ and plain Rim- lesion cores are
 drawn alike, so the weights cannot have learned the simulator's dark-core cue (method
 `frodo_simpretrained_pair` starts one network from each). `frodo_quick_simulated_anatomy[_phase].safetensors`
 (`pretrain.weights: simulated_anatomy`): the `simulated` file fine-tuned further, with method
 `frodo_simpretrained`'s recipe, on simulated participants drawn on a real brain (the MNI152 template;
-`pretrain_simulated.py --anatomy`), a brain in none of prlkit's test cohorts. Each JSON says how its file was
+`pretrain_simulated.py --anatomy`), a brain in none of prlkit's test cohorts: method `frodo_simpretrained`'s
+start since 2026-12-08. Each JSON says how its file was
 made: the command, the generator settings, the prlkit version and commit, its SHA-256, the susceptibility input
 and the frodo settings it needs.
 """
