@@ -134,7 +134,7 @@ def test_cv_compares_qsm_and_phase_of_the_same_cohort(cohort, tmp_path, capsys):
 def test_the_pretrained_variant_starts_from_the_phase_weights_on_phase(cohort, tmp_path):
     from safetensors.torch import load_file
 
-    from prlkit.weights import SIMULATED_QUICK
+    from prlkit.weights import SHIPPED_WEIGHTS
 
     root, _ = cohort
     settings = tiny_config(methods={"frodo_simpretrained": {"finetune": {
@@ -144,7 +144,7 @@ def test_the_pretrained_variant_starts_from_the_phase_weights_on_phase(cohort, t
                  "--susceptibility", "phase", "--phase-sign", "negative", "--config", str(tmp_path / "c.yaml"),
                  "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
     trained = load_file(str(tmp_path / "model/model.safetensors"))
-    phase, qsm = (load_file(str(SIMULATED_QUICK[source])) for source in ("phase", "qsm"))
+    phase, qsm = (load_file(str(SHIPPED_WEIGHTS["simulated_anatomy"][source])) for source in ("phase", "qsm"))
     assert all(np.allclose(trained[f"net.{key}"], phase[key], atol=1e-6) for key in phase)
     assert not all(np.allclose(phase[key], qsm[key], atol=1e-6) for key in phase)  # the check has teeth
 
