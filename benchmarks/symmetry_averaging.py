@@ -72,10 +72,18 @@ def write_result(out: Path, rows: list[dict], started: float) -> None:
                               indent=2) + "\n", encoding="utf-8")
 
 
+def named_model(spec: str) -> tuple[str, Path]:
+    """`NAME=MODEL` of the command line as (name, model folder); anything else is a usage error."""
+    name, _, folder = spec.partition("=")
+    if not name or not folder or not (Path(folder) / "model.json").is_file():
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected NAME=MODEL_FOLDER with a model.json in the folder")
+    return name, Path(folder)
+
+
 def model_parser(description: str) -> argparse.ArgumentParser:
     """The options of the scripts that rescore saved models: models, test cohorts, cache, threads, JSON out."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--models", nargs="+", required=True, metavar="NAME=MODEL")
+    parser.add_argument("--models", nargs="+", required=True, metavar="NAME=MODEL", type=named_model)
     parser.add_argument("--test", type=Path, nargs="+", required=True)
     parser.add_argument("--cache-dir", type=Path)
     parser.add_argument("--threads", type=int, default=1)
@@ -96,9 +104,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started, rows = time.perf_counter(), []
     print("| model | test cohort | lesions (Rim+) | none | flips (8) | cube (48) |\n|---|---|---|---|---|---|")
-    for spec in args.models:
-        name, folder = spec.split("=", 1)
-        model, net = saved_network(Path(folder))
+    for name, folder in args.models:
+        model, net = saved_network(folder)
         scorers = {set_name: functools.partial(averaged_logits, net, symmetries=set_name)
                    for set_name in TEST_TIME_SYMMETRIES}
         rows += score_cohorts(name, model.config, scorers, args.test, args.cache_dir)

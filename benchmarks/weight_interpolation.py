@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
+from prlkit.methods.frodo import load_network_weights
 from prlkit.models.frodo import FrodoNet
 from prlkit.weights import resolve_weights
 
@@ -41,8 +41,9 @@ def start_state(model) -> dict[str, torch.Tensor]:
     config = model.config
     if not config.pretrain.weights or isinstance(config.pretrain.weights, tuple):
         raise SystemExit(f"{model.method}: a single network fine-tuned from pretrain.weights is needed")
-    state = load_file(str(resolve_weights(config.pretrain.weights, config.frodo, config.susceptibility)))
-    return {key.removeprefix("net."): value for key, value in state.items()}
+    start = FrodoNet(config.frodo)
+    load_network_weights(start, resolve_weights(config.pretrain.weights, config.frodo, config.susceptibility))
+    return start.state_dict()
 
 
 def main() -> None:
@@ -56,9 +57,8 @@ def main() -> None:
     started, rows = time.perf_counter(), []
     print("| model | test cohort | lesions (Rim+) | " + " | ".join(f"alpha {a:g}" for a in args.alphas) + " |\n|"
           + "---|" * (3 + len(args.alphas)))
-    for spec in args.models:
-        name, folder = spec.split("=", 1)
-        model, net = saved_network(Path(folder))
+    for name, folder in args.models:
+        model, net = saved_network(folder)
         if not isinstance(net, FrodoNet):
             raise SystemExit(f"{folder}: a single frodo network is needed, not {type(net).__name__}")
         start, symmetries = start_state(model), model.config.frodo.test_time_symmetries
